@@ -1,0 +1,555 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Configuration: one frozen dataclass per component, loaded from the node's YAML.
+
+Each field is documented by the docstring right under it; ``field_docs`` reads those docstrings
+so that the node can declare its parameters with them as descriptions (docs, YAML and code
+cannot drift). A YAML file may be a plain mapping or a ROS 2 parameter file
+(``node_name: {ros__parameters: {...}}`` or ``/**: {ros__parameters: {...}}``); nested mappings
+are the nested dataclasses, as ROS 2 turns them into dotted parameter names.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+import os
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Dict, List, Sequence, Tuple, Type, TypeVar
+
+from vssm_ros.errors import ConfigError
+
+C = TypeVar('C')
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f'{name}: {msg}')
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """Input topic names. An empty name means: auto-detect (replay) or the default (node)."""
+
+    rgb: str = ''
+    """Colour image topic (sensor_msgs/Image, rgb8/bgr8/mono8)."""
+    depth: str = ''
+    """Depth image topic (sensor_msgs/Image, 16UC1 millimetres or 32FC1 metres)."""
+    camera_info: str = ''
+    """Camera info topic; empty: the camera_info beside the depth (or colour) topic."""
+    imu: str = ''
+    """IMU topic (sensor_msgs/Imu); empty with no IMU in the input: run without IMU."""
+    ground_truth: str = ''
+    """Ground-truth pose topic for evaluation (geometry_msgs/PoseStamped or nav_msgs/Odometry)."""
+    tf_static: str = '/tf_static'
+    """Static transforms (tf2_msgs/TFMessage) for camera and IMU extrinsics."""
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """TF frame names (REP-105) and extrinsic fallbacks."""
+
+    map_frame: str = 'map'
+    """Global frame of the map and the trajectory."""
+    odom_frame: str = 'odom'
+    """Odometry frame; map->odom is published, and odom->base_link when standalone."""
+    body_frame: str = 'base_link'
+    """The robot body frame whose pose is estimated."""
+    standalone: bool = True
+    """Publish odom->base_link too (False when another node provides odometry)."""
+    T_body_cam: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    """Fallback camera optical frame in the body frame, x y z qx qy qz qw, used when
+    /tf_static has no chain from body_frame to the camera frame."""
+    T_body_imu: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    """Fallback IMU frame in the body frame, x y z qx qy qz qw."""
+
+    def __post_init__(self):
+        for name in ('T_body_cam', 'T_body_imu'):
+            v = getattr(self, name)
+            _check(len(v) == 7, f'frames.{name}', f'needs 7 numbers (x y z qx qy qz qw), got {len(v)}')
+            n = math.sqrt(sum(q * q for q in v[3:]))
+            _check(abs(n - 1.0) < 1e-3, f'frames.{name}', f'quaternion norm is {n:.4f}, not 1')
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Camera model and depth conventions."""
+
+    fx: float = 0.0
+    """Focal length x (pixels); used only when the input has no camera_info (TUM folders)."""
+    fy: float = 0.0
+    """Focal length y (pixels); as fx."""
+    cx: float = 0.0
+    """Principal point x (pixels); as fx."""
+    cy: float = 0.0
+    """Principal point y (pixels); as fx."""
+    depth_scale: float = 0.0
+    """Raw depth units per metre for integer depth (TUM: 5000). 0: by encoding
+    (16UC1 -> 1000, 32FC1 -> 1)."""
+    min_depth: float = 0.1
+    """Depth below this (metres) is treated as invalid."""
+    max_depth: float = 10.0
+    """Depth above this (metres) is treated as invalid."""
+
+    def __post_init__(self):
+        _check(self.depth_scale >= 0, 'camera.depth_scale', f'must be >= 0, got {self.depth_scale}')
+        _check(0 <= self.min_depth < self.max_depth, 'camera.min_depth/max_depth',
+               f'need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}')
+        for n in ('fx', 'fy', 'cx', 'cy'):
+            _check(getattr(self, n) >= 0, f'camera.{n}', 'must be >= 0')
+
+    @property
+    def has_intrinsics(self) -> bool:
+        return self.fx > 0 and self.fy > 0
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Approximate-time pairing of colour, depth and camera_info (like message_filters)."""
+
+    slop_s: float = 0.02
+    """Largest stamp difference (seconds) between messages paired into one frame."""
+    queue_size: int = 30
+    """Messages kept per topic while waiting for partners; the oldest are dropped beyond."""
+
+    def __post_init__(self):
+        _check(self.slop_s >= 0, 'sync.slop_s', f'must be >= 0, got {self.slop_s}')
+        _check(self.queue_size >= 1, 'sync.queue_size', f'must be >= 1, got {self.queue_size}')
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The built-in synthetic drone flight (scene, trajectory, sensors)."""
+
+    seed: int = 0
+    """Random seed; the whole sequence is a deterministic function of the config."""
+    duration_s: float = 16.0
+    """Flight duration (seconds)."""
+    peak_speed: float = 1.0
+    """Peak speed of the flight (m/s)."""
+    width: int = 160
+    """Image width (pixels)."""
+    height: int = 120
+    """Image height (pixels)."""
+    fov_deg: float = 70.0
+    """Horizontal field of view (degrees)."""
+    camera_rate_hz: float = 20.0
+    """RGB-D frame rate (Hz)."""
+    imu_rate_hz: float = 200.0
+    """IMU rate (Hz)."""
+    room_size: Tuple[float, ...] = (8.0, 6.0, 3.0)
+    """Room extent x, y, z (metres); the room spans [0, size] on each axis."""
+    n_obstacles: int = 6
+    """Number of box and cylinder obstacles placed in the room."""
+    acc_noise: float = 0.02
+    """Accelerometer white noise density (m/s²/sqrt(Hz))."""
+    gyro_noise: float = 0.002
+    """Gyroscope white noise density (rad/s/sqrt(Hz))."""
+    acc_bias_walk: float = 0.001
+    """Accelerometer bias random walk (m/s³/sqrt(Hz))."""
+    gyro_bias_walk: float = 0.0001
+    """Gyroscope bias random walk (rad/s²/sqrt(Hz))."""
+    acc_bias_init: float = 0.05
+    """Standard deviation of the initial accelerometer bias (m/s²)."""
+    gyro_bias_init: float = 0.002
+    """Standard deviation of the initial gyroscope bias (rad/s)."""
+    depth_noise_a: float = 0.001
+    """Depth noise std at zero range (metres): sigma(z) = a + b z²."""
+    depth_noise_b: float = 0.0015
+    """Depth noise growth with range (1/metre): sigma(z) = a + b z²."""
+    depth_dropout: float = 0.02
+    """Fraction of depth pixels dropped at random (set to invalid)."""
+    rgb_noise: float = 2.0
+    """Colour noise std (intensity levels of 255)."""
+    depth_max: float = 10.0
+    """Depth beyond this range (metres) is reported invalid, like a real RGB-D sensor."""
+    camera_tilt_deg: float = 10.0
+    """Downward pitch of the camera on the body (degrees), so the floor stays in view."""
+    hover_s: float = 1.0
+    """Time (seconds) the drone hovers at rest before it starts to move."""
+    ramp_s: float = 2.0
+    """Time (seconds) over which the flight speeds up smoothly from rest to full speed."""
+
+    def __post_init__(self):
+        for n in ('duration_s', 'peak_speed', 'fov_deg', 'camera_rate_hz', 'imu_rate_hz'):
+            _check(getattr(self, n) > 0, f'synthetic.{n}', 'must be > 0')
+        _check(self.width >= 8 and self.height >= 8, 'synthetic.width/height', 'must be >= 8')
+        _check(len(self.room_size) == 3 and min(self.room_size) > 1.0, 'synthetic.room_size',
+               'needs 3 extents > 1 m')
+        _check(0 <= self.depth_dropout < 1, 'synthetic.depth_dropout', 'must be in [0, 1)')
+        _check(self.fov_deg < 170, 'synthetic.fov_deg', 'must be < 170')
+        _check(self.depth_max > 0, 'synthetic.depth_max', 'must be > 0')
+        _check(self.hover_s >= 0 and self.ramp_s > 0, 'synthetic.hover_s/ramp_s',
+               f'need hover_s >= 0 and ramp_s > 0, got {self.hover_s}, {self.ramp_s}')
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """The map posterior q(M): occupancy (signed-distance backed) and colour voxel grids."""
+
+    bounds_min: Tuple[float, ...] = (-1.0, -1.0, -0.5)
+    """Lower corner of the grid (metres, map frame)."""
+    bounds_max: Tuple[float, ...] = (9.0, 7.0, 3.5)
+    """Upper corner of the grid (metres, map frame)."""
+    resolution: float = 0.05
+    """Voxel edge length (metres)."""
+    truncation: float = 0.15
+    """Signed distances are clamped to +-truncation (metres); beyond it space is free/unknown."""
+    logit_slope: float = 100.0
+    """Occupancy logit per metre of signed distance: logit = -slope * sdf (a TSDF-like ramp)."""
+    sdf_noise: float = 0.02
+    """Std (metres) of one signed-distance observation; q(M) std = sdf_noise / sqrt(weight)."""
+    max_weight: float = 50.0
+    """Cap on the accumulated observation weight per voxel (keeps the map adaptable)."""
+
+    def __post_init__(self):
+        _check(len(self.bounds_min) == 3 and len(self.bounds_max) == 3, 'map.bounds_min/max',
+               'need 3 numbers each')
+        _check(all(a < b for a, b in zip(self.bounds_min, self.bounds_max)), 'map.bounds',
+               f'need bounds_min < bounds_max, got {self.bounds_min}, {self.bounds_max}')
+        _check(self.resolution > 0, 'map.resolution', f'must be > 0, got {self.resolution}')
+        _check(self.truncation >= 2 * self.resolution, 'map.truncation',
+               'must be at least two voxels')
+        n = 1
+        for a, b in zip(self.bounds_min, self.bounds_max):
+            n *= int(math.ceil((b - a) / self.resolution)) + 1
+        _check(n <= 200_000_000, 'map.resolution', f'grid of {n} voxels is too large')
+        for k in ('logit_slope', 'sdf_noise', 'max_weight'):
+            _check(getattr(self, k) > 0, f'map.{k}', 'must be > 0')
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """First-hit rendering along camera rays."""
+
+    near: float = 0.1
+    """Closest sample depth (metres)."""
+    far: float = 8.0
+    """Farthest sample depth (metres); rays that hit nothing report this depth."""
+    samples: int = 64
+    """Samples per ray for full-image renders (outputs, prediction)."""
+    band_samples: int = 16
+    """Samples per ray inside the band around the observed depth (inference)."""
+    coarse_samples: int = 8
+    """Samples per ray between near and the band (inference; catches occluders)."""
+    band: float = 0.3
+    """Half-width of the band around the observed depth (metres)."""
+    hit_sharpness: float = 2.0
+    """Scale on the logits in the hit probability sigmoid(sharpness * logit)."""
+
+    def __post_init__(self):
+        _check(0 < self.near < self.far, 'render.near/far', 'need 0 < near < far')
+        _check(self.samples >= 4 and self.band_samples >= 2 and self.coarse_samples >= 1,
+               'render.samples', 'too few samples')
+        _check(self.band > 0 and self.hit_sharpness > 0, 'render.band/hit_sharpness', 'must be > 0')
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """Likelihood p(x_t | m_t): depth noise sigma(z) = a + b z², colour noise."""
+
+    depth_sigma_a: float = 0.002
+    """Depth noise at zero range (metres)."""
+    depth_sigma_b: float = 0.002
+    """Depth noise growth (1/metre): sigma(z) = a + b z²."""
+    model_sigma: float = 0.004
+    """Extra depth std (metres) for map discretisation error, added in quadrature."""
+    color_sigma: float = 0.1
+    """Colour noise std (intensity in [0, 1])."""
+    huber: float = 2.0
+    """Huber threshold on normalised depth residuals (robust to outliers and dynamics)."""
+
+    def __post_init__(self):
+        for k in ('depth_sigma_a', 'model_sigma', 'color_sigma', 'huber'):
+            _check(getattr(self, k) > 0, f'sensor.{k}', 'must be > 0')
+        _check(self.depth_sigma_b >= 0, 'sensor.depth_sigma_b', 'must be >= 0')
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Transition p(z_t+1 | z_t, u_t): IMU Euler integration, or constant velocity without IMU."""
+
+    gravity: float = 9.81
+    """Gravity magnitude (m/s²); the world z axis points up."""
+    acc_noise: float = 0.05
+    """Accelerometer noise density (m/s²/sqrt(Hz)), including unmodelled bias drift."""
+    gyro_noise: float = 0.005
+    """Gyroscope noise density (rad/s/sqrt(Hz)), including unmodelled bias drift."""
+    cv_acc_noise: float = 2.0
+    """Constant-velocity model (no IMU): white acceleration density (m/s²/sqrt(Hz))."""
+    cv_gyro_noise: float = 1.0
+    """Constant-velocity model (no IMU): white angular acceleration density (rad/s²/sqrt(Hz))."""
+    max_imu_gap: float = 0.1
+    """Largest gap between IMU samples (seconds) that is integrated; larger gaps fall back to
+    the constant-velocity model for that interval."""
+    weights: str = ''
+    """Learned residual dynamics (safetensors file); empty: the engineered integrator alone."""
+
+    def __post_init__(self):
+        for k in ('gravity', 'acc_noise', 'gyro_noise', 'cv_acc_noise', 'cv_gyro_noise',
+                  'max_imu_gap'):
+            _check(getattr(self, k) > 0, f'motion.{k}', 'must be > 0')
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Online inference: propagate, track, map over a sliding window."""
+
+    rays: int = 1024
+    """Rays (pixels) sampled per frame for tracking."""
+    track_iters: int = 4
+    """Gauss-Newton iterations for the new state (map fixed)."""
+    window: int = 4
+    """States jointly refined in the sliding window (1: no window refinement)."""
+    window_iters: int = 1
+    """Gauss-Newton iterations of the joint window refinement per frame."""
+    window_rays: int = 512
+    """Rays per window frame in the joint refinement."""
+    keyframe_translation: float = 0.1
+    """A new keyframe when the body moved this far (metres) since the last one."""
+    keyframe_rotation_deg: float = 10.0
+    """A new keyframe when the body turned this much (degrees) since the last one."""
+    keyframe_every: int = 5
+    """A new keyframe at least every this many frames."""
+    fuse_every: int = 1
+    """Fuse every n-th frame leaving the window into the map (keyframes are always fused)."""
+    max_step_translation: float = 0.05
+    """Clamp on one Gauss-Newton translation step (metres)."""
+    max_step_rotation_deg: float = 3.0
+    """Clamp on one Gauss-Newton rotation step (degrees)."""
+    min_valid_rays: int = 50
+    """Below this many usable rays the frame is not tracked (prediction kept, covariance grows)."""
+    seed: int = 0
+    """Seed of the ray sampler."""
+
+    def __post_init__(self):
+        for k in ('rays', 'window', 'window_rays', 'keyframe_every', 'fuse_every',
+                  'min_valid_rays'):
+            _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
+        for k in ('track_iters', 'window_iters'):
+            _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The SLAM engine: model, inference and where it runs."""
+
+    device: str = 'cpu'
+    """Torch device: 'cpu', 'cuda', 'cuda:1', ..."""
+    dtype: str = 'float32'
+    """Torch dtype of the model: 'float32' or 'float64'."""
+    map: MapConfig = field(default_factory=MapConfig)
+    """Map grids."""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """Rendering."""
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    """Sensor noise."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Transition model."""
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    """Online inference."""
+
+    def __post_init__(self):
+        _check(self.dtype in ('float32', 'float64'), 'engine.dtype',
+               f"must be 'float32' or 'float64', got {self.dtype!r}")
+        _check(self.device == 'cpu' or self.device.startswith('cuda'), 'engine.device',
+               f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class VssmConfig:
+    """Everything the node and the replay CLI read from one YAML file."""
+
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    """Input topics."""
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    """TF frames and extrinsic fallbacks."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """Camera model and depth conventions."""
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    """Stamp pairing of the camera topics."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """The SLAM engine."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Machinery: docs, dict <-> dataclass, YAML
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> Dict[str, str]:
+    """The docstring under each field of a dataclass (nerfstudio style), by field name."""
+    try:
+        src = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(src).body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = ' '.join(nxt.value.value.split())
+    return docs
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f'{name}: expected a mapping, got {type(value).__name__}')
+        return from_dict(tp, value, prefix=name + '.')
+    if origin in (tuple, list, Sequence) or tp in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f'{name}: expected a list, got {value!r}')
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f'{name}[{i}]') for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f'{name}: expected true/false, got {value!r}')
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f'{name}: expected an integer, got {value!r}')
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f'{name}: expected a number, got {value!r}')
+        if not math.isfinite(value):
+            raise ConfigError(f'{name}: must be finite, got {value!r}')
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f'{name}: expected a string, got {value!r}')
+        return value
+    return value
+
+
+def from_dict(cls: Type[C], data: Dict[str, Any], prefix: str = '') -> C:
+    """Build a config dataclass from a (nested) mapping, validating names, types and values."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f'unknown config key(s) {", ".join(prefix + u for u in unknown)}; '
+                          f'known under {prefix or "top level"}: {", ".join(sorted(fields))}')
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f'{prefix or cls.__name__}: {err}') from err
+
+
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """A config dataclass as a nested mapping of plain YAML types."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def flatten(cfg_cls: type, prefix: str = '') -> List[Tuple[str, Any, str]]:
+    """(dotted name, default, description) of every leaf field: the node's parameters."""
+    rows = []
+    docs = field_docs(cfg_cls)
+    default = cfg_cls()
+    hints = typing.get_type_hints(cfg_cls)
+    for f in dataclasses.fields(cfg_cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += flatten(tp, prefix + f.name + '.')
+        else:
+            v = getattr(default, f.name)
+            rows.append((prefix + f.name, list(v) if isinstance(v, tuple) else v,
+                         docs.get(f.name, '')))
+    return rows
+
+
+def unflatten(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Dotted names ('engine.window': 8) to a nested mapping."""
+    out: Dict[str, Any] = {}
+    for key, value in params.items():
+        node = out
+        parts = key.split('.')
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml_params(path: os.PathLike) -> Dict[str, Any]:
+    """The parameter mapping of a YAML file: its ``ros__parameters`` section if it has one
+    (the first found; ``/**`` wildcard or a node name), else the whole mapping."""
+    import yaml  # lazily: the core imports these dataclasses and must not need yaml
+
+    try:
+        with open(path, 'r', encoding='utf-8') as fh:
+            doc = yaml.safe_load(fh)
+    except FileNotFoundError as err:
+        raise ConfigError(f'config file not found: {path}') from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f'config file {path} is not valid YAML: {err}') from err
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f'config file {path}: expected a mapping at the top level')
+    for value in doc.values():
+        if isinstance(value, dict) and 'ros__parameters' in value:
+            params = value['ros__parameters'] or {}
+            if not isinstance(params, dict):
+                raise ConfigError(f'config file {path}: ros__parameters must be a mapping')
+            return unflatten(params) if any('.' in k for k in params) else params
+    return doc
+
+
+def load_config(paths: Sequence[os.PathLike] = (), cls: Type[C] = VssmConfig,
+                section: str = '', overrides: Dict[str, Any] | None = None) -> C:
+    """Load a config from YAML files merged in order (base first, specialisations after).
+
+    Args:
+        paths: YAML files; later ones override earlier ones key by key.
+        cls: the config dataclass to build.
+        section: read only this top-level key of the merged mapping (e.g. 'synthetic').
+        overrides: a nested mapping applied last.
+    """
+    merged: Dict[str, Any] = {}
+    for p in paths:
+        merged = _deep_merge(merged, read_yaml_params(p))
+    if overrides:
+        merged = _deep_merge(merged, overrides)
+    if section:
+        merged = merged.get(section, {}) or {}
+    else:
+        known = {f.name for f in dataclasses.fields(cls)}
+        # A shared YAML may carry sections for other tools (e.g. 'synthetic'); ignore those
+        # only when they are known config classes of this module, never silently otherwise.
+        merged = {k: v for k, v in merged.items() if k in known or k not in _OTHER_SECTIONS}
+    return from_dict(cls, merged)
+
+
+_OTHER_SECTIONS = {'synthetic'}
+
+
+def replace(cfg: C, **changes: Any) -> C:
+    """A copy of a frozen config with some fields changed (validated again)."""
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,316 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""SlamEngine: online variational localisation and mapping (VSSM-LM), one frame at a time.
+
+Per RGB-D frame (DESIGN section 2, online inference):
+
+1. propagate q(z_t) from q(z_t-1) with the IMU samples since the last frame (or the
+   constant-velocity prior without IMU);
+2. track: Gauss-Newton on the new state with the map fixed, on sampled pixels; q(z_t) is the
+   Laplace approximation at the optimum;
+3. map: the closed-form map posterior q(M) given the state is updated with the frame when it is
+   a keyframe (see ``VoxelMap``); keyframes are kept in a bounded buffer;
+4. the state is frozen: its posterior stays as the estimate.
+
+The drivers (ROS node, replay CLI) convert inputs to ``Frame`` / ``ImuSample`` and call
+``add_imu`` and ``step``; ``render`` and ``map_points`` serve outputs.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import Deque, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from vssm_ros.config import EngineConfig
+from vssm_ros.core import lie
+from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
+from vssm_ros.core.dynamics import (GaussianState, initial_state, propagate_constant_velocity,
+                                    propagate_imu)
+from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.posterior import depth_sigma, make_rays, track
+from vssm_ros.core.render import ray_points, render_rays, uniform_depths
+from vssm_ros.errors import StateError
+from vssm_ros.types import Estimate, Frame, ImuSample
+
+STATE_VERSION = 1
+
+
+class SlamEngine:
+    """The engine shared by the ROS node and the replay CLI.
+
+    Args:
+        cfg: engine configuration.
+        T_world_body0: pose of the first frame's body in the map frame (identity: the map frame
+            is the first body frame). Shape: (4, 4).
+    """
+
+    def __init__(self, cfg: EngineConfig, T_world_body0: Optional[np.ndarray] = None):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise StateError(f'engine.device is {cfg.device!r} but CUDA is not available')
+        self.dtype = torch.float64 if cfg.dtype == 'float64' else torch.float32
+        self.map = VoxelMap(cfg.map, self.device, self.dtype)
+        self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
+        self._gen = torch.Generator(device=self.device)
+        self.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def reset(self) -> None:
+        """Forget the map, the trajectory and buffered IMU samples."""
+        self.map.reset()
+        self._gen.manual_seed(self.cfg.inference.seed)
+        self.state: Optional[GaussianState] = None
+        self.last_stamp_ns: Optional[int] = None
+        self._imu: Deque[ImuSample] = collections.deque()
+        self._last_imu: Optional[ImuSample] = None
+        self.keyframes: Deque[Dict] = collections.deque(maxlen=64)
+        self._frames_since_kf = 0
+        self.n_frames = 0
+        self.n_imu_gaps = 0
+        self.n_untracked = 0
+
+    def _t(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), device=self.device, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ inputs
+
+    def add_imu(self, sample: ImuSample) -> None:
+        """Queue one IMU sample (body frame); samples older than the last frame are ignored."""
+        if self.last_stamp_ns is not None and sample.stamp_ns <= self.last_stamp_ns:
+            self._last_imu = sample
+            return
+        if self._imu and sample.stamp_ns <= self._imu[-1].stamp_ns:
+            return  # duplicate or out of order: the earlier sample stands
+        if not (np.all(np.isfinite(sample.acc)) and np.all(np.isfinite(sample.gyro))):
+            return
+        self._imu.append(sample)
+
+    @property
+    def has_imu(self) -> bool:
+        return self._last_imu is not None or bool(self._imu)
+
+    def _imu_between(self, t0: int, t1: int):
+        """Piecewise-constant IMU samples covering (t0, t1]: (acc, gyro, dt) tensors or None."""
+        samples = [s for s in self._imu if s.stamp_ns <= t1]
+        while self._imu and self._imu[0].stamp_ns <= t1:
+            self._imu.popleft()
+        if self._last_imu is not None:
+            samples.insert(0, self._last_imu)
+        if not samples:
+            return None
+        # Each sample is held from its stamp to the next one (zero-order hold), clipped to
+        # the frame interval.
+        stamps = [max(s.stamp_ns, t0) for s in samples] + [t1]
+        dts = np.diff(np.array(stamps, dtype=np.int64)) * 1e-9
+        gap = max(dts.max(initial=0.0), (samples[0].stamp_ns - t0) * 1e-9)
+        self._last_imu = samples[-1]
+        if gap > self.cfg.motion.max_imu_gap:
+            self.n_imu_gaps += 1
+            return None
+        keep = dts > 0
+        if not keep.any():
+            return None
+        acc = self._t(np.stack([s.acc for s in samples])[keep])
+        gyro = self._t(np.stack([s.gyro for s in samples])[keep])
+        return acc, gyro, self._t(dts[keep])
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, frame: Frame) -> Estimate:
+        """Process one RGB-D frame and return the posterior of its state.
+
+        Raises:
+            StateError: if the frame's stamp is not after the previous frame's.
+        """
+        inf = self.cfg.inference
+        t_start = time.perf_counter()
+        timings: Dict[str, float] = {}
+        if self.last_stamp_ns is not None and frame.stamp_ns <= self.last_stamp_ns:
+            raise StateError(f'frame stamp {frame.stamp_ns} ns is not after the previous frame '
+                             f'({self.last_stamp_ns} ns): time went backwards or repeated')
+        depth = self._t(frame.depth.astype(np.float32))
+        K = self._t(frame.K)
+        T_body_cam = self._t(frame.T_body_cam)
+        rgb = self._t(frame.rgb.astype(np.float32) / 255.0)
+
+        # 1. propagate
+        t0 = time.perf_counter()
+        if self.state is None:
+            self.state = initial_state(self._t(self.T_world_body0))
+            prior = self.state
+            first = True
+        else:
+            first = False
+            imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
+            dt = (frame.stamp_ns - self.last_stamp_ns) * 1e-9
+            if imu is not None:
+                prior = propagate_imu(self.state, *imu, self.cfg.motion)
+            else:
+                prior = propagate_constant_velocity(self.state, dt, self.cfg.motion)
+        timings['propagate'] = time.perf_counter() - t0
+
+        # 2. track
+        t0 = time.perf_counter()
+        valid = torch.isfinite(depth)
+        if first:
+            post = prior
+        else:
+            idx, ok = sample_pixels(valid, inf.rays, self._gen)
+            h, w = depth.shape
+            uv = torch.stack(((idx % w).to(self.dtype), (idx // w).to(self.dtype)), dim=-1)
+            rays = make_rays(pixel_rays(K, uv), depth.reshape(-1)[idx], ok, T_body_cam,
+                             self.cfg.render)
+            res = track(self.map, rays, prior, inf.track_iters, self.cfg.render,
+                        self.cfg.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
+                        inf.min_valid_rays)
+            post = res['state']
+            timings['rays_used'] = float(res['n_used'])
+            if res['n_used'] < inf.min_valid_rays:
+                self.n_untracked += 1
+            if not first and self.state is not None:
+                dt = max((frame.stamp_ns - self.last_stamp_ns) * 1e-9, 1e-6)
+                post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
+        timings['track'] = time.perf_counter() - t0
+
+        # 3. map (closed form, keyframes)
+        t0 = time.perf_counter()
+        if first or self._is_keyframe(post):
+            T_world_cam = post.T @ T_body_cam
+            self.map.fuse(depth, rgb, K, T_world_cam)
+            self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
+            self._frames_since_kf = 0
+        else:
+            self._frames_since_kf += 1
+        timings['map'] = time.perf_counter() - t0
+
+        # 4. freeze
+        self.state = post
+        self.last_stamp_ns = frame.stamp_ns
+        self.n_frames += 1
+        timings['total'] = time.perf_counter() - t_start
+        return self.estimate(timings)
+
+    def _is_keyframe(self, state: GaussianState) -> bool:
+        inf = self.cfg.inference
+        if not self.keyframes or self._frames_since_kf + 1 >= inf.keyframe_every:
+            return True
+        T_kf = self.keyframes[-1]['T_world_body']
+        dt = float(torch.linalg.norm(state.p - T_kf[:3, 3]))
+        dr = float(torch.linalg.norm(lie.so3_log(T_kf[:3, :3].t() @ state.R)))
+        return dt > inf.keyframe_translation or math.degrees(dr) > inf.keyframe_rotation_deg
+
+    def estimate(self, timings: Optional[Dict[str, float]] = None) -> Estimate:
+        """The current state as an ``Estimate`` (covariance in the ROS convention: translation
+        and rotation both about the map frame's axes)."""
+        if self.state is None:
+            raise StateError('no frame processed yet')
+        s = self.state
+        A = torch.zeros(6, 6, device=self.device, dtype=self.dtype)
+        A[:3, :3] = torch.eye(3, device=self.device, dtype=self.dtype)
+        A[3:, 3:] = s.R  # body-frame rotation error -> world-frame rotation error
+        cov = A @ s.cov[:6, :6] @ A.t()
+        return Estimate(stamp_ns=int(self.last_stamp_ns),
+                        T_world_body=s.T.detach().cpu().double().numpy(),
+                        cov=cov.detach().cpu().double().numpy(),
+                        v_world=s.v.detach().cpu().double().numpy(),
+                        timings=dict(timings or {}))
+
+    # ------------------------------------------------------------------ outputs
+
+    @torch.no_grad()
+    def render(self, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int,
+               chunk: int = 8192) -> Dict[str, np.ndarray]:
+        """Predicted depth (mean and std) and colour of a whole image from the map posterior.
+
+        The std combines the first-hit spread, the map's signed-distance std at the hit and the
+        sensor noise: it is the predictive std of a depth measurement.
+
+        Returns:
+            ``depth`` (H, W) metres, NaN where nothing is hit; ``depth_std`` (H, W);
+            ``color`` (H, W, 3) uint8; ``hit`` (H, W) hit probability.
+        """
+        T = self._t(T_world_cam)
+        Kt = self._t(K)
+        dirs = pixel_rays(Kt, pixel_grid(height, width, self.device, self.dtype))
+        outs = {'depth': [], 'depth_std': [], 'color': [], 'hit': []}
+        rc = self.cfg.render
+        for s in range(0, dirs.shape[0], chunk):
+            d = dirs[s:s + chunk]
+            depths = uniform_depths(d.shape[0], rc, self.device, self.dtype)
+            pts = ray_points(T, d, depths)
+            out = render_rays(self.map, pts, depths, rc, with_color=True)
+            hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
+            wgt = self.map.weight_at(hit_pts).clamp(min=1e-3)
+            map_var = self.cfg.map.sdf_noise ** 2 / wgt
+            sens = depth_sigma(out['depth'], self.cfg.sensor)
+            std = torch.sqrt(out['depth_var'] + map_var + sens ** 2)
+            is_hit = out['hit'] > 0.5
+            nan = torch.full_like(out['depth'], float('nan'))
+            outs['depth'].append(torch.where(is_hit, out['depth'], nan))
+            outs['depth_std'].append(torch.where(is_hit, std, nan))
+            outs['color'].append(out['color'])
+            outs['hit'].append(out['hit'])
+        res = {k: torch.cat(v).reshape(height, width, -1).squeeze(-1).cpu().numpy()
+               for k, v in outs.items()}
+        res['color'] = (np.clip(res['color'], 0, 1) * 255 + 0.5).astype(np.uint8)
+        res['depth'] = res['depth'].astype(np.float32)
+        res['depth_std'] = res['depth_std'].astype(np.float32)
+        return res
+
+    @torch.no_grad()
+    def map_points(self, min_weight: float = 1.0) -> Dict[str, np.ndarray]:
+        """The map as a point cloud: ``xyz`` (N, 3) float32, ``rgb`` (N, 3) uint8,
+        ``occupancy`` (N,) float32 probability, ``logit_std`` (N,) float32."""
+        pts = self.map.surface_points(min_weight)
+        return {'xyz': pts['xyz'].cpu().numpy().astype(np.float32),
+                'rgb': (pts['rgb'].cpu().numpy() * 255 + 0.5).astype(np.uint8),
+                'occupancy': pts['occupancy'].cpu().numpy().astype(np.float32),
+                'logit_std': pts['logit_std'].cpu().numpy().astype(np.float32)}
+
+    # ------------------------------------------------------------------ state I/O
+
+    def state_dict(self) -> Dict:
+        """Everything needed to resume: tensors (by name) and JSON-able metadata."""
+        tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
+        meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
+                'last_stamp_ns': self.last_stamp_ns,
+                'map_dims': list(self.map.dims), 'resolution': self.map.resolution}
+        if self.state is not None:
+            for k in ('R', 'p', 'v', 'cov', 'omega'):
+                tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
+        kf = list(self.keyframes)
+        if kf:
+            tensors['keyframes.T_world_body'] = torch.stack([k['T_world_body'] for k in kf]).cpu()
+            meta['keyframe_stamps_ns'] = [int(k['stamp_ns']) for k in kf]
+        return {'tensors': tensors, 'meta': meta}
+
+    def load_state_dict(self, sd: Dict) -> None:
+        """Restore a state saved by ``state_dict`` (same map config)."""
+        meta, tensors = sd['meta'], sd['tensors']
+        if meta.get('version') != STATE_VERSION:
+            raise StateError(f'engine state version {meta.get("version")} is not supported '
+                             f'(this build reads version {STATE_VERSION})')
+        if list(meta.get('map_dims', [])) != list(self.map.dims):
+            raise StateError(f'saved map has dims {meta.get("map_dims")}, the config gives '
+                             f'{list(self.map.dims)}: load it with the config it was made with')
+        self.reset()
+        self.map.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('map.')})
+        if 'state.R' in tensors:
+            self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
+                                         for k in ('R', 'p', 'v', 'cov', 'omega')))
+        self.last_stamp_ns = meta.get('last_stamp_ns')
+        self.n_frames = int(meta.get('n_frames', 0))
+        if 'keyframes.T_world_body' in tensors:
+            for s, T in zip(meta['keyframe_stamps_ns'], tensors['keyframes.T_world_body']):
+                self.keyframes.append({'stamp_ns': s, 'T_world_body': self._t(T.numpy())})
+
+    def trajectory_keyframes(self) -> List[Dict]:
+        """The keyframe buffer (stamps and poses)."""
+        return list(self.keyframes)

@@ -1,0 +1,308 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""IMU kinematics in torch: Euler integration and on-manifold preintegration.
+
+State conventions (DESIGN.md §2): ``R`` is world<-body, ``v`` and ``p`` are in the world frame,
+gravity ``g = (0, 0, -9.81)`` (z up). An accelerometer measures specific force in the body
+frame, so a level IMU at rest reads ``acc = (0, 0, +9.81)``.
+
+The discrete model (one step per IMU sample k, held constant over ``dt_k``) is::
+
+    a_w   = R_k (a_k - b_a) + g          # rotation *before* the step
+    p_k+1 = p_k + v_k dt_k + 1/2 a_w dt_k^2
+    v_k+1 = v_k + a_w dt_k
+    R_k+1 = R_k Exp((w_k - b_g) dt_k)
+
+Using ``R_k`` (not ``R_k+1``) for the acceleration is the convention of Forster et al.'s
+preintegration, so ``preintegrate(...).predict`` reproduces ``integrate_imu`` to rounding.
+Steps with ``dt = 0`` are exact no-ops everywhere (including the noise covariance), so
+variable-length sequences can be batched by padding with zero-``dt`` samples.
+
+Reference: C. Forster, L. Carlone, F. Dellaert, D. Scaramuzza, "On-Manifold Preintegration for
+Real-Time Visual-Inertial Odometry", IEEE T-RO 2017.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from vssm_ros.core.lie import hat, so3_exp, so3_log, so3_right_jacobian
+
+Tensor = torch.Tensor
+GravityLike = Union[Sequence[float], Tensor]
+
+GRAVITY = (0.0, 0.0, -9.81)
+"""Default gravity in the world frame (m/s^2), REP-103 z up."""
+
+
+def _constant(value: Union[float, Sequence[float], Tensor], like: Tensor) -> Tensor:
+    """A tensor on ``like``'s device and dtype, built without a host-to-device copy.
+
+    Copying a Python value to a CUDA device blocks the host; filling on the device does not.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype=like.dtype, device=like.device)
+    if isinstance(value, (int, float)):
+        return torch.full((), float(value), dtype=like.dtype, device=like.device)
+    return torch.stack([torch.full((), float(x), dtype=like.dtype, device=like.device)
+                        for x in value])
+
+
+def _gravity(gravity: GravityLike, like: Tensor) -> Tensor:
+    g = _constant(gravity, like)
+    if g.shape[-1:] != (3,):
+        raise ValueError(f'gravity: expected a 3-vector, got shape {tuple(g.shape)}')
+    return g
+
+
+def _check_imu(acc: Tensor, gyro: Tensor, dt: Tensor, name: str) -> None:
+    if acc.shape[-1:] != (3,) or gyro.shape[-1:] != (3,) or acc.dim() < 2 or gyro.dim() < 2:
+        raise ValueError(f'{name}: acc and gyro must be (..., N, 3), got {tuple(acc.shape)} '
+                         f'and {tuple(gyro.shape)}')
+    n = acc.shape[-2]
+    if gyro.shape[-2] != n or dt.dim() < 1 or dt.shape[-1] != n:
+        raise ValueError(f'{name}: acc, gyro and dt disagree on the number of samples: acc '
+                         f'{tuple(acc.shape)}, gyro {tuple(gyro.shape)}, dt {tuple(dt.shape)}')
+
+
+def _bias(b: Optional[Tensor], like: Tensor) -> Tensor:
+    if b is None:
+        return torch.zeros(3, dtype=like.dtype, device=like.device)
+    return b
+
+
+def _prefix_products(M: Tensor) -> Tensor:
+    """Inclusive left-to-right prefix products ``M_0 M_1 ... M_k`` along dim -3.
+
+    Hillis-Steele scan: ceil(log2 N) batched matmuls instead of N sequential ones (the matrix
+    product is associative), which matters for kernel-launch-bound GPU rollouts.
+
+    Shape: M (..., N, 3, 3) -> (..., N, 3, 3).
+    """
+    n = M.shape[-3]
+    off = 1
+    while off < n:
+        M = torch.cat([M[..., :off, :, :], M[..., :-off, :, :] @ M[..., off:, :, :]], dim=-3)
+        off *= 2
+    return M
+
+
+def integrate_imu(R0: Tensor, v0: Tensor, p0: Tensor, acc: Tensor, gyro: Tensor, dt: Tensor,
+                  b_a: Optional[Tensor] = None, b_g: Optional[Tensor] = None,
+                  gravity: GravityLike = GRAVITY, return_all: bool = False
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Euler-integrate IMU samples from an initial state (the model's ``f_T``).
+
+    All leading dimensions broadcast, e.g. ``(S, ...)`` samples of the initial state and the
+    biases for stochastic rollouts with shared measurements.
+
+    Args:
+        R0: initial orientation, world<-body. Shape: (..., 3, 3).
+        v0: initial velocity, world frame (m/s). Shape: (..., 3).
+        p0: initial position, world frame (m). Shape: (..., 3).
+        acc: specific force, body frame (m/s^2). Shape: (..., N, 3).
+        gyro: angular rate, body frame (rad/s). Shape: (..., N, 3).
+        dt: duration each sample is held (s); 0 for padding. Shape: (..., N).
+        b_a: accelerometer bias (None: zero). Shape: (..., 3).
+        b_g: gyroscope bias (None: zero). Shape: (..., 3).
+        gravity: gravity in the world frame. Shape: (3,).
+        return_all: return the states after every step instead of only the last.
+
+    Returns:
+        ``(R, v, p)`` after the N steps. Shape: (..., 3, 3), (..., 3), (..., 3); with
+        ``return_all``: (..., N, 3, 3), (..., N, 3), (..., N, 3).
+    """
+    _check_imu(acc, gyro, dt, 'integrate_imu')
+    b_a, b_g = _bias(b_a, acc), _bias(b_g, acc)
+    g = _gravity(gravity, acc)
+    batch = torch.broadcast_shapes(R0.shape[:-2], v0.shape[:-1], p0.shape[:-1],
+                                   acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
+                                   b_a.shape[:-1], b_g.shape[:-1])
+    n = acc.shape[-2]
+    R0 = R0.expand(batch + (3, 3))
+    v0 = v0.expand(batch + (3,))
+    p0 = p0.expand(batch + (3,))
+    if n == 0:
+        if return_all:
+            return R0[..., :0, :, :], v0[..., :0, :], p0[..., :0, :]
+        return R0, v0, p0
+    dt3 = dt[..., None]  # (..., N, 1)
+    a_hat = acc - b_a[..., None, :]  # (..., N, 3)
+    dR = so3_exp((gyro - b_g[..., None, :]) * dt3)  # (..., N, 3, 3)
+    R_after = R0[..., None, :, :] @ _prefix_products(dR)  # (..., N, 3, 3)
+    R_before = torch.cat([R0[..., None, :, :], R_after[..., :-1, :, :]], dim=-3)
+    a_w = (R_before @ a_hat[..., None])[..., 0] + g  # (..., N, 3)
+    v_after = v0[..., None, :] + torch.cumsum(a_w * dt3, dim=-2)
+    v_before = torch.cat([v0[..., None, :], v_after[..., :-1, :]], dim=-2)
+    p_after = p0[..., None, :] + torch.cumsum(v_before * dt3 + 0.5 * a_w * dt3 * dt3, dim=-2)
+    if return_all:
+        return R_after, v_after, p_after
+    return R_after[..., -1, :, :], v_after[..., -1, :], p_after[..., -1, :]
+
+
+@dataclass(frozen=True)
+class Preintegrated:
+    """Preintegrated IMU measurements between two states i and j (Forster et al. 2017).
+
+    The deltas are expressed in the body frame of state i and exclude gravity and the initial
+    velocity. The bias Jacobians give the first-order change of the deltas when the biases move
+    away from the linearisation point ``(b_a, b_g)``; ``cov`` is the covariance of the
+    preintegration error ``(d_phi, d_v, d_p)`` (measured = true Exp(d_phi), true + d_v,
+    true + d_p) due to white measurement noise, in the order of ``residual``.
+
+    Attributes (leading dimensions ``...`` are those of the measurements):
+        delta_R: rotation body_i <- body_j. Shape: (..., 3, 3).
+        delta_v: velocity increment (m/s). Shape: (..., 3).
+        delta_p: position increment (m). Shape: (..., 3).
+        delta_t: total duration (s). Shape: (...,).
+        d_R_d_bg: Jacobian of Log(delta_R) (right perturbation) w.r.t. b_g. Shape: (..., 3, 3).
+        d_v_d_ba, d_v_d_bg, d_p_d_ba, d_p_d_bg: bias Jacobians. Shape: (..., 3, 3).
+        cov: covariance of (d_phi, d_v, d_p). Shape: (..., 9, 9).
+        b_a, b_g: the biases the deltas were computed with. Shape: (..., 3).
+    """
+
+    delta_R: Tensor
+    delta_v: Tensor
+    delta_p: Tensor
+    delta_t: Tensor
+    d_R_d_bg: Tensor
+    d_v_d_ba: Tensor
+    d_v_d_bg: Tensor
+    d_p_d_ba: Tensor
+    d_p_d_bg: Tensor
+    cov: Tensor
+    b_a: Tensor
+    b_g: Tensor
+
+    def corrected(self, b_a: Tensor, b_g: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Deltas re-linearised to new biases to first order (no re-integration).
+
+        Shape: b_a, b_g (..., 3) -> delta_R (..., 3, 3), delta_v (..., 3), delta_p (..., 3).
+        """
+        dba = (b_a - self.b_a)[..., None]  # (..., 3, 1)
+        dbg = (b_g - self.b_g)[..., None]
+        dR = self.delta_R @ so3_exp((self.d_R_d_bg @ dbg)[..., 0])
+        dv = self.delta_v + (self.d_v_d_ba @ dba + self.d_v_d_bg @ dbg)[..., 0]
+        dp = self.delta_p + (self.d_p_d_ba @ dba + self.d_p_d_bg @ dbg)[..., 0]
+        return dR, dv, dp
+
+    def predict(self, R_i: Tensor, v_i: Tensor, p_i: Tensor, b_a: Tensor, b_g: Tensor,
+                gravity: GravityLike = GRAVITY) -> Tuple[Tensor, Tensor, Tensor]:
+        """State j from state i with bias-corrected deltas (Forster eq. 44).
+
+        Shape: R_i (..., 3, 3), v_i (..., 3), p_i (..., 3), b_a (..., 3), b_g (..., 3)
+        -> R_j (..., 3, 3), v_j (..., 3), p_j (..., 3).
+        """
+        g = _gravity(gravity, self.delta_v)
+        dR, dv, dp = self.corrected(b_a, b_g)
+        T = self.delta_t[..., None]
+        R_j = R_i @ dR
+        v_j = v_i + g * T + (R_i @ dv[..., None])[..., 0]
+        p_j = p_i + v_i * T + 0.5 * g * T * T + (R_i @ dp[..., None])[..., 0]
+        return R_j, v_j, p_j
+
+    def residual(self, R_i: Tensor, v_i: Tensor, p_i: Tensor, R_j: Tensor, v_j: Tensor,
+                 p_j: Tensor, b_a: Tensor, b_g: Tensor,
+                 gravity: GravityLike = GRAVITY) -> Tensor:
+        """Preintegration residual ``(r_R, r_v, r_p)`` (Forster eq. 45), zero for ``predict``.
+
+        ``r_R = Log(dR^T R_i^T R_j)``, ``r_v = R_i^T (v_j - v_i - g T) - dv``,
+        ``r_p = R_i^T (p_j - p_i - v_i T - g T^2 / 2) - dp`` with the bias-corrected deltas;
+        its covariance is ``cov`` (to first order), so ``r^T cov^-1 r`` is the transition's
+        negative log-likelihood up to constants.
+
+        Shape: R_i, R_j (..., 3, 3); v_i, p_i, v_j, p_j, b_a, b_g (..., 3) -> (..., 9).
+        """
+        g = _gravity(gravity, self.delta_v)
+        dR, dv, dp = self.corrected(b_a, b_g)
+        T = self.delta_t[..., None]
+        Rt = R_i.transpose(-1, -2)
+        r_R = so3_log(dR.transpose(-1, -2) @ Rt @ R_j)
+        r_v = (Rt @ (v_j - v_i - g * T)[..., None])[..., 0] - dv
+        r_p = (Rt @ (p_j - p_i - v_i * T - 0.5 * g * T * T)[..., None])[..., 0] - dp
+        r_R, r_v, r_p = torch.broadcast_tensors(r_R, r_v, r_p)
+        return torch.cat([r_R, r_v, r_p], dim=-1)
+
+
+def preintegrate(acc: Tensor, gyro: Tensor, dt: Tensor, b_a: Optional[Tensor] = None,
+                 b_g: Optional[Tensor] = None, acc_noise: Union[float, Tensor] = 0.0,
+                 gyro_noise: Union[float, Tensor] = 0.0) -> Preintegrated:
+    """Preintegrate IMU samples between two states (Forster et al. 2017, with bias Jacobians).
+
+    Args:
+        acc: specific force, body frame (m/s^2). Shape: (..., N, 3).
+        gyro: angular rate, body frame (rad/s). Shape: (..., N, 3).
+        dt: duration each sample is held (s); 0 for padding. Shape: (..., N).
+        b_a: accelerometer bias to linearise at (None: zero). Shape: (..., 3).
+        b_g: gyroscope bias to linearise at (None: zero). Shape: (..., 3).
+        acc_noise: accelerometer white-noise density (m/s^2/sqrt(Hz), continuous time); a
+            sample held for dt has variance ``acc_noise^2 / dt``. Scalar or per axis (..., 3).
+        gyro_noise: gyroscope white-noise density (rad/s/sqrt(Hz)). Scalar or (..., 3).
+
+    Returns:
+        ``Preintegrated`` with leading dimensions broadcast from the inputs.
+    """
+    _check_imu(acc, gyro, dt, 'preintegrate')
+    b_a, b_g = _bias(b_a, acc), _bias(b_g, acc)
+    batch = torch.broadcast_shapes(acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
+                                   b_a.shape[:-1], b_g.shape[:-1])
+    like = acc
+    eye = torch.eye(3, dtype=like.dtype, device=like.device).expand(batch + (3, 3))
+    zero3 = torch.zeros(batch + (3, 3), dtype=like.dtype, device=like.device)
+    var_a = _constant(acc_noise, like) ** 2
+    var_g = _constant(gyro_noise, like) ** 2
+    var_a = var_a.expand(torch.broadcast_shapes(var_a.shape, (3,)))
+    var_g = var_g.expand(torch.broadcast_shapes(var_g.shape, (3,)))
+
+    dR_acc = eye
+    dv_acc = torch.zeros(batch + (3,), dtype=like.dtype, device=like.device)
+    dp_acc = torch.zeros_like(dv_acc)
+    d_R_d_bg, d_v_d_ba, d_v_d_bg, d_p_d_ba, d_p_d_bg = zero3, zero3, zero3, zero3, zero3
+    cov = torch.zeros(batch + (9, 9), dtype=like.dtype, device=like.device)
+
+    a_hat_all = acc - b_a[..., None, :]  # (..., N, 3)
+    phi_all = (gyro - b_g[..., None, :]) * dt[..., None]  # (..., N, 3)
+    step_R = so3_exp(phi_all)  # (..., N, 3, 3)
+    step_Jr = so3_right_jacobian(phi_all)  # (..., N, 3, 3)
+    for k in range(acc.shape[-2]):
+        a_hat = a_hat_all[..., k, :]
+        dtk = dt[..., k, None, None]  # (..., 1, 1)
+        dR, Jr = step_R[..., k, :, :], step_Jr[..., k, :, :]
+        dRt = dR.transpose(-1, -2)
+        Ra = (dR_acc @ a_hat[..., None])  # (..., 3, 1)
+        R_ahat = dR_acc @ hat(a_hat)  # (..., 3, 3)
+
+        # Error-state transition (uses the rotation before the step, like the deltas).
+        A = torch.cat([torch.cat([dRt, zero3, zero3], dim=-1),
+                       torch.cat([-R_ahat * dtk, eye, zero3], dim=-1),
+                       torch.cat([-0.5 * R_ahat * dtk * dtk, eye * dtk, eye], dim=-1)],
+                      dim=-2)  # (..., 9, 9)
+        # White noise held over dt: discrete variance var/dt, mapped by (0, R dt, R dt^2/2)
+        # for acc and (Jr dt, 0, 0) for gyro; written without the division so dt = 0 is exact.
+        Qa = (dR_acc * var_a[..., None, :]) @ dR_acc.transpose(-1, -2)
+        Qg = (Jr * var_g[..., None, :]) @ Jr.transpose(-1, -2)
+        Q = torch.cat([torch.cat([Qg * dtk, zero3, zero3], dim=-1),
+                       torch.cat([zero3, Qa * dtk, 0.5 * Qa * dtk * dtk], dim=-1),
+                       torch.cat([zero3, 0.5 * Qa * dtk * dtk, 0.25 * Qa * dtk ** 3], dim=-1)],
+                      dim=-2)
+        cov = A @ cov @ A.transpose(-1, -2) + Q
+
+        # Bias Jacobians: p first (needs the old v and R ones), then v, then R.
+        d_p_d_ba = d_p_d_ba + d_v_d_ba * dtk - 0.5 * dR_acc * dtk * dtk
+        d_p_d_bg = d_p_d_bg + d_v_d_bg * dtk - 0.5 * (R_ahat @ d_R_d_bg) * dtk * dtk
+        d_v_d_ba = d_v_d_ba - dR_acc * dtk
+        d_v_d_bg = d_v_d_bg - (R_ahat @ d_R_d_bg) * dtk
+        d_R_d_bg = dRt @ d_R_d_bg - Jr * dtk
+
+        dtv = dtk[..., 0]  # (..., 1)
+        dp_acc = dp_acc + dv_acc * dtv + 0.5 * Ra[..., 0] * dtv * dtv
+        dv_acc = dv_acc + Ra[..., 0] * dtv
+        dR_acc = dR_acc @ dR
+
+    cov = 0.5 * (cov + cov.transpose(-1, -2))
+    return Preintegrated(
+        delta_R=dR_acc, delta_v=dv_acc, delta_p=dp_acc, delta_t=dt.sum(-1).expand(batch),
+        d_R_d_bg=d_R_d_bg, d_v_d_ba=d_v_d_ba, d_v_d_bg=d_v_d_bg, d_p_d_ba=d_p_d_ba,
+        d_p_d_bg=d_p_d_bg, cov=cov, b_a=b_a.expand(batch + (3,)),
+        b_g=b_g.expand(batch + (3,)))

@@ -1,0 +1,113 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Emission p(x_t | m_t): first-hit rendering of depth and colour along camera rays.
+
+For samples at depths d_0 < ... < d_{K-1} along a ray with occupancy logits L_k, the surface is
+reached at sample k with probability o_k = sigmoid(s L_k); the first hit is at k with probability
+``w_k = o_k prod_{j<k} (1 - o_j)``, and nothing is hit with the rest. The hit position of event k is
+interpolated inside (d_{k-1}, d_k] at the logit zero crossing: a discrete expectation reads half a
+sample spacing too deep otherwise (DESIGN, fidelity), and the interpolation makes the rendered
+depth a smooth function of the pose, which the Gauss-Newton tracker needs.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from vssm_ros.config import RenderConfig
+
+
+def band_depths(d_obs: torch.Tensor, cfg: RenderConfig) -> torch.Tensor:
+    """Sample depths for inference: coarse from ``near`` to the band, dense within
+    ``d_obs +- band``.
+
+    Args:
+        d_obs: observed depth per ray (valid, metres). Shape: (R,).
+    Returns:
+        Sorted sample depths. Shape: (R, coarse_samples + band_samples).
+    """
+    near = torch.full_like(d_obs, cfg.near)
+    start = torch.maximum(d_obs - cfg.band, near)
+    end = torch.maximum(d_obs + cfg.band, start + 1e-3)
+    tc = torch.linspace(0.0, 1.0, cfg.coarse_samples + 1, device=d_obs.device,
+                        dtype=d_obs.dtype)[:-1]
+    tb = torch.linspace(0.0, 1.0, cfg.band_samples, device=d_obs.device, dtype=d_obs.dtype)
+    coarse = near[:, None] + (start - near)[:, None] * tc
+    band = start[:, None] + (end - start)[:, None] * tb
+    return torch.cat((coarse, band), dim=1)
+
+
+def uniform_depths(n_rays: int, cfg: RenderConfig, device=None, dtype=torch.float32
+                   ) -> torch.Tensor:
+    """Sample depths evenly from near to far for full renders. Shape: (R, samples)."""
+    d = torch.linspace(cfg.near, cfg.far, cfg.samples, device=device, dtype=dtype)
+    return d.expand(n_rays, -1)
+
+
+def composite(logits: torch.Tensor, depths: torch.Tensor, sharpness: float, far: float
+              ) -> Dict[str, torch.Tensor]:
+    """First-hit compositing of per-sample logits along rays.
+
+    Args:
+        logits: occupancy logits at the samples. Shape: (R, K).
+        depths: sample depths, sorted along K. Shape: (R, K).
+        sharpness: scale s in o = sigmoid(s * logit).
+        far: depth reported for the no-hit mass.
+    Returns:
+        ``weights`` (R, K) first-hit probabilities, ``hit_depth`` (R, K) interpolated hit
+        position of each event, ``hit`` (R,) total hit mass, ``depth`` (R,) E[d | hit],
+        ``depth_var`` (R,) Var[d | hit], ``depth_uncond`` (R,) E[d] with no-hit at ``far``.
+    """
+    s = sharpness * logits
+    # log(1 - o) = -softplus(s L): stable for large logits.
+    log_free = -torch.nn.functional.softplus(s)
+    log_trans = torch.cumsum(log_free, dim=1) - log_free  # exclusive: prod_{j<k}
+    weights = torch.sigmoid(s) * torch.exp(log_trans)  # (R, K)
+    hit = weights.sum(dim=1)
+
+    # Zero crossing of the logit between samples k-1 and k (clamped to the interval).
+    l0, l1 = logits[:, :-1], logits[:, 1:]
+    d0, d1 = depths[:, :-1], depths[:, 1:]
+    denom = l1 - l0
+    safe = torch.where(denom.abs() > 1e-6, denom, torch.ones_like(denom))
+    frac = torch.where(denom.abs() > 1e-6, (-l0 / safe).clamp(0.0, 1.0), torch.ones_like(l0))
+    hit_depth = torch.cat((depths[:, :1], d0 + frac * (d1 - d0)), dim=1)  # (R, K)
+
+    hit_safe = hit.clamp(min=1e-6)
+    depth = (weights * hit_depth).sum(dim=1) / hit_safe
+    depth_var = (weights * (hit_depth - depth[:, None]) ** 2).sum(dim=1) / hit_safe
+    miss = (1.0 - hit).clamp(min=0.0)
+    depth_uncond = (weights * hit_depth).sum(dim=1) + miss * far
+    return {'weights': weights, 'hit_depth': hit_depth, 'hit': hit, 'depth': depth,
+            'depth_var': depth_var, 'depth_uncond': depth_uncond}
+
+
+def render_rays(field, points: torch.Tensor, depths: torch.Tensor, cfg: RenderConfig,
+                with_color: bool = False) -> Dict[str, torch.Tensor]:
+    """Render rays whose sample points are given in the world frame.
+
+    Args:
+        field: a map with ``logits_at`` (and ``color_at`` when with_color).
+        points: world sample points. Shape: (R, K, 3).
+        depths: their z-depths in the camera. Shape: (R, K).
+    Returns:
+        as ``composite``, plus ``color`` (R, 3) = E[c | hit] when with_color.
+    """
+    r, k, _ = points.shape
+    logits = field.logits_at(points.reshape(-1, 3)).reshape(r, k)
+    out = composite(logits, depths, cfg.hit_sharpness, cfg.far)
+    if with_color:
+        # Colour of each event at its interpolated hit point (the sample itself is inside).
+        col = field.color_at(points.reshape(-1, 3)).reshape(r, k, 3)
+        w = out['weights']
+        out['color'] = (w[..., None] * col).sum(dim=1) / out['hit'].clamp(min=1e-6)[:, None]
+    return out
+
+
+def ray_points(T_world_cam: torch.Tensor, dirs_cam: torch.Tensor, depths: torch.Tensor
+               ) -> torch.Tensor:
+    """World sample points of rays. Shapes: (4, 4), (R, 3), (R, K) -> (R, K, 3)."""
+    pc = dirs_cam[:, None, :] * depths[..., None]
+    return pc @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
