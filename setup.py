@@ -40,6 +40,9 @@ setup(
     entry_points={
         'console_scripts': [
             'vssm-synth = vssm_ros.cli.synth:main',
+            'vssm-replay = vssm_ros.cli.replay:main',
+            'vssm-demo = vssm_ros.cli.demo:main',
+            'vssm-bench = vssm_ros.cli.bench:main',
         ],
     },
 )

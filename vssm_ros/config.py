@@ -71,7 +71,8 @@ class FramesConfig:
     def __post_init__(self):
         for name in ('T_body_cam', 'T_body_imu'):
             v = getattr(self, name)
-            _check(len(v) == 7, f'frames.{name}', f'needs 7 numbers (x y z qx qy qz qw), got {len(v)}')
+            _check(len(v) == 7, f'frames.{name}',
+                   f'needs 7 numbers (x y z qx qy qz qw), got {len(v)}')
             n = math.sqrt(sum(q * q for q in v[3:]))
             _check(abs(n - 1.0) < 1e-3, f'frames.{name}', f'quaternion norm is {n:.4f}, not 1')
 
@@ -97,7 +98,8 @@ class CameraConfig:
     """Depth above this (metres) is treated as invalid."""
 
     def __post_init__(self):
-        _check(self.depth_scale >= 0, 'camera.depth_scale', f'must be >= 0, got {self.depth_scale}')
+        _check(self.depth_scale >= 0, 'camera.depth_scale',
+               f'must be >= 0, got {self.depth_scale}')
         _check(0 <= self.min_depth < self.max_depth, 'camera.min_depth/max_depth',
                f'need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}')
         for n in ('fx', 'fy', 'cx', 'cy'):
@@ -196,16 +198,20 @@ class MapConfig:
     """Lower corner of the grid (metres, map frame)."""
     bounds_max: Tuple[float, ...] = (9.0, 7.0, 3.5)
     """Upper corner of the grid (metres, map frame)."""
-    resolution: float = 0.05
+    resolution: float = 0.03
     """Voxel edge length (metres)."""
-    truncation: float = 0.15
+    truncation: float = 0.09
     """Signed distances are clamped to +-truncation (metres); beyond it space is free/unknown."""
     logit_slope: float = 100.0
     """Occupancy logit per metre of signed distance: logit = -slope * sdf (a TSDF-like ramp)."""
     sdf_noise: float = 0.02
     """Std (metres) of one signed-distance observation; q(M) std = sdf_noise / sqrt(weight)."""
-    max_weight: float = 50.0
+    max_weight: float = 1000.0
     """Cap on the accumulated observation weight per voxel (keeps the map adaptable)."""
+    freeze_weight: float = 3.0
+    """Voxels whose weight reached this are no longer updated (0: never frozen). Freezing
+    keeps later keyframes, whose poses carry accumulated drift, from dragging surfaces that
+    earlier keyframes established, so revisits snap back to them."""
 
     def __post_init__(self):
         _check(len(self.bounds_min) == 3 and len(self.bounds_max) == 3, 'map.bounds_min/max',
@@ -219,6 +225,7 @@ class MapConfig:
         for a, b in zip(self.bounds_min, self.bounds_max):
             n *= int(math.ceil((b - a) / self.resolution)) + 1
         _check(n <= 200_000_000, 'map.resolution', f'grid of {n} voxels is too large')
+        _check(self.freeze_weight >= 0, 'map.freeze_weight', 'must be >= 0')
         for k in ('logit_slope', 'sdf_noise', 'max_weight'):
             _check(getattr(self, k) > 0, f'map.{k}', 'must be > 0')
 
@@ -246,7 +253,8 @@ class RenderConfig:
         _check(0 < self.near < self.far, 'render.near/far', 'need 0 < near < far')
         _check(self.samples >= 4 and self.band_samples >= 2 and self.coarse_samples >= 1,
                'render.samples', 'too few samples')
-        _check(self.band > 0 and self.hit_sharpness > 0, 'render.band/hit_sharpness', 'must be > 0')
+        _check(self.band > 0 and self.hit_sharpness > 0, 'render.band/hit_sharpness',
+               'must be > 0')
 
 
 @dataclass(frozen=True)
@@ -298,26 +306,18 @@ class MotionConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Online inference: propagate, track, map over a sliding window."""
+    """Online inference: propagate, track (Gauss-Newton), map (closed form on keyframes)."""
 
     rays: int = 1024
     """Rays (pixels) sampled per frame for tracking."""
-    track_iters: int = 4
+    track_iters: int = 8
     """Gauss-Newton iterations for the new state (map fixed)."""
-    window: int = 4
-    """States jointly refined in the sliding window (1: no window refinement)."""
-    window_iters: int = 1
-    """Gauss-Newton iterations of the joint window refinement per frame."""
-    window_rays: int = 512
-    """Rays per window frame in the joint refinement."""
-    keyframe_translation: float = 0.1
+    keyframe_translation: float = 0.3
     """A new keyframe when the body moved this far (metres) since the last one."""
-    keyframe_rotation_deg: float = 10.0
+    keyframe_rotation_deg: float = 15.0
     """A new keyframe when the body turned this much (degrees) since the last one."""
-    keyframe_every: int = 5
+    keyframe_every: int = 100
     """A new keyframe at least every this many frames."""
-    fuse_every: int = 1
-    """Fuse every n-th frame leaving the window into the map (keyframes are always fused)."""
     max_step_translation: float = 0.05
     """Clamp on one Gauss-Newton translation step (metres)."""
     max_step_rotation_deg: float = 3.0
@@ -328,11 +328,9 @@ class InferenceConfig:
     """Seed of the ray sampler."""
 
     def __post_init__(self):
-        for k in ('rays', 'window', 'window_rays', 'keyframe_every', 'fuse_every',
-                  'min_valid_rays'):
+        for k in ('rays', 'keyframe_every', 'min_valid_rays'):
             _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
-        for k in ('track_iters', 'window_iters'):
-            _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
+        _check(self.track_iters >= 0, 'inference.track_iters', 'must be >= 0')
 
 
 @dataclass(frozen=True)
@@ -343,6 +341,11 @@ class EngineConfig:
     """Torch device: 'cpu', 'cuda', 'cuda:1', ..."""
     dtype: str = 'float32'
     """Torch dtype of the model: 'float32' or 'float64'."""
+    init_pose: str = 'gravity'
+    """Map frame: 'identity' (the first body frame), 'gravity' (gravity-aligned from the
+    accelerometer at the first frame, yaw and position of the first body frame; identity
+    without IMU) or 'ground_truth' (the first ground-truth pose, replay only: keeps the map in
+    the dataset's world frame so map bounds can be given there)."""
     map: MapConfig = field(default_factory=MapConfig)
     """Map grids."""
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -355,6 +358,8 @@ class EngineConfig:
     """Online inference."""
 
     def __post_init__(self):
+        _check(self.init_pose in ('identity', 'gravity', 'ground_truth'), 'engine.init_pose',
+               f"must be 'identity', 'gravity' or 'ground_truth', got {self.init_pose!r}")
         _check(self.dtype in ('float32', 'float64'), 'engine.dtype',
                f"must be 'float32' or 'float64', got {self.dtype!r}")
         _check(self.device == 'cpu' or self.device.startswith('cuda'), 'engine.device',
@@ -493,7 +498,8 @@ def unflatten(params: Dict[str, Any]) -> Dict[str, Any]:
 def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = _deep_merge(out[k], v) if nested else v
     return out
 
 

@@ -77,7 +77,8 @@ class SlamEngine:
         self.n_untracked = 0
 
     def _t(self, x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x), device=self.device, dtype=self.dtype)
+        # np.array copies: arrays from bag messages may be read-only views.
+        return torch.as_tensor(np.array(x), device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ inputs
 
@@ -183,7 +184,7 @@ class SlamEngine:
         t0 = time.perf_counter()
         if first or self._is_keyframe(post):
             T_world_cam = post.T @ T_body_cam
-            self.map.fuse(depth, rgb, K, T_world_cam)
+            self.map.fuse(depth, rgb, K, T_world_cam, depth_sigma(depth, self.cfg.sensor))
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
         else:

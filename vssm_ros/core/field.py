@@ -17,7 +17,7 @@ the grid space is free and unknown.
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +26,16 @@ from vssm_ros.config import MapConfig
 from vssm_ros.errors import StateError
 
 
+_NEIGHBOURS = torch.tensor([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1],
+                            [0, 0, -1]])
+
+
 class VoxelMap:
     """Occupancy (via signed distance) and colour grids with per-voxel observation weights.
 
-    Grids are stored as (1, C, Z, Y, X) so ``grid_sample`` reads them directly.
+    Grids are stored as (1, C, Z, Y, X) so ``grid_sample`` reads them directly. The signed
+    distance is stored shifted by ``-truncation`` so that unobserved space is 0 and a query pads
+    with 0 outside the grid without touching the whole grid.
     """
 
     def __init__(self, cfg: MapConfig, device: torch.device, dtype: torch.dtype):
@@ -43,36 +49,37 @@ class VoxelMap:
         self.origin = lo.to(device=self.device, dtype=dtype)  # centre of voxel (0, 0, 0)
         self.resolution = float(cfg.resolution)
         x, y, z = self.dims
-        self.sdf = torch.full((1, 1, z, y, x), cfg.truncation, device=self.device, dtype=dtype)
-        self.weight = torch.zeros_like(self.sdf)
+        self._dist = torch.zeros((1, 1, z, y, x), device=self.device, dtype=dtype)
+        self.weight = torch.zeros_like(self._dist)
         self.color = torch.zeros((1, 3, z, y, x), device=self.device, dtype=dtype)
-        self.color_weight = torch.zeros_like(self.sdf)
+        self.color_weight = torch.zeros_like(self._dist)
         # Maps world points to grid_sample's [-1, 1] coordinates (align_corners=True).
         self._scale = 2.0 / (self.resolution * (torch.tensor(self.dims, device=self.device,
                                                              dtype=dtype) - 1))
 
     # ------------------------------------------------------------------ queries
 
+    @property
+    def sdf(self) -> torch.Tensor:
+        """Posterior mean signed distance per voxel (a new tensor). Shape: (1, 1, Z, Y, X)."""
+        return self._dist + self.cfg.truncation
+
     def normalised(self, points: torch.Tensor) -> torch.Tensor:
         """World points to grid_sample coordinates. Shape: (..., 3) -> (..., 3)."""
         return (points - self.origin) * self._scale - 1.0
 
-    def _sample(self, grid: torch.Tensor, points: torch.Tensor, pad: float) -> torch.Tensor:
-        """Trilinear read of a (1, C, Z, Y, X) grid at points (N, 3), ``pad`` outside.
+    def _sample(self, grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Trilinear read of a (1, C, Z, Y, X) grid at points (N, 3), 0 outside.
 
         Returns: Shape (N, C).
         """
         g = self.normalised(points).reshape(1, 1, 1, -1, 3)
-        # Zero padding on (grid - pad) then adding pad back gives a constant outside value with
-        # exact interpolation towards it at the border.
-        out = F.grid_sample(grid - pad if pad else grid, g, mode='bilinear',
-                            padding_mode='zeros', align_corners=True)
-        out = out.reshape(grid.shape[1], -1).t()
-        return out + pad if pad else out
+        out = F.grid_sample(grid, g, mode='bilinear', padding_mode='zeros', align_corners=True)
+        return out.reshape(grid.shape[1], -1).t()
 
     def sdf_at(self, points: torch.Tensor) -> torch.Tensor:
         """Posterior mean signed distance. Shape: (N, 3) -> (N,)."""
-        return self._sample(self.sdf, points, self.cfg.truncation)[:, 0]
+        return self._sample(self._dist, points)[:, 0] + self.cfg.truncation
 
     def logits_at(self, points: torch.Tensor) -> torch.Tensor:
         """Posterior mean occupancy logits. Shape: (N, 3) -> (N,)."""
@@ -80,16 +87,15 @@ class VoxelMap:
 
     def color_at(self, points: torch.Tensor) -> torch.Tensor:
         """Colour in [0, 1]. Shape: (N, 3) -> (N, 3)."""
-        return self._sample(self.color, points, 0.0)
+        return self._sample(self.color, points)
 
     def weight_at(self, points: torch.Tensor) -> torch.Tensor:
         """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""
-        return self._sample(self.weight, points, 0.0)[:, 0]
+        return self._sample(self.weight, points)[:, 0]
 
     def logit_std(self) -> torch.Tensor:
         """Std of q(logit) per voxel (inf where unobserved). Shape: (1, 1, Z, Y, X)."""
-        sdf_std = self.cfg.sdf_noise / self.weight.sqrt()
-        return self.cfg.logit_slope * sdf_std
+        return self.cfg.logit_slope * self.cfg.sdf_noise / self.weight.sqrt()
 
     def voxel_centres(self, index: torch.Tensor) -> torch.Tensor:
         """World coordinates of voxels given (N, 3) integer (x, y, z) indices. Shape: (N, 3)."""
@@ -98,125 +104,175 @@ class VoxelMap:
     # ------------------------------------------------------------------ update
 
     def fuse(self, depth: torch.Tensor, rgb: torch.Tensor | None, K: torch.Tensor,
-             T_world_cam: torch.Tensor, weight: float = 1.0) -> int:
+             T_world_cam: torch.Tensor, depth_sigma: torch.Tensor | None = None,
+             max_pixels: int = 20000) -> int:
         """Closed-form posterior update with one depth image (projective signed distances).
+
+        Candidate voxels are those met by samples along the pixels' rays from ``2 truncation``
+        in front of the observed depth to ``truncation`` behind it (space further in front keeps
+        its value: free unless observed otherwise, the grid's initial value). Each candidate's
+        signed distance is then computed exactly by projecting its centre into the image, with
+        bilinear depth where the four neighbours agree.
 
         Args:
             depth: metres, NaN invalid. Shape: (H, W).
             rgb: colour in [0, 1] or None. Shape: (H, W, 3).
             K: intrinsics. Shape: (3, 3).
             T_world_cam: camera pose. Shape: (4, 4).
-            weight: weight of this observation.
+            depth_sigma: depth noise std per pixel; the observation weight is
+                ``(sdf_noise / sigma)²`` capped at 1 (None: weight 1). Shape: (H, W).
+            max_pixels: rays used to find candidate voxels (a regular subset beyond this).
         Returns:
             The number of voxels updated.
         """
         cfg = self.cfg
         h, w = depth.shape
-        valid = torch.isfinite(depth)
-        if not bool(valid.any()):
+        dev, dt = self.device, self.dtype
+        # 1. candidate voxels from samples along a subset of rays
+        stride = max(1, int(math.ceil(math.sqrt(h * w / max_pixels))))
+        d_sub = depth[::stride, ::stride]
+        vv, uu = torch.meshgrid(torch.arange(0, h, stride, device=dev, dtype=dt),
+                                torch.arange(0, w, stride, device=dev, dtype=dt), indexing='ij')
+        ok = torch.isfinite(d_sub)
+        if not bool(ok.any()):
             return 0
-        dmax = float(depth[valid].max()) + cfg.truncation
-        lo, hi = self._frustum_box(K, T_world_cam, w, h, dmax)
-        if lo is None:
-            return 0
-        xs, ys, zs = (torch.arange(lo[i], hi[i] + 1, device=self.device) for i in range(3))
-        zz, yy, xx = torch.meshgrid(zs, ys, xs, indexing='ij')  # (z, y, x) order of the grid
-        idx = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3)
-        pts = self.voxel_centres(idx)
-        R, t = T_world_cam[:3, :3], T_world_cam[:3, 3]
-        pc = (pts - t) @ R  # camera frame. (N, 3)
-        z = pc[:, 2]
-        zs_safe = torch.where(z > 1e-6, z, torch.ones_like(z))
-        u = torch.round(K[0, 0] * pc[:, 0] / zs_safe + K[0, 2]).long()
-        v = torch.round(K[1, 1] * pc[:, 1] / zs_safe + K[1, 2]).long()
-        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        pix = torch.where(inside, v * w + u, torch.zeros_like(u))
-        d = depth.reshape(-1)[pix]
-        sdf = d - z  # projective signed distance along the optical axis
-        upd = inside & torch.isfinite(d) & (sdf > -cfg.truncation)
-        sdf = sdf.clamp(max=cfg.truncation)
-        flat = ((idx[:, 2] * self.dims[1] + idx[:, 1]) * self.dims[0] + idx[:, 0])
-        flat = flat[upd]
-        sdf = sdf[upd]
+        d_ok = d_sub[ok]
+        dirs = torch.stack(((uu[ok] - K[0, 2]) / K[0, 0], (vv[ok] - K[1, 2]) / K[1, 1],
+                            torch.ones_like(d_ok)), dim=-1)  # (P, 3)
+        offs = torch.arange(-2 * cfg.truncation, cfg.truncation + 1e-9, 0.5 * self.resolution,
+                            device=dev, dtype=dt)  # (S,)
+        z = (d_ok[:, None] + offs).clamp(min=1e-3)  # (P, S)
+        pts = (dirs[:, None, :] * z[..., None]).reshape(-1, 3)
+        pts = pts @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
+        dims = torch.tensor(self.dims, device=dev)
+        X, Y = self.dims[0], self.dims[1]
+
+        def unique_inside(idx: torch.Tensor) -> torch.Tensor:
+            idx = idx[((idx >= 0) & (idx < dims)).all(dim=-1)]
+            flat = torch.unique((idx[:, 2] * Y + idx[:, 1]) * X + idx[:, 0])
+            return torch.stack((flat % X, (flat // X) % Y, flat // (X * Y)), dim=-1)
+
+        vox = unique_inside(torch.round((pts - self.origin) / self.resolution).long())
+        # Rays are sparser than voxels at range (a 160 px wide image at 5 m spaces them ~4 cm
+        # apart), so the 6-neighbours join the candidates: a voxel next to a surface that no
+        # ray met would stay free and let rays through the surface.
+        vox = unique_inside((vox[:, None, :] + _NEIGHBOURS.to(dev)).reshape(-1, 3))
+        flat = (vox[:, 2] * Y + vox[:, 1]) * X + vox[:, 0]
+        # 2. exact projective signed distance of each candidate
+        pc = (self.voxel_centres(vox) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
+        zc = pc[:, 2]
+        zsafe = torch.where(zc > 1e-6, zc, torch.ones_like(zc))
+        u = K[0, 0] * pc[:, 0] / zsafe + K[0, 2]
+        v = K[1, 1] * pc[:, 1] / zsafe + K[1, 2]
+        d, pix = _bilinear_depth(depth, u, v, cfg.truncation)
+        sdf = d - zc
+        # Only up to one truncation behind the surface: updating further (behind silhouettes)
+        # fattens objects as seen from other views, which measured worse.
+        upd = (zc > 1e-6) & torch.isfinite(d) & (sdf > -cfg.truncation)
+        flat, sdf, pix = flat[upd], sdf[upd].clamp(max=cfg.truncation), pix[upd]
+        if depth_sigma is None:
+            wgt = torch.ones_like(sdf)
+        else:
+            wgt = (cfg.sdf_noise / depth_sigma.reshape(-1)[pix]).pow(2).clamp(max=1.0)
         W_old = self.weight.view(-1)[flat]
-        s_old = self.sdf.view(-1)[flat]
-        W_new = W_old + weight
-        self.sdf.view(-1)[flat] = (s_old * W_old + sdf * weight) / W_new
+        if cfg.freeze_weight > 0:
+            wgt = torch.where(W_old >= cfg.freeze_weight, torch.zeros_like(wgt), wgt)
+        s_old = self._dist.view(-1)[flat] + cfg.truncation
+        W_new = W_old + wgt
+        W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
+        self._dist.view(-1)[flat] = (s_old * W_old + sdf * wgt) / W_safe - cfg.truncation
         self.weight.view(-1)[flat] = W_new.clamp(max=cfg.max_weight)
         if rgb is not None:
             near = sdf.abs() < 0.5 * cfg.truncation
             cflat = flat[near]
-            col = rgb.reshape(-1, 3)[pix[upd][near]]
+            col = rgb.reshape(-1, 3)[pix[near]]
+            cw = wgt[near]
             cw_old = self.color_weight.view(-1)[cflat]
-            cw_new = cw_old + weight
+            cw_new = cw_old + cw
+            cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))
             cview = self.color.view(3, -1)
-            cview[:, cflat] = ((cview[:, cflat] * cw_old + col.t() * weight) / cw_new)
+            cview[:, cflat] = (cview[:, cflat] * cw_old + col.t() * cw) / cw_safe
             self.color_weight.view(-1)[cflat] = cw_new.clamp(max=cfg.max_weight)
         return int(flat.numel())
-
-    def _frustum_box(self, K: torch.Tensor, T_world_cam: torch.Tensor, w: int, h: int,
-                     dmax: float) -> Tuple:
-        """Integer voxel index box (inclusive) covering the camera frustum up to dmax."""
-        corners = torch.tensor([[0, 0], [w, 0], [0, h], [w, h]], dtype=self.dtype,
-                               device=self.device)
-        rays = torch.stack(((corners[:, 0] - K[0, 2]) / K[0, 0],
-                            (corners[:, 1] - K[1, 2]) / K[1, 1],
-                            torch.ones(4, dtype=self.dtype, device=self.device)), dim=-1)
-        pts = torch.cat((rays * dmax, torch.zeros(1, 3, dtype=self.dtype, device=self.device)))
-        pw = pts @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
-        lo = torch.floor((pw.min(0).values - self.origin) / self.resolution).long()
-        hi = torch.ceil((pw.max(0).values - self.origin) / self.resolution).long()
-        dims = torch.tensor(self.dims, device=self.device)
-        lo = lo.clamp(min=0)
-        hi = torch.minimum(hi, dims - 1)
-        if bool((hi < lo).any()):
-            return None, None
-        return lo.tolist(), hi.tolist()
 
     # ------------------------------------------------------------------ export
 
     def surface_points(self, min_weight: float = 1.0) -> Dict[str, torch.Tensor]:
-        """Voxels near the surface (|sdf| < half a voxel + a margin), as a point cloud.
+        """Voxels near the surface (|sdf| < 0.75 voxel), as a point cloud.
 
         Returns: dict with ``xyz`` (N, 3), ``rgb`` (N, 3) in [0, 1], ``occupancy`` (N,)
         probability, ``logit_std`` (N,).
         """
         cfg = self.cfg
-        band = 0.75 * self.resolution
-        mask = (self.weight >= min_weight) & (self.sdf.abs() < band)
+        sdf_grid = self.sdf
+        mask = (self.weight >= min_weight) & (sdf_grid.abs() < 0.75 * self.resolution)
         idx_zyx = mask[0, 0].nonzero()
-        idx = idx_zyx.flip(-1)
         flat = (idx_zyx[:, 0] * self.dims[1] + idx_zyx[:, 1]) * self.dims[0] + idx_zyx[:, 2]
-        sdf = self.sdf.view(-1)[flat]
         weight = self.weight.view(-1)[flat]
-        logit = -cfg.logit_slope * sdf
         return {
-            'xyz': self.voxel_centres(idx),
+            'xyz': self.voxel_centres(idx_zyx.flip(-1)),
             'rgb': self.color.view(3, -1)[:, flat].t().clamp(0, 1),
-            'occupancy': torch.sigmoid(logit),
+            'occupancy': torch.sigmoid(-cfg.logit_slope * sdf_grid.view(-1)[flat]),
             'logit_std': cfg.logit_slope * cfg.sdf_noise / weight.sqrt(),
         }
 
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        """The grids (everything needed to restore the map)."""
-        return {'sdf': self.sdf, 'weight': self.weight, 'color': self.color,
+    def _grids(self) -> Dict[str, torch.Tensor]:
+        return {'dist': self._dist, 'weight': self.weight, 'color': self.color,
                 'color_weight': self.color_weight}
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The grids (everything needed to restore the map); 'sdf' in metres."""
+        out = dict(self._grids())
+        out['sdf'] = out.pop('dist') + self.cfg.truncation
+        return out
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         """Restore grids saved by ``state_dict`` (shapes must match this config)."""
-        for name, cur in self.state_dict().items():
-            new = state[name]
+        for name, cur in self._grids().items():
+            key = 'sdf' if name == 'dist' else name
+            if key not in state:
+                raise StateError(f'map grid {key!r} is missing from the saved state')
+            new = state[key]
             if tuple(new.shape) != tuple(cur.shape):
-                raise StateError(f'map grid {name!r} has shape {tuple(new.shape)}, '
+                raise StateError(f'map grid {key!r} has shape {tuple(new.shape)}, '
                                  f'the config gives {tuple(cur.shape)}')
-            cur.copy_(new.to(device=cur.device, dtype=cur.dtype))
+            new = new.to(device=cur.device, dtype=cur.dtype)
+            cur.copy_(new - self.cfg.truncation if key == 'sdf' else new)
 
     def reset(self) -> None:
         """Forget everything."""
-        self.sdf.fill_(self.cfg.truncation)
-        self.weight.zero_()
-        self.color.zero_()
-        self.color_weight.zero_()
+        for g in self._grids().values():
+            g.zero_()
+
+
+def _bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: float):
+    """Depth at sub-pixel positions: bilinear where the four neighbours are valid and agree
+    within ``tol`` (a surface, not an edge), else the nearest pixel.
+
+    Args:
+        depth: Shape: (H, W), NaN invalid.
+        u, v: pixel coordinates (pixel centres at integers). Shape: (N,).
+    Returns:
+        depth (N,) (NaN outside the image or invalid) and the nearest pixel's flat index (N,).
+    """
+    h, w = depth.shape
+    inside = (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
+    pix = torch.round(v).clamp(0, h - 1).long() * w + torch.round(u).clamp(0, w - 1).long()
+    flatd = depth.reshape(-1)
+    nearest = flatd[pix]
+    u0 = torch.floor(u).clamp(0, w - 2).long()
+    v0 = torch.floor(v).clamp(0, h - 2).long()
+    fu = (u - u0).clamp(0, 1)
+    fv = (v - v0).clamp(0, 1)
+    i00 = v0 * w + u0
+    d00, d01, d10, d11 = flatd[i00], flatd[i00 + 1], flatd[i00 + w], flatd[i00 + w + 1]
+    quad = torch.stack((d00, d01, d10, d11), dim=-1)
+    spread = quad.max(dim=-1).values - quad.min(dim=-1).values
+    smooth = torch.isfinite(quad).all(dim=-1) & (spread < tol)
+    bil = (d00 * (1 - fu) * (1 - fv) + d01 * fu * (1 - fv) + d10 * (1 - fu) * fv
+           + d11 * fu * fv)
+    d = torch.where(smooth, bil, nearest)
+    return torch.where(inside, d, torch.full_like(d, float('nan'))), pix
 
 
 def num_voxels(cfg: MapConfig) -> int:

@@ -4,10 +4,10 @@
 
 For samples at depths d_0 < ... < d_{K-1} along a ray with occupancy logits L_k, the surface is
 reached at sample k with probability o_k = sigmoid(s L_k); the first hit is at k with probability
-``w_k = o_k prod_{j<k} (1 - o_j)``, and nothing is hit with the rest. The hit position of event k is
-interpolated inside (d_{k-1}, d_k] at the logit zero crossing: a discrete expectation reads half a
-sample spacing too deep otherwise (DESIGN, fidelity), and the interpolation makes the rendered
-depth a smooth function of the pose, which the Gauss-Newton tracker needs.
+``w_k = o_k prod_{j<k} (1 - o_j)``, and nothing is hit with the rest. The hit position of
+event k is interpolated inside (d_{k-1}, d_k] at the logit zero crossing: a discrete expectation
+reads half a sample spacing too deep otherwise (DESIGN, fidelity), and the interpolation makes
+the rendered depth a smooth function of the pose, which the Gauss-Newton tracker needs.
 """
 
 from __future__ import annotations

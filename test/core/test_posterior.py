@@ -1,0 +1,169 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Tracking: Gauss-Newton on a map fused from a noise-free synthetic frame at its true pose."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig
+from vssm_ros.core import lie
+from vssm_ros.core.camera import pixel_rays, sample_pixels
+from vssm_ros.core.dynamics import GaussianState
+from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.posterior import depth_sigma, linearise, make_rays, track
+from vssm_ros.data.synthetic import generate_flight
+
+F64 = torch.float64
+SYN = SyntheticConfig(duration_s=3, width=64, height=48)
+ECFG = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
+                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size)))
+PRIOR_STD = [0.05] * 3 + [math.radians(3.0)] * 3 + [0.5] * 3  # loose
+
+
+def _t(x):
+    return torch.as_tensor(np.asarray(x), dtype=F64)
+
+
+class Scene:
+    """One noise-free frame, the map fused from it at its true pose, and sampled rays."""
+
+    def __init__(self, flight, index, n_rays=512, seed=0):
+        frame = flight.frame(index, noise=False)
+        self.depth = _t(frame.depth)
+        self.K = _t(frame.K)
+        self.T_body_cam = _t(frame.T_body_cam)
+        self.T_world_body = _t(flight.gt_frames.T_world_body[index])
+        self.map = VoxelMap(ECFG.map, 'cpu', F64)
+        self.map.fuse(self.depth, _t(frame.rgb / 255.0), self.K, _t(flight.T_world_cam(index)),
+                      depth_sigma(self.depth, ECFG.sensor))
+        self.rays = self.make(torch.isfinite(self.depth), n_rays, seed)
+
+    def make(self, valid, n_rays, seed):
+        idx, ok = sample_pixels(valid, n_rays, torch.Generator().manual_seed(seed))
+        w = self.depth.shape[1]
+        uv = torch.stack(((idx % w).to(F64), (idx // w).to(F64)), dim=-1)
+        return make_rays(pixel_rays(self.K, uv), self.depth.reshape(-1)[idx], ok,
+                         self.T_body_cam, ECFG.render)
+
+    def prior(self, dp, axis, angle_deg):
+        axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+        R = self.T_world_body[:3, :3] @ lie.so3_exp(_t(axis * math.radians(angle_deg)))
+        return GaussianState(R, self.T_world_body[:3, 3] + _t(dp), torch.zeros(3, dtype=F64),
+                             torch.diag(_t(PRIOR_STD) ** 2), torch.zeros(3, dtype=F64))
+
+    def errors(self, state):
+        """Position (m) and rotation (deg) error of a state."""
+        T = self.T_world_body
+        return (float((state.p - T[:3, 3]).norm()),
+                math.degrees(float(lie.so3_log(T[:3, :3].t() @ state.R).norm())))
+
+
+def _track(scene, prior, rays=None, iters=8):
+    inf = ECFG.inference
+    return track(scene.map, scene.rays if rays is None else rays, prior, iters, ECFG.render,
+                 ECFG.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
+                 inf.min_valid_rays)
+
+
+@pytest.fixture(scope='module')
+def flight():
+    return generate_flight(SYN)
+
+
+@pytest.fixture(scope='module')
+def scene30(flight):
+    return Scene(flight, 30)
+
+
+@pytest.mark.parametrize('dp, axis, angle', [
+    ((-0.02, 0.0, 0.0), (1.0, 0.0, 0.0), 1.0),  # 2 cm + 1 deg about the body x axis
+    ((0.0, 0.02, 0.0), (1.0, 0.0, 0.0), 1.0),
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), 0.5),  # yaw: see the xfail below for 1 deg
+])
+def test_track_converges_from_2cm_1deg(scene30, dp, axis, angle):
+    prior = scene30.prior(dp, axis, angle)
+    e_p, e_r = scene30.errors(prior)
+    assert e_p == pytest.approx(np.linalg.norm(dp)) and e_r == pytest.approx(angle)
+    res = _track(scene30, prior)
+    e_p, e_r = scene30.errors(res['state'])
+    assert e_p < 5e-3, e_p
+    assert e_r < 0.2, e_r
+    assert res['n_used'] > 450
+    assert res['rmse'] < 0.6
+
+
+def test_laplace_covariance_is_spd_and_shrinks(scene30):
+    prior = scene30.prior((-0.02, 0.0, 0.0), (1.0, 0.0, 0.0), 1.0)
+    post = _track(scene30, prior)['state']
+    P, P0 = post.cov, prior.cov
+    assert torch.equal(P, P.t())
+    assert float(torch.linalg.eigvalsh(P).min()) > 0.0
+    # H = P0^-1 + J^T W J >= P0^-1, so P0 - P is positive semi-definite.
+    assert float(torch.linalg.eigvalsh(P0 - P).min()) > -1e-12
+    std, std0 = torch.diagonal(P).sqrt(), torch.diagonal(P0).sqrt()
+    assert float((std[:6] / std0[:6]).max()) < 0.2  # the depth rays carry the pose
+    assert torch.allclose(std[6:], std0[6:])  # they say nothing about velocity
+    assert torch.allclose(post.R @ post.R.t(), torch.eye(3, dtype=F64), atol=1e-12)
+
+
+def test_no_usable_rays_returns_the_prior(scene30):
+    prior = scene30.prior((0.01, 0.0, 0.0), (0.0, 1.0, 0.0), 0.5)
+    none = scene30.make(torch.zeros_like(scene30.depth, dtype=torch.bool), 256, 0)
+    assert not bool(none.valid.any())
+    res = _track(scene30, prior, rays=none)
+    s = res['state']
+    assert res['n_used'] == 0
+    for k in ('R', 'p', 'v', 'cov'):
+        # R is re-orthonormalised on the way out (a no-op up to rounding).
+        assert torch.allclose(getattr(s, k), getattr(prior, k), rtol=0, atol=1e-14), k
+    assert s is not prior
+
+
+def test_jacobian_matches_finite_differences(scene30):
+    # The one-backward-pass Jacobian against central differences of the rendered depth.
+    prior = scene30.prior((0.004, -0.003, 0.002), (1.0, -2.0, 0.5), 0.3)
+    R0, p0 = prior.R, prior.p
+    lin = linearise(scene30.map, scene30.rays, R0, p0, ECFG.render, ECFG.sensor)
+    use = lin['w'] > 0
+    assert int(use.sum()) > 400
+    eps = 1e-6
+    for j in range(6):
+        d = torch.zeros(6, dtype=F64)
+        d[j] = eps
+        lp = linearise(scene30.map, scene30.rays, R0 @ lie.so3_exp(d[3:]), p0 + d[:3],
+                       ECFG.render, ECFG.sensor)['depth']
+        lm = linearise(scene30.map, scene30.rays, R0 @ lie.so3_exp(-d[3:]), p0 - d[:3],
+                       ECFG.render, ECFG.sensor)['depth']
+        fd = (lp - lm) / (2 * eps)
+        # J = -(d depth / d x) / sigma with sigma from the sensor model and the depth spread.
+        sigma = torch.sqrt(depth_sigma(scene30.rays.d_obs, ECFG.sensor) ** 2
+                           + _depth_var(scene30, R0, p0))
+        analytic = -lin['J'][:, j] * sigma
+        rel = float((fd - analytic)[use].norm() / fd[use].norm())
+        assert rel < 1e-4, (j, rel)
+
+
+def _depth_var(scene, R, p):
+    from vssm_ros.core.render import composite
+    x = scene.rays.q_body @ R.t() + p
+    n, k, _ = x.shape
+    out = composite(scene.map.logits_at(x.reshape(-1, 3)).reshape(n, k), scene.rays.depths,
+                    ECFG.render.hit_sharpness, ECFG.render.far)
+    return out['depth_var']
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'track does not recover a 1 deg yaw (body z) error: frame 30, noise-free, map fused at '
+    'the true pose, 512 rays, 8 iterations, prior 2 cm up + 1 deg yaw ends at 20.2 mm / '
+    '1.08 deg (claimed position std ~2 mm). The first Gauss-Newton step trades the yaw for a '
+    '1.5 cm sideways translation and turns the yaw the wrong way (1.00 -> 1.06 deg), then it '
+    'stops. Over 24 perturbations of 2 cm along +-x/y/z and 1 deg about body x/y/+z/-z only '
+    'the 6 roll (body x) cases converge (2-5 mm); pitch and yaw cases end 5-69 mm / '
+    '0.08-1.8 deg off, while a 0.5 deg yaw alone converges'))
+def test_track_converges_from_1deg_yaw(scene30):
+    prior = scene30.prior((0.0, 0.0, 0.02), (0.0, 0.0, 1.0), 1.0)
+    e_p, e_r = scene30.errors(_track(scene30, prior)['state'])
+    assert e_p < 5e-3 and e_r < 0.2

@@ -1,0 +1,191 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""PLY and checkpoint exports: exact round trips, the byte layout, clear errors on bad files."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig, to_dict
+from vssm_ros.core.engine import SlamEngine
+from vssm_ros.data.export import (CHECKPOINT_FORMAT, load_checkpoint, read_ply, save_checkpoint,
+                                  write_ply)
+from vssm_ros.data.synthetic import generate_flight
+from vssm_ros.errors import SourceError, StateError
+from vssm_ros.types import Frame, ImuSample
+
+
+def _cloud(n, seed=0):
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform(-5, 5, (n, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    occ = rng.uniform(0, 1, n).astype(np.float32)
+    return xyz, rgb, occ
+
+
+# ------------------------------------------------------------------------------------ PLY
+
+
+def test_ply_round_trip_is_exact(tmp_path):
+    xyz, rgb, occ = _cloud(57)
+    write_ply(tmp_path / 'map.ply', xyz, rgb, occ)
+    got = read_ply(tmp_path / 'map.ply')
+    np.testing.assert_array_equal(got['xyz'], xyz)
+    np.testing.assert_array_equal(got['rgb'], rgb)
+    np.testing.assert_array_equal(got['occupancy'], occ)
+    assert got['xyz'].dtype == np.float32 and got['rgb'].dtype == np.uint8
+
+
+def test_ply_byte_layout_is_binary_little_endian(tmp_path):
+    xyz, rgb, occ = _cloud(3, seed=1)
+    path = tmp_path / 'map.ply'
+    write_ply(path, xyz, rgb, occ)
+    data = path.read_bytes()
+    end = data.index(b'end_header\n') + len(b'end_header\n')
+    header = data[:end].decode('ascii')
+    assert header.startswith('ply\nformat binary_little_endian 1.0\n')
+    assert 'element vertex 3\n' in header
+    props = [ln.split()[1:] for ln in header.splitlines() if ln.startswith('property')]
+    assert props == [['float', 'x'], ['float', 'y'], ['float', 'z'], ['uchar', 'red'],
+                     ['uchar', 'green'], ['uchar', 'blue'], ['float', 'occupancy']]
+    # 3 floats + 3 bytes + 1 float = 19 bytes per vertex, unpadded; decode the second vertex
+    # by hand, independently of read_ply.
+    assert len(data) - end == 3 * 19
+    x, y, z, r, g, b, o = struct.unpack('<fffBBBf', data[end + 19:end + 38])
+    np.testing.assert_array_equal([x, y, z], xyz[1])
+    assert (r, g, b) == tuple(int(v) for v in rgb[1])
+    assert o == occ[1]
+
+
+def test_ply_empty_cloud(tmp_path):
+    write_ply(tmp_path / 'e.ply', np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0))
+    got = read_ply(tmp_path / 'e.ply')
+    assert got['xyz'].shape == (0, 3) and got['occupancy'].shape == (0,)
+
+
+def test_ply_rejects_bad_inputs(tmp_path):
+    xyz, rgb, occ = _cloud(4)
+    with pytest.raises(ValueError, match='rgb must have shape'):
+        write_ply(tmp_path / 'a.ply', xyz, rgb[:3], occ)
+    with pytest.raises(ValueError, match='uint8'):
+        write_ply(tmp_path / 'a.ply', xyz, rgb.astype(np.float32), occ)
+    assert not (tmp_path / 'a.ply').exists()
+    write_ply(tmp_path / 'b.ply', xyz, rgb, occ)
+    data = (tmp_path / 'b.ply').read_bytes()
+    (tmp_path / 'b.ply').write_bytes(data[:-5])
+    with pytest.raises(SourceError, match='truncated'):
+        read_ply(tmp_path / 'b.ply')
+    (tmp_path / 'c.ply').write_bytes(data.replace(b'binary_little_endian', b'ascii'))
+    with pytest.raises(SourceError, match="format 'ascii'"):
+        read_ply(tmp_path / 'c.ply')
+    with pytest.raises(SourceError, match='cannot read PLY'):
+        read_ply(tmp_path / 'missing.ply')
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope='module')
+def engine_and_flight():
+    """An engine after 3 frames of a small synthetic flight (a coarse map keeps it fast)."""
+    flight = generate_flight(SyntheticConfig(duration_s=1.0, width=48, height=36,
+                                             camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
+    cfg = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5), bounds_max=(8.5, 6.5, 3.5),
+                                     resolution=0.1, truncation=0.3))
+    engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0])
+    frames = 0
+    for item in flight.items():
+        if isinstance(item, ImuSample):
+            engine.add_imu(item)
+        elif isinstance(item, Frame):
+            engine.step(item)
+            frames += 1
+            if frames == 3:
+                break
+    return engine, flight, cfg
+
+
+def test_checkpoint_round_trip_renders_identically(tmp_path, engine_and_flight):
+    engine, flight, cfg = engine_and_flight
+    config = {'engine': to_dict(cfg), 'note': 'round trip'}
+    path = tmp_path / 'ckpt' / 'checkpoint.safetensors'
+    save_checkpoint(path, engine.state_dict(), config)
+    sd, got_config = load_checkpoint(path)
+    assert got_config == json.loads(json.dumps(config))
+    assert sd['meta'] == engine.state_dict()['meta']
+    assert sd['meta']['n_frames'] == 3
+
+    fresh = SlamEngine(cfg)
+    fresh.load_state_dict(sd)
+    assert fresh.n_frames == 3
+    T_world_cam = flight.T_world_cam(2)
+    a = engine.render(T_world_cam, flight.K, 48, 36)
+    b = fresh.render(T_world_cam, flight.K, 48, 36)
+    assert np.isfinite(a['depth']).mean() > 0.5   # the map was really rendered
+    for key in ('depth', 'depth_std', 'hit'):
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+    assert np.array_equal(a['color'], b['color'])
+    pa, pb = engine.map_points(), fresh.map_points()
+    assert len(pa['xyz']) > 100
+    for key in pa:
+        assert np.array_equal(pa[key], pb[key]), key
+
+
+def test_checkpoint_file_is_safetensors_with_json_metadata(tmp_path, engine_and_flight):
+    engine = engine_and_flight[0]
+    path = tmp_path / 'c.safetensors'
+    save_checkpoint(path, engine.state_dict(), {'a': [1, 2.5, 'x']})
+    data = path.read_bytes()
+    (n,) = struct.unpack('<Q', data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header['__metadata__']
+    assert meta['format'] == CHECKPOINT_FORMAT
+    assert json.loads(meta['config']) == {'a': [1, 2.5, 'x']}
+    assert json.loads(meta['meta'])['n_frames'] == 3
+    names = set(header) - {'__metadata__'}
+    assert names == set(engine.state_dict()['tensors'])
+    assert not data.startswith(b'\x80')   # not a pickle
+
+
+def test_corrupt_or_foreign_checkpoints_raise_state_error(tmp_path, engine_and_flight):
+    from safetensors.torch import save_file
+    import torch
+
+    engine = engine_and_flight[0]
+    good = tmp_path / 'good.safetensors'
+    save_checkpoint(good, engine.state_dict(), {})
+    data = good.read_bytes()
+
+    truncated = tmp_path / 'truncated.safetensors'
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(StateError, match='corrupt or truncated'):
+        load_checkpoint(truncated)
+
+    garbage = tmp_path / 'garbage.safetensors'
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)
+                        .tobytes())
+    with pytest.raises(StateError, match='not a vssm_ros checkpoint'):
+        load_checkpoint(garbage)
+
+    tiny = tmp_path / 'tiny.safetensors'
+    tiny.write_bytes(b'\x01\x02')
+    with pytest.raises(StateError, match='only 2 bytes'):
+        load_checkpoint(tiny)
+
+    foreign = tmp_path / 'foreign.safetensors'
+    save_file({'w': torch.zeros(2)}, str(foreign), metadata={'format': 'pt'})
+    with pytest.raises(StateError, match="format 'pt'"):
+        load_checkpoint(foreign)
+
+    with pytest.raises(StateError, match='checkpoint not found'):
+        load_checkpoint(tmp_path / 'missing.safetensors')
+
+
+def test_save_checkpoint_rejects_non_state_dicts(tmp_path):
+    with pytest.raises(StateError, match="'tensors' and 'meta'"):
+        save_checkpoint(tmp_path / 'x.safetensors', {'tensors': {}}, {})
+    with pytest.raises(StateError, match='not JSON-serialisable'):
+        save_checkpoint(tmp_path / 'x.safetensors', {'tensors': {}, 'meta': {'o': object()}}, {})
+    assert not (tmp_path / 'x.safetensors').exists()

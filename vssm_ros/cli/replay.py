@@ -1,0 +1,473 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""vssm-replay: run the SLAM engine over a recording and report accuracy and speed.
+
+INPUT is a ROS 1 ``.bag``, a ROS 2 bag directory (sqlite3 or mcap) or a TUM RGB-D folder.
+Writes to the output directory:
+
+- ``trajectory.tum``: base_link in map, one line per processed frame, image stamps (exact ns);
+- ``map.ply``: the map's surface points (colour, occupancy probability);
+- ``checkpoint.safetensors``: the engine state and the config (``~/load_map`` reads it);
+- ``metrics.json``: frames, frames/s, step() latency percentiles, peak memory, ATE/RPE and the
+  calibration of the reported position covariances when the input has ground truth;
+- ``trajectory.png`` and ``depth_strip.png`` (observed vs predicted depth and colour).
+
+Example::
+
+    vssm-replay rgbd_dataset_freiburg3_teddy --config config/tum.yaml --out out/teddy
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from vssm_ros.config import VssmConfig, load_config, to_dict
+from vssm_ros.core.engine import SlamEngine
+from vssm_ros.data.atomic import atomic_write_text
+from vssm_ros.data.export import save_checkpoint, write_ply
+from vssm_ros.data.sources import Source, open_source
+from vssm_ros.data.trajectory import write_tum_trajectory
+from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
+from vssm_ros.eval.metrics import associate, depth_l1, trajectory_metrics
+from vssm_ros.eval.report import aligned_position_calibration, latency_stats, summary_table
+from vssm_ros.types import Estimate, Frame, ImuSample, PoseSample
+
+PathLike = Union[str, os.PathLike]
+
+INIT_POSES = ('identity', 'gravity', 'ground_truth')
+"""Values of ``engine.init_pose`` (see EngineConfig). The replay resolves 'ground_truth' itself
+(the ground-truth pose of the first frame becomes ``T_world_body0``); the others are the
+engine's."""
+GT_MAX_DIFF_S = 0.02
+"""Largest stamp difference (seconds) between an estimate and its ground-truth pose."""
+INIT_MAX_DIFF_S = 0.1
+"""Largest stamp difference (seconds) between the first frame and the pose it starts from."""
+STRIP_FRAMES = 4
+"""Frames shown in depth_strip.png, spread over the run."""
+STRIP_MAX_WIDTH = 320
+"""Larger frames are subsampled for depth_strip.png (a full-size render costs seconds)."""
+
+OUTPUTS = ('trajectory.tum', 'map.ply', 'checkpoint.safetensors', 'metrics.json',
+           'trajectory.png', 'depth_strip.png')
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def initial_pose(ground_truth: Sequence[PoseSample], stamp_ns: int,
+                 max_diff_s: float = INIT_MAX_DIFF_S) -> Optional[np.ndarray]:
+    """The ground-truth pose nearest in time to ``stamp_ns`` (within ``max_diff_s``), else None.
+
+    Shape: (4, 4).
+    """
+    if not ground_truth:
+        return None
+    stamps = np.array([p.stamp_ns for p in ground_truth], dtype=np.int64)
+    i = int(np.argmin(np.abs(stamps - stamp_ns)))
+    if abs(int(stamps[i]) - stamp_ns) > max_diff_s * 1e9:
+        return None
+    return np.asarray(ground_truth[i].T_world_body, dtype=np.float64).copy()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+
+
+class _SpreadKeeper:
+    """Keeps a bounded, evenly spread subset of a stream of unknown length: every ``stride``-th
+    item, the stride doubling whenever more than ``capacity`` are kept."""
+
+    def __init__(self, capacity: int = 2 * STRIP_FRAMES) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.items: List[Tuple[int, Any]] = []
+
+    def offer(self, index: int, make: Callable[[], Any]) -> None:
+        if index % self.stride:
+            return
+        self.items.append((index, make()))
+        if len(self.items) > self.capacity:
+            self.stride *= 2
+            self.items = [(i, x) for i, x in self.items if i % self.stride == 0]
+
+    def pick(self, n: int) -> List[Any]:
+        """``n`` of the kept items spread from the first to the last."""
+        if len(self.items) <= n:
+            return [x for _, x in self.items]
+        idx = np.unique(np.round(np.linspace(0, len(self.items) - 1, n)).astype(int))
+        return [self.items[i][1] for i in idx]
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON values: NumPy scalars and arrays unwrapped, non-finite floats as None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)
+
+
+def _stderr_line(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# The replay
+
+
+def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLike,
+               max_frames: Optional[int] = None, progress: bool = True, plots: bool = True,
+               init_pose: Optional[str] = None,
+               log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Run the engine over a recording and write the outputs (see the module docstring).
+
+    Args:
+        source: an opened ``Source``, or a path for ``open_source``.
+        cfg: the configuration (topics, camera, engine, ...).
+        out_dir: output directory (created; existing outputs are replaced).
+        max_frames: stop after this many frames received.
+        progress: show a progress bar (only when stderr is a terminal).
+        plots: write trajectory.png and depth_strip.png.
+        init_pose: overrides ``cfg.engine.init_pose`` when given (one of ``INIT_POSES``).
+        log: where one-line notes go (per-frame errors, fallbacks); default stderr.
+
+    Returns:
+        The metrics written to metrics.json (``out_dir`` added).
+
+    Raises:
+        VssmError: the input cannot be read, the config is invalid, or no frame could be
+            processed. Errors of single frames are counted, logged and skipped.
+    """
+    log = log or _stderr_line
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f'--max-frames must be >= 1, got {max_frames}')
+    if not isinstance(source, Source):
+        source = open_source(source, cfg)
+    if not source.has_frames:
+        raise SourceError(f'{source.path} has no RGB-D frames to replay '
+                          f'(topics found: {source.info.get("topics")})')
+    if init_pose is not None:
+        cfg = with_init_pose(cfg, init_pose)
+    init_pose = getattr(cfg.engine, 'init_pose', 'identity')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    ground_truth = source.ground_truth()
+    device = cfg.engine.device
+    if device.startswith('cuda'):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(device)
+
+    total = _expected_frames(source, max_frames)
+    bar = None
+    if progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit='frame', desc='vssm-replay', file=sys.stderr,
+                   dynamic_ncols=True)
+
+    engine: Optional[SlamEngine] = None
+    init_from_gt = False
+    pending_imu: List[ImuSample] = []
+    stamps: List[int] = []
+    poses: List[np.ndarray] = []
+    covs: List[np.ndarray] = []
+    latencies: List[float] = []
+    stage_sums: Counter = Counter()
+    errors: Counter = Counter()
+    first_errors: List[str] = []
+    keeper = _SpreadKeeper()
+    received = failed = n_imu = 0
+    interrupted = False
+
+    t_start = time.perf_counter()
+    try:
+        for item in source:
+            if isinstance(item, ImuSample):
+                n_imu += 1
+                if engine is None:
+                    # Before the first frame only the latest samples matter (the last is held
+                    # until the next one; a gravity initialisation averages a few): keep a
+                    # bounded tail.
+                    pending_imu.append(item)
+                    del pending_imu[:-256]
+                else:
+                    engine.add_imu(item)
+                continue
+            if not isinstance(item, Frame):
+                continue   # ground truth: read up front by source.ground_truth()
+            if max_frames is not None and received >= max_frames:
+                break
+            received += 1
+            if engine is None:
+                T0 = None
+                if init_pose == 'ground_truth':
+                    T0 = initial_pose(ground_truth, item.stamp_ns)
+                    if T0 is None:
+                        log(f'vssm-replay: no ground-truth pose within {INIT_MAX_DIFF_S} s of the '
+                            f'first frame ({item.stamp_ns} ns); the map frame is the first body '
+                            'frame')
+                    init_from_gt = T0 is not None
+                engine = SlamEngine(cfg.engine, T0)
+                for s in pending_imu:
+                    engine.add_imu(s)
+                pending_imu.clear()
+            t0 = time.perf_counter()
+            try:
+                est = engine.step(item)
+            except VssmError as err:
+                failed += 1
+                errors[type(err).__name__] += 1
+                if len(first_errors) < 10:
+                    first_errors.append(f'frame {item.stamp_ns} ns: {err}')
+                log(f'vssm-replay: frame {item.stamp_ns} ns skipped: {type(err).__name__}: {err}')
+                continue
+            finally:
+                if bar is not None:
+                    bar.update(1)
+            latencies.append(time.perf_counter() - t0)
+            stamps.append(int(est.stamp_ns))
+            poses.append(est.T_world_body)
+            covs.append(est.cov)
+            for k, v in est.timings.items():
+                stage_sums[k] += float(v)
+            keeper.offer(len(stamps) - 1, lambda f=item, e=est: (f, e))
+    except KeyboardInterrupt:
+        interrupted = True
+        log('vssm-replay: interrupted; writing the outputs of the frames processed so far')
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t_start
+
+    if engine is None or not stamps:
+        if received == 0:
+            raise SourceError(f'no RGB-D frame could be read from {source.path} (skipped: '
+                              f'{dict(source.info.get("skipped", {})) or "none"})')
+        raise StateError(f'none of the {received} frames could be processed; first error: '
+                         f'{first_errors[0] if first_errors else "?"}')
+
+    n = len(stamps)
+    stamps_ns = np.array(stamps, dtype=np.int64)
+    T_est = np.stack(poses)  # (N, 4, 4)
+    cov = np.stack(covs)  # (N, 6, 6)
+    metrics: Dict[str, Any] = {
+        'input': {k: source.info.get(k)
+                  for k in ('kind', 'path', 'topics', 'counts', 'T_body_cam_source')},
+        'frames': {'received': received, 'processed': n, 'failed': failed,
+                   'errors': dict(errors), 'first_errors': first_errors,
+                   'skipped_by_source': dict(source.info.get('skipped', {}))},
+        'imu_samples': n_imu,
+        'interrupted': interrupted,
+        'device': device,
+        'init_pose': init_pose,
+        'init_from_ground_truth': init_from_gt,
+        'timing': {
+            'wall_s': wall,
+            'frames_per_s': n / wall if wall > 0 else None,
+            'step_frames_per_s': n / sum(latencies) if sum(latencies) > 0 else None,
+            'step_latency': latency_stats(latencies),
+            'stages_mean_ms': {k: 1e3 * v / n for k, v in stage_sums.items()
+                               if k != 'rays_used'},
+            'rays_used_mean': stage_sums['rays_used'] / n if 'rays_used' in stage_sums
+            else None,
+        },
+    }
+
+    # Accuracy against ground truth.
+    gt_stamps = np.array([p.stamp_ns for p in ground_truth], dtype=np.int64)
+    T_gt = (np.stack([p.T_world_body for p in ground_truth]) if ground_truth
+            else np.zeros((0, 4, 4)))
+    metrics['ate'] = metrics['rpe'] = metrics['association'] = metrics['uncertainty'] = None
+    if ground_truth:
+        try:
+            tm = trajectory_metrics(stamps_ns, T_est, gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S)
+            metrics['ate'], metrics['rpe'] = tm.pop('ate'), tm.pop('rpe')
+            metrics['association'] = tm
+        except SyncError as err:
+            metrics['association'] = {'error': str(err)}
+            log(f'vssm-replay: no ATE: {err}')
+        try:
+            metrics['uncertainty'] = aligned_position_calibration(
+                stamps_ns, T_est, cov, gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S)
+        except ValueError as err:
+            metrics['uncertainty'] = {'error': str(err)}
+
+    # Outputs.
+    write_tum_trajectory(out / 'trajectory.tum', stamps_ns, T_est)
+    pts = engine.map_points()
+    write_ply(out / 'map.ply', pts['xyz'], pts['rgb'], pts['occupancy'])
+    save_checkpoint(out / 'checkpoint.safetensors', engine.state_dict(), to_dict(cfg))
+    metrics['map_points'] = int(len(pts['xyz']))
+    strip = [_render_kept(engine, f, e) for f, e in keeper.pick(STRIP_FRAMES)]
+    metrics['depth_l1'] = [dict(stamp_ns=f.stamp_ns, **depth_l1(r['depth'], f.depth))
+                           for f, _, r in strip]
+    if plots:
+        title = '/'.join(Path(str(source.path)).parts[-2:])
+        if metrics['ate']:
+            title += f'  (ATE rmse {100 * metrics["ate"]["rmse"]:.2f} cm, {n} frames)'
+        _plot_trajectory(out / 'trajectory.png', stamps_ns, T_est, gt_stamps, T_gt, title=title)
+        _plot_strip(out / 'depth_strip.png', strip)
+
+    metrics['memory'] = {'peak_rss_mb': peak_rss_mb(), 'peak_gpu_mb': _peak_gpu_mb(device)}
+    metrics['out_dir'] = str(out)
+    metrics = _jsonable(metrics)
+    atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=2, allow_nan=False) + '\n')
+    return metrics
+
+
+def _expected_frames(source: Source, max_frames: Optional[int]) -> Optional[int]:
+    counts = source.info.get('counts') or {}
+    rgb = (source.info.get('topics') or {}).get('rgb')
+    total = counts.get('frames') if 'frames' in counts else counts.get(rgb)
+    if total is None:
+        return max_frames
+    return min(int(total), max_frames) if max_frames is not None else int(total)
+
+
+def _peak_gpu_mb(device: str) -> Optional[float]:
+    if not device.startswith('cuda'):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _render_kept(engine: SlamEngine, frame: Frame, est: Estimate
+                 ) -> Tuple[Frame, Estimate, Dict[str, np.ndarray]]:
+    """The frame (subsampled to at most STRIP_MAX_WIDTH pixels wide) and the engine's
+    prediction of it from the estimated pose."""
+    h, w = frame.depth.shape
+    s = max(1, -(-w // STRIP_MAX_WIDTH))   # ceil(w / STRIP_MAX_WIDTH)
+    if s > 1:
+        # Pixel (s i, s j) becomes (i, j): scaling K by 1/s keeps every ray the same.
+        K = np.diag([1.0 / s, 1.0 / s, 1.0]) @ frame.K
+        frame = dataclasses.replace(frame, rgb=frame.rgb[::s, ::s], depth=frame.depth[::s, ::s],
+                                    K=K)
+        h, w = frame.depth.shape
+    T_world_cam = est.T_world_body @ frame.T_body_cam
+    return frame, est, engine.render(T_world_cam, frame.K, w, h)
+
+
+def _plot_trajectory(path: Path, stamps_ns: np.ndarray, T_est: np.ndarray,
+                     gt_stamps: np.ndarray, T_gt: np.ndarray, title: str) -> None:
+    from vssm_ros.eval.plots import plot_trajectory
+
+    i_est, i_gt = associate(stamps_ns, gt_stamps, GT_MAX_DIFF_S)
+    if len(i_est) >= 3:
+        plot_trajectory(path, T_est[i_est], T_gt[i_gt], title=title,
+                        stamps_s=(stamps_ns[i_est] - stamps_ns[0]) * 1e-9)
+    else:
+        plot_trajectory(path, T_est, None, title=title,
+                        stamps_s=(stamps_ns - stamps_ns[0]) * 1e-9)
+
+
+def _plot_strip(path: Path, strip: List[Tuple[Frame, Estimate, Dict[str, np.ndarray]]]) -> None:
+    from vssm_ros.eval.plots import plot_image_strip
+
+    if not strip:
+        return
+    std = np.concatenate([r['depth_std'][np.isfinite(r['depth_std'])] for _, _, r in strip])
+    std_max = float(np.percentile(std, 99)) if std.size else 1.0
+    rows = [('observed depth', [f.depth for f, _, _ in strip]),
+            ('predicted depth', [r['depth'] for _, _, r in strip]),
+            ('predicted std [m]', [r['depth_std'] for _, _, r in strip], (0.0, std_max)),
+            ('observed colour', [f.rgb for f, _, _ in strip]),
+            ('predicted colour', [r['color'] for _, _, r in strip])]
+    plot_image_strip(path, rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='vssm-replay',
+        description='Run VSSM-LM SLAM over a recording (ROS 1 bag, ROS 2 bag directory or TUM '
+                    'RGB-D folder); write the trajectory, map, checkpoint, metrics and plots.')
+    p.add_argument('input', metavar='INPUT', help='.bag file, ROS 2 bag directory or TUM folder')
+    p.add_argument('--config', action='append', default=[], metavar='YAML',
+                   help='config file (plain or ROS 2 parameter YAML); repeatable, later ones '
+                        'override earlier ones')
+    p.add_argument('--out', default='out/replay', metavar='DIR',
+                   help='output directory (default: out/replay)')
+    p.add_argument('--device', metavar='DEV',
+                   help='torch device, e.g. cpu or cuda (overrides engine.device)')
+    p.add_argument('--max-frames', type=int, metavar='N', help='stop after N frames')
+    p.add_argument('--init-pose', choices=INIT_POSES,
+                   help='map frame: the first body frame, gravity-aligned at it, or the '
+                        'ground-truth pose of the first frame (overrides engine.init_pose)')
+    p.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
+    p.add_argument('--quiet', action='store_true', help='no progress bar, no summary')
+    return p
+
+
+def load_replay_config(paths: Sequence[PathLike], device: Optional[str] = None,
+                       init_pose: Optional[str] = None) -> VssmConfig:
+    """The config of YAML files merged in order, with the device and the initial pose mode
+    overridden when given."""
+    engine = {k: v for k, v in (('device', device), ('init_pose', init_pose)) if v}
+    return load_config(list(paths), VssmConfig, overrides={'engine': engine} if engine else None)
+
+
+def with_init_pose(cfg: VssmConfig, init_pose: str) -> VssmConfig:
+    """``cfg`` with ``engine.init_pose`` replaced (validated by the config)."""
+    if init_pose not in INIT_POSES:
+        raise ConfigError(f'init_pose must be one of {", ".join(INIT_POSES)}, got {init_pose!r}')
+    try:
+        engine = dataclasses.replace(cfg.engine, init_pose=init_pose)
+    except TypeError as err:   # an EngineConfig without the field
+        raise ConfigError(f'this engine has no init_pose setting ({err})') from err
+    return dataclasses.replace(cfg, engine=engine)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_replay_config(args.config, args.device, args.init_pose)
+        source = open_source(args.input, cfg)
+        metrics = run_replay(source, cfg, args.out, max_frames=args.max_frames,
+                             progress=not args.quiet, plots=not args.no_plots)
+    except VssmError as err:
+        print(f'vssm-replay: error: {err}', file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(summary_table(metrics, title=f'vssm-replay: {args.input}'))
+    return 130 if metrics.get('interrupted') else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

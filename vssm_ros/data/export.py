@@ -1,0 +1,241 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Exports: the map as a PLY point cloud and the engine state as a safetensors checkpoint.
+
+PLY: binary little-endian, one ``vertex`` element with ``x y z`` (float), ``red green blue``
+(uchar) and ``occupancy`` (float, probability), readable by MeshLab, CloudCompare and Open3D.
+
+Checkpoint: a safetensors file (no pickle: loading one never runs code). The tensors are the
+engine's ``state_dict()['tensors']``; the string->string metadata header holds
+
+- ``format``: ``'vssm_ros.checkpoint'`` (tells a checkpoint from any other safetensors file),
+- ``format_version``: ``CHECKPOINT_VERSION``,
+- ``meta``: the engine's ``state_dict()['meta']`` as JSON,
+- ``config``: the configuration the state was made with, as JSON.
+
+Every file is written atomically (a reader never sees half a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Dict, Tuple, Union
+
+import numpy as np
+
+from vssm_ros.data.atomic import atomic_write_bytes
+from vssm_ros.errors import SourceError, StateError
+
+PathLike = Union[str, os.PathLike]
+
+CHECKPOINT_FORMAT = 'vssm_ros.checkpoint'
+"""The ``format`` entry of a checkpoint's metadata header."""
+CHECKPOINT_VERSION = 1
+"""Version of the checkpoint container (the engine state carries its own version in meta)."""
+
+_PLY_VERTEX = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('red', 'u1'),
+                        ('green', 'u1'), ('blue', 'u1'), ('occupancy', '<f4')])
+_PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': '<i2',
+              'int16': '<i2', 'ushort': '<u2', 'uint16': '<u2', 'int': '<i4', 'int32': '<i4',
+              'uint': '<u4', 'uint32': '<u4', 'float': '<f4', 'float32': '<f4',
+              'double': '<f8', 'float64': '<f8'}
+# A PLY header is a few hundred bytes; anything much longer is not one of ours.
+_PLY_MAX_HEADER = 64 * 1024
+
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'write_ply', 'read_ply',
+           'save_checkpoint', 'load_checkpoint']
+
+
+# ----------------------------------------------------------------------------------------------
+# PLY
+
+
+def write_ply(path: PathLike, xyz: np.ndarray, rgb: np.ndarray, occupancy: np.ndarray) -> None:
+    """Write a coloured point cloud with occupancy as a binary little-endian PLY, atomically.
+
+    Args:
+        path: output file (its folder is created).
+        xyz: points, metres. Shape: (N, 3).
+        rgb: colours. Shape: (N, 3), uint8.
+        occupancy: occupancy probability per point. Shape: (N,).
+
+    Raises:
+        ValueError: shapes that do not match, or an rgb that is not uint8.
+    """
+    xyz = np.asarray(xyz)
+    rgb = np.asarray(rgb)
+    occupancy = np.asarray(occupancy)
+    n = xyz.shape[0] if xyz.ndim == 2 else -1
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ValueError(f'write_ply: xyz must have shape (N, 3), got {xyz.shape}')
+    if rgb.shape != (n, 3):
+        raise ValueError(f'write_ply: rgb must have shape ({n}, 3), got {rgb.shape}')
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'write_ply: rgb must be uint8, got {rgb.dtype}')
+    if occupancy.shape != (n,):
+        raise ValueError(f'write_ply: occupancy must have shape ({n},), got {occupancy.shape}')
+    verts = np.empty(n, dtype=_PLY_VERTEX)
+    verts['x'], verts['y'], verts['z'] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    verts['red'], verts['green'], verts['blue'] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    verts['occupancy'] = occupancy
+    header = ('ply\n'
+              'format binary_little_endian 1.0\n'
+              'comment written by vssm_ros (map surface points)\n'
+              f'element vertex {n}\n'
+              'property float x\nproperty float y\nproperty float z\n'
+              'property uchar red\nproperty uchar green\nproperty uchar blue\n'
+              'property float occupancy\n'
+              'end_header\n')
+    atomic_write_bytes(path, header.encode('ascii') + verts.tobytes())
+
+
+def read_ply(path: PathLike) -> Dict[str, np.ndarray]:
+    """Read a binary little-endian PLY point cloud (vertices with scalar properties only).
+
+    Returns:
+        Every vertex property by name, plus ``xyz`` (N, 3) float32 and ``rgb`` (N, 3) uint8 when
+        those properties exist.
+
+    Raises:
+        SourceError: a missing file, or one that is not such a PLY (the message says why).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SourceError(f'cannot read PLY file {path}: {err}') from err
+    end = data.find(b'end_header\n', 0, _PLY_MAX_HEADER)
+    if not data.startswith(b'ply\n') or end < 0:
+        raise SourceError(f'{path} is not a PLY file (no "ply" ... "end_header" header)')
+    lines = data[:end].decode('ascii', errors='replace').splitlines()[1:]
+    fmt, n, props, element = None, None, [], None
+    for line in lines:
+        words = line.split()
+        if not words or words[0] in ('comment', 'obj_info'):
+            continue
+        if words[0] == 'format':
+            fmt = words[1] if len(words) > 1 else ''
+        elif words[0] == 'element':
+            element = words[1] if len(words) > 1 else ''
+            if element != 'vertex':
+                raise SourceError(f'{path}: PLY element {element!r} is not supported (only '
+                                  'vertex point clouds)')
+            n = int(words[2])
+        elif words[0] == 'property' and element == 'vertex':
+            if len(words) != 3 or words[1] not in _PLY_TYPES:
+                raise SourceError(f'{path}: unsupported PLY property {line.strip()!r} (scalar '
+                                  'properties only)')
+            props.append((words[2], _PLY_TYPES[words[1]]))
+    if fmt != 'binary_little_endian':
+        raise SourceError(f'{path}: PLY format {fmt!r} is not supported (binary_little_endian '
+                          'only)')
+    if n is None or not props:
+        raise SourceError(f'{path}: PLY header has no vertex element with properties')
+    dtype = np.dtype(props)
+    body = data[end + len(b'end_header\n'):]
+    if len(body) != n * dtype.itemsize:
+        raise SourceError(f'{path}: PLY body has {len(body)} bytes, expected {n} vertices x '
+                          f'{dtype.itemsize} bytes = {n * dtype.itemsize} (truncated?)')
+    verts = np.frombuffer(body, dtype=dtype, count=n)
+    out = {name: verts[name].copy() for name in dtype.names}
+    if {'x', 'y', 'z'} <= set(out):
+        out['xyz'] = np.stack([out['x'], out['y'], out['z']], axis=1).astype(np.float32)
+    if {'red', 'green', 'blue'} <= set(out):
+        out['rgb'] = np.stack([out['red'], out['green'], out['blue']], axis=1).astype(np.uint8)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
+                    config_dict: Dict[str, Any]) -> None:
+    """Save an engine state and its configuration as a safetensors checkpoint, atomically.
+
+    Args:
+        path: output file (its folder is created), e.g. ``checkpoint.safetensors``.
+        engine_state_dict: ``SlamEngine.state_dict()``: ``{'tensors': {name: tensor},
+            'meta': {JSON-able}}``.
+        config_dict: the configuration as plain JSON-able values (``config.to_dict(cfg)``).
+
+    Raises:
+        StateError: a state dict without 'tensors'/'meta', or metadata that is not JSON-able.
+    """
+    from safetensors.torch import save  # lazily: torch is only needed for checkpoints
+
+    if not isinstance(engine_state_dict, dict) or not {'tensors', 'meta'} <= set(
+            engine_state_dict):
+        raise StateError("save_checkpoint needs an engine state dict with 'tensors' and 'meta'")
+    # safetensors refuses views and tensors sharing storage; own contiguous CPU copies are safe.
+    tensors = {str(k): v.detach().to('cpu').contiguous().clone()
+               for k, v in engine_state_dict['tensors'].items()}
+    try:
+        header = {'format': CHECKPOINT_FORMAT, 'format_version': str(CHECKPOINT_VERSION),
+                  'meta': json.dumps(engine_state_dict['meta'], sort_keys=True),
+                  'config': json.dumps(config_dict, sort_keys=True)}
+    except (TypeError, ValueError) as err:
+        raise StateError(f'checkpoint {path}: metadata is not JSON-serialisable: {err}') from err
+    atomic_write_bytes(path, save(tensors, metadata=header))
+
+
+def _safetensors_header(data: bytes, path: Path) -> Dict[str, Any]:
+    """The JSON header of a safetensors file (8-byte little-endian length, then JSON)."""
+    if len(data) < 8:
+        raise StateError(f'{path} is not a vssm_ros checkpoint: only {len(data)} bytes')
+    (n,) = struct.unpack('<Q', data[:8])
+    if n > len(data) - 8:
+        raise StateError(f'{path} is not a vssm_ros checkpoint (or is truncated): header length '
+                         f'{n} exceeds the file size {len(data)}')
+    try:
+        header = json.loads(data[8:8 + n].decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StateError(f'{path} is not a vssm_ros checkpoint: unreadable safetensors header '
+                         f'({err})') from err
+    if not isinstance(header, dict):
+        raise StateError(f'{path} is not a vssm_ros checkpoint: header is not a mapping')
+    return header
+
+
+def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Load a checkpoint written by ``save_checkpoint``.
+
+    Returns:
+        ``(state_dict, config_dict)``: ``{'tensors': {name: torch.Tensor (CPU)}, 'meta': {...}}``
+        for ``SlamEngine.load_state_dict``, and the configuration mapping it was saved with.
+
+    Raises:
+        StateError: a missing file, a file that is not a vssm_ros checkpoint, a truncated or
+            corrupt one, or one of an unsupported container version.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise StateError(f'checkpoint not found: {path}') from err
+    except OSError as err:
+        raise StateError(f'cannot read checkpoint {path}: {err}') from err
+    meta = _safetensors_header(data, path).get('__metadata__') or {}
+    if meta.get('format') != CHECKPOINT_FORMAT:
+        raise StateError(f'{path} is not a vssm_ros checkpoint (safetensors metadata has format '
+                         f'{meta.get("format")!r}, expected {CHECKPOINT_FORMAT!r})')
+    if meta.get('format_version') != str(CHECKPOINT_VERSION):
+        raise StateError(f'checkpoint {path} has container version '
+                         f'{meta.get("format_version")!r}; this build reads '
+                         f'{CHECKPOINT_VERSION}')
+    try:
+        state_meta = json.loads(meta['meta'])
+        config = json.loads(meta['config'])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise StateError(f'checkpoint {path}: corrupt metadata ({err!r})') from err
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise StateError(f'checkpoint {path} is corrupt or truncated: {err}') from err
+    return {'tensors': tensors, 'meta': state_meta}, config

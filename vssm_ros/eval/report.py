@@ -1,0 +1,131 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Run reports: latency statistics, calibration of the reported position covariances, and the
+short summary table the replay and demo tools print.
+
+NumPy only; the drivers (``vssm_ros.cli``) collect the numbers and write the files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from vssm_ros.eval.metrics import associate, nees_and_coverage, umeyama_alignment
+
+__all__ = ['latency_stats', 'aligned_position_calibration', 'summary_table']
+
+
+def latency_stats(latencies_s: Sequence[float]) -> Dict[str, Optional[float]]:
+    """Percentiles of per-frame latencies, in milliseconds.
+
+    Args:
+        latencies_s: latencies in seconds. Shape: (N,).
+
+    Returns:
+        ``dict(n, mean_ms, p50_ms, p90_ms, p99_ms, max_ms)``; the statistics are None when
+        ``N == 0``.
+    """
+    x = np.asarray(latencies_s, dtype=np.float64) * 1e3
+    if x.size == 0:
+        return dict(n=0, mean_ms=None, p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None)
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return dict(n=int(x.size), mean_ms=float(x.mean()), p50_ms=float(p50), p90_ms=float(p90),
+                p99_ms=float(p99), max_ms=float(x.max()))
+
+
+def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov: np.ndarray,
+                                 gt_stamps: np.ndarray, T_gt: np.ndarray,
+                                 max_diff: float = 0.02, prob: float = 0.95
+                                 ) -> Dict[str, Any]:
+    """NEES and coverage of the reported position covariances after the ATE alignment.
+
+    The estimate is associated with ground truth by stamp and aligned by SE(3) Umeyama on the
+    positions, exactly as the ATE is; the alignment rotates the estimated positions and so their
+    covariances too (``R cov R^T``).
+
+    Args:
+        est_stamps: estimate stamps (int nanoseconds or float seconds). Shape: (N,).
+        T_est: estimated poses. Shape: (N, 4, 4).
+        cov: pose covariances, translation block first (world axes). Shape: (N, 6, 6) or
+            (N, 3, 3).
+        gt_stamps: ground-truth stamps (same convention). Shape: (M,).
+        T_gt: ground-truth poses. Shape: (M, 4, 4).
+        max_diff: largest stamp difference for a pair, seconds.
+        prob: probability of the coverage ellipsoid.
+
+    Returns:
+        ``nees_and_coverage``'s dict (``nees_mean``, ``nees_median``, ``coverage``,
+        ``threshold``, ``prob``, ``n``) plus ``pos_std_median_m`` (median of the reported
+        position std, ``sqrt(trace / 3)``) and ``err_rms_m``.
+
+    Raises:
+        ValueError: fewer than 3 associated poses, or a covariance that is not positive
+            definite.
+    """
+    T_est = np.asarray(T_est, dtype=np.float64)
+    T_gt = np.asarray(T_gt, dtype=np.float64)
+    cov = np.asarray(cov, dtype=np.float64)[:, :3, :3]
+    idx_est, idx_gt = associate(np.asarray(est_stamps), np.asarray(gt_stamps), max_diff)
+    if len(idx_est) < 3:
+        raise ValueError(f'only {len(idx_est)} estimated poses have ground truth within '
+                         f'{max_diff} s; need at least 3')
+    p_est = T_est[idx_est, :3, 3]  # (K, 3)
+    p_gt = T_gt[idx_gt, :3, 3]
+    R, t, _ = umeyama_alignment(p_est, p_gt, with_scale=False)
+    err = p_est @ R.T + t - p_gt  # (K, 3)
+    cov_aligned = R @ cov[idx_est] @ R.T  # (K, 3, 3)
+    out = nees_and_coverage(err, cov_aligned, prob=prob)
+    std = np.sqrt(np.trace(cov[idx_est], axis1=1, axis2=2) / 3.0)
+    out['pos_std_median_m'] = float(np.median(std))
+    out['err_rms_m'] = float(np.sqrt(np.mean(np.sum(err ** 2, axis=1))))
+    return out
+
+
+def _num(x: Any, fmt: str, scale: float = 1.0, unit: str = '') -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return 'n/a'
+    return f'{x * scale:{fmt}}{unit}'
+
+
+def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
+    """A few aligned lines with the headline numbers of a replay's ``metrics.json`` dict:
+    frames, ATE RMSE (cm), frames/s, step latency, memory, and where the outputs are."""
+    fr = metrics.get('frames', {})
+    tm = metrics.get('timing', {})
+    lat = tm.get('step_latency', {})
+    mem = metrics.get('memory', {})
+    rows: List[tuple] = []
+    rows.append(('frames', f'{fr.get("processed", 0)} processed / {fr.get("received", 0)} '
+                           f'received, {fr.get("failed", 0)} failed'))
+    ate = metrics.get('ate')
+    assoc = metrics.get('association') or {}
+    if ate:
+        rows.append(('ATE rmse', f'{_num(ate.get("rmse"), ".2f", 100.0, " cm")} '
+                                 f'(max {_num(ate.get("max"), ".2f", 100.0, " cm")}, '
+                                 f'{ate.get("n", 0)} poses)'))
+    elif 'error' in assoc:
+        rows.append(('ATE rmse', 'n/a (too few poses with ground truth at their stamps)'))
+    else:
+        rows.append(('ATE rmse', 'n/a (no ground truth)'))
+    unc = metrics.get('uncertainty')
+    if unc and 'error' not in unc:
+        rows.append(('calibration', f'NEES {_num(unc.get("nees_mean"), ".2f")} (3 is '
+                                    f'calibrated), {_num(unc.get("coverage"), ".0%")} inside '
+                                    f'the 95% ellipsoid'))
+    rows.append(('speed', f'{_num(tm.get("frames_per_s"), ".1f")} frames/s end-to-end, '
+                          f'{_num(tm.get("step_frames_per_s"), ".1f")} frames/s in step()'))
+    rows.append(('step latency', f'p50 {_num(lat.get("p50_ms"), ".1f")} ms, p90 '
+                                 f'{_num(lat.get("p90_ms"), ".1f")} ms, max '
+                                 f'{_num(lat.get("max_ms"), ".1f")} ms'))
+    gpu = mem.get('peak_gpu_mb')
+    rows.append(('memory', f'peak RSS {_num(mem.get("peak_rss_mb"), ".0f")} MB'
+                           + (f', peak GPU {_num(gpu, ".0f")} MB' if gpu is not None else '')))
+    if metrics.get('out_dir'):
+        rows.append(('outputs', str(metrics['out_dir'])))
+    width = max(len(k) for k, _ in rows)
+    lines = [title] if title else []
+    lines += [f'  {k:<{width}}  {v}' for k, v in rows]
+    return '\n'.join(lines)
