@@ -168,8 +168,11 @@ class VoxelMap:
         sdf = d - zc
         # Only up to one truncation behind the surface: updating further (behind silhouettes)
         # fattens objects as seen from other views, which measured worse.
-        upd = (zc > 1e-6) & torch.isfinite(d) & (sdf > -cfg.truncation)
-        flat, sdf, pix = flat[upd], sdf[upd].clamp(max=cfg.truncation), pix[upd]
+        # (The tolerance keeps a voxel exactly one truncation behind, e.g. behind a surface on
+        # a voxel centre, from being skipped by rounding.)
+        upd = (zc > 1e-6) & torch.isfinite(d) & (sdf > -cfg.truncation - 1e-6)
+        flat, pix = flat[upd], pix[upd]
+        sdf = sdf[upd].clamp(-cfg.truncation, cfg.truncation)
         if depth_sigma is None:
             wgt = torch.ones_like(sdf)
         else:

@@ -93,16 +93,18 @@ def render_rays(field, points: torch.Tensor, depths: torch.Tensor, cfg: RenderCo
         points: world sample points. Shape: (R, K, 3).
         depths: their z-depths in the camera. Shape: (R, K).
     Returns:
-        as ``composite``, plus ``color`` (R, 3) = E[c | hit] when with_color.
+        as ``composite``, plus ``color`` (R, 3), the colour at E[d | hit], when with_color.
     """
     r, k, _ = points.shape
     logits = field.logits_at(points.reshape(-1, 3)).reshape(r, k)
     out = composite(logits, depths, cfg.hit_sharpness, cfg.far)
     if with_color:
-        # Colour of each event at its interpolated hit point (the sample itself is inside).
-        col = field.color_at(points.reshape(-1, 3)).reshape(r, k, 3)
-        w = out['weights']
-        out['color'] = (w[..., None] * col).sum(dim=1) / out['hit'].clamp(min=1e-6)[:, None]
+        # Colour at the expected hit point: the samples themselves lie behind the surface,
+        # where no colour was fused. Points are affine in depth along a ray.
+        d0, d1 = depths[:, 0], depths[:, -1]
+        frac = ((out['depth'] - d0) / (d1 - d0).clamp(min=1e-9))[:, None]
+        hit_point = points[:, 0] + frac * (points[:, -1] - points[:, 0])
+        out['color'] = field.color_at(hit_point)
     return out
 
 

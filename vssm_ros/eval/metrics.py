@@ -220,7 +220,8 @@ def ate(T_est: np.ndarray, T_gt: np.ndarray, align: bool = True,
         T_est: estimated poses, associated one-to-one with ``T_gt``. Shape: (N, 4, 4), or
             positions only, Shape: (N, 3).
         T_gt: ground truth, same form. Shape: (N, 4, 4) or (N, 3).
-        align: align with Umeyama first (the usual ATE); if False compare as given.
+        align: align with Umeyama first (the usual ATE); if False compare as given. When the
+            estimate's positions are degenerate (coincident), only the centroids are aligned.
         with_scale: Sim(3) alignment (only with ``align``).
     """
     p_est = _positions(T_est, 'T_est')
@@ -229,7 +230,13 @@ def ate(T_est: np.ndarray, T_gt: np.ndarray, align: bool = True,
     T_align = np.eye(4)
     s = 1.0
     if align:
-        R, t, s = umeyama_alignment(p_est, p_gt, with_scale=with_scale)
+        try:
+            R, t, s = umeyama_alignment(p_est, p_gt, with_scale=with_scale)
+        except ValueError:
+            # A static estimate (all positions coincide) fixes no rotation: align the
+            # centroids only, so a baseline that never moves still gets a number.
+            R, s = np.eye(3), 1.0
+            t = p_gt.mean(axis=0) - p_est.mean(axis=0)
         p_est = s * p_est @ R.T + t
         T_align[:3, :3] = s * R
         T_align[:3, 3] = t
