@@ -554,8 +554,3 @@ def load_config(paths: Sequence[os.PathLike] = (), cls: Type[C] = VssmConfig,
 
 
 _OTHER_SECTIONS = {'synthetic'}
-
-
-def replace(cfg: C, **changes: Any) -> C:
-    """A copy of a frozen config with some fields changed (validated again)."""
-    return dataclasses.replace(cfg, **changes)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Deque, Dict, List, Optional
+from typing import Deque, Dict, Optional
 
 import numpy as np
 import torch
@@ -143,6 +143,7 @@ class SlamEngine:
 
         # 1. propagate
         t0 = time.perf_counter()
+        dt = 0.0 if self.last_stamp_ns is None else (frame.stamp_ns - self.last_stamp_ns) * 1e-9
         if self.state is None:
             self.state = initial_state(self._t(self.T_world_body0))
             prior = self.state
@@ -150,7 +151,6 @@ class SlamEngine:
         else:
             first = False
             imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
-            dt = (frame.stamp_ns - self.last_stamp_ns) * 1e-9
             if imu is not None:
                 prior = propagate_imu(self.state, *imu, self.cfg.motion)
             else:
@@ -175,9 +175,7 @@ class SlamEngine:
             timings['rays_used'] = float(res['n_used'])
             if res['n_used'] < inf.min_valid_rays:
                 self.n_untracked += 1
-            if not first and self.state is not None:
-                dt = max((frame.stamp_ns - self.last_stamp_ns) * 1e-9, 1e-6)
-                post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
+            post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         timings['track'] = time.perf_counter() - t0
 
         # 3. map (closed form, keyframes)
@@ -311,7 +309,3 @@ class SlamEngine:
         if 'keyframes.T_world_body' in tensors:
             for s, T in zip(meta['keyframe_stamps_ns'], tensors['keyframes.T_world_body']):
                 self.keyframes.append({'stamp_ns': s, 'T_world_body': self._t(T.numpy())})
-
-    def trajectory_keyframes(self) -> List[Dict]:
-        """The keyframe buffer (stamps and poses)."""
-        return list(self.keyframes)

@@ -93,10 +93,6 @@ class VoxelMap:
         """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""
         return self._sample(self.weight, points)[:, 0]
 
-    def logit_std(self) -> torch.Tensor:
-        """Std of q(logit) per voxel (inf where unobserved). Shape: (1, 1, Z, Y, X)."""
-        return self.cfg.logit_slope * self.cfg.sdf_noise / self.weight.sqrt()
-
     def voxel_centres(self, index: torch.Tensor) -> torch.Tensor:
         """World coordinates of voxels given (N, 3) integer (x, y, z) indices. Shape: (N, 3)."""
         return self.origin + index.to(self.dtype) * self.resolution

@@ -121,7 +121,6 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
             state = prior.clone()
             H = P_inv
             break
-        rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
         Jw = J * (w * info_scale)[:, None]
         H = P_inv.clone()
         H[:6, :6] += J.t() @ Jw
@@ -138,6 +137,8 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
                               torch.minimum(max_step_t / (nt + 1e-12),
                                             math.radians(max_step_r) / (nr + 1e-12)))
         state = state.boxplus(delta * scale)
+    if n_used >= min_rays:
+        rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)
     state.cov = 0.5 * (cov + cov.t())
     state.R = lie.orthonormalize(state.R)
