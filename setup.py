@@ -43,6 +43,11 @@ setup(
             'vssm-replay = vssm_ros.cli.replay:main',
             'vssm-demo = vssm_ros.cli.demo:main',
             'vssm-bench = vssm_ros.cli.bench:main',
+            # The ROS 2 node: vssm-node like the other tools, vssm_node for
+            # `ros2 run vssm_ros vssm_node` and the launch file (ROS executable naming).
+            'vssm-node = vssm_ros.ros.node:main',
+            'vssm_node = vssm_ros.ros.node:main',
+            'vssm-train-dynamics = vssm_ros.cli.train_dynamics:main',
         ],
     },
 )

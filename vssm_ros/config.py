@@ -191,6 +191,85 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class DynamicsTrainConfig:
+    """vssm-train-dynamics: fitting the residual transition to flights with ground truth
+    (section ``train_dynamics:`` of a YAML file)."""
+
+    controls: str = 'imu'
+    """Controls u_t: 'imu' (accelerometer + gyroscope) or 'thrust' (collective thrust + gyro)."""
+    calibrated: bool = False
+    """Read the dataset's calibrated IMU (accel_calib / gyro_calib) instead of the raw one."""
+    hidden: int = 64
+    """Width of the residual MLP's hidden layers."""
+    layers: int = 2
+    """Hidden layers of the residual MLP."""
+    acc_scale: float = 1.0
+    """Scale (m/s²) of the MLP's acceleration correction output."""
+    gyro_scale: float = 0.1
+    """Scale (rad/s) of the MLP's angular-rate correction output."""
+    init_acc_noise: float = 0.5
+    """Initial acceleration noise density (m/s²/sqrt(Hz)) of the learned noise head."""
+    init_gyro_noise: float = 0.05
+    """Initial angular-rate noise density (rad/s/sqrt(Hz)) of the learned noise head."""
+    window_s: float = 2.0
+    """Length (seconds) of the multi-step rollouts whose likelihood is maximised."""
+    stride_s: float = 0.2
+    """Spacing (seconds) of the rollout windows' start points."""
+    score_every_s: float = 0.1
+    """The rollout's likelihood is scored against the ground truth at this spacing (seconds)."""
+    init_pos_std: float = 0.002
+    """Std (metres) of the ground-truth position a rollout starts from; also the initial value
+    of the fitted noise of the ground truth it is scored against."""
+    init_rot_std: float = 0.002
+    """Std (radians) of the ground-truth orientation a rollout starts from (and initial value
+    of the fitted ground-truth noise)."""
+    init_vel_std: float = 0.01
+    """Std (m/s) of the ground-truth velocity a rollout starts from (and initial value of the
+    fitted ground-truth noise)."""
+    batch: int = 64
+    """Rollout windows per gradient step."""
+    lr: float = 0.003
+    """Adam learning rate."""
+    weight_decay: float = 0.0001
+    """Adam (decoupled) weight decay."""
+    epochs: int = 60
+    """Most passes over the training windows."""
+    patience: int = 10
+    """Stop after this many epochs without a better validation likelihood."""
+    seed: int = 0
+    """Seed of the initialisation and the window order."""
+    gravity: float = 9.81
+    """Gravity magnitude (m/s²); the world z axis points up."""
+    eval_every_s: float = 0.5
+    """Evaluation: an open-loop rollout from the ground-truth state every this many seconds."""
+    eval_horizons_s: Tuple[float, ...] = (0.5, 1.0, 2.0)
+    """Evaluation horizons (seconds)."""
+    eval_samples: int = 256
+    """Evaluation: sampled rollouts per start for the sampled coverage."""
+    euler_acc_noise: float = 0.05
+    """Noise density (m/s²/sqrt(Hz)) that the engineered baseline's covariance assumes (as
+    engine.motion.acc_noise)."""
+    euler_gyro_noise: float = 0.005
+    """Noise density (rad/s/sqrt(Hz)) that the engineered baseline's covariance assumes (as
+    engine.motion.gyro_noise)."""
+
+    def __post_init__(self):
+        _check(self.controls in ('imu', 'thrust'), 'train_dynamics.controls',
+               f"must be 'imu' or 'thrust', got {self.controls!r}")
+        for k in ('hidden', 'layers', 'batch', 'epochs', 'patience', 'eval_samples'):
+            _check(getattr(self, k) >= 1, f'train_dynamics.{k}', 'must be >= 1')
+        for k in ('acc_scale', 'gyro_scale', 'init_acc_noise', 'init_gyro_noise', 'window_s',
+                  'stride_s', 'score_every_s', 'init_pos_std', 'init_rot_std', 'init_vel_std',
+                  'lr', 'gravity', 'eval_every_s', 'euler_acc_noise', 'euler_gyro_noise'):
+            _check(getattr(self, k) > 0, f'train_dynamics.{k}', 'must be > 0')
+        _check(self.weight_decay >= 0, 'train_dynamics.weight_decay', 'must be >= 0')
+        _check(self.score_every_s <= self.window_s, 'train_dynamics.score_every_s',
+               'must not exceed window_s')
+        _check(len(self.eval_horizons_s) >= 1 and min(self.eval_horizons_s) > 0,
+               'train_dynamics.eval_horizons_s', 'needs at least one horizon > 0')
+
+
+@dataclass(frozen=True)
 class MapConfig:
     """The map posterior q(M): occupancy (signed-distance backed) and colour voxel grids."""
 
@@ -212,6 +291,11 @@ class MapConfig:
     """Voxels whose weight reached this are no longer updated (0: never frozen). Freezing
     keeps later keyframes, whose poses carry accumulated drift, from dragging surfaces that
     earlier keyframes established, so revisits snap back to them."""
+    anchor_cell: float = 0.24
+    """Edge (metres) of the coarse cells that remember how uncertain the poses were that fused
+    the map there (rounded to whole voxels). A pose tracked against the map is only as certain
+    in the world as the map it was tracked against; this makes the reported covariance grow
+    with drift while exploring and shrink again on revisits."""
 
     def __post_init__(self):
         _check(len(self.bounds_min) == 3 and len(self.bounds_max) == 3, 'map.bounds_min/max',
@@ -221,6 +305,8 @@ class MapConfig:
         _check(self.resolution > 0, 'map.resolution', f'must be > 0, got {self.resolution}')
         _check(self.truncation >= 2 * self.resolution, 'map.truncation',
                'must be at least two voxels')
+        _check(self.anchor_cell >= self.resolution, 'map.anchor_cell',
+               f'must be at least one voxel ({self.resolution} m), got {self.anchor_cell}')
         n = 1
         for a, b in zip(self.bounds_min, self.bounds_max):
             n *= int(math.ceil((b - a) / self.resolution)) + 1
@@ -271,10 +357,16 @@ class SensorConfig:
     """Colour noise std (intensity in [0, 1])."""
     huber: float = 2.0
     """Huber threshold on normalised depth residuals (robust to outliers and dynamics)."""
+    ray_info_scale: float = 0.02
+    """Fraction of the sampled rays' depth information counted as independent. Neighbouring
+    rays see the same voxels, so their errors are correlated and counting every ray makes
+    the posterior over-confident; 1 / (rays per independent error) calibrates it."""
 
     def __post_init__(self):
         for k in ('depth_sigma_a', 'model_sigma', 'color_sigma', 'huber'):
             _check(getattr(self, k) > 0, f'sensor.{k}', 'must be > 0')
+        _check(0 < self.ray_info_scale <= 1, 'sensor.ray_info_scale',
+               f'must be in (0, 1], got {self.ray_info_scale}')
         _check(self.depth_sigma_b >= 0, 'sensor.depth_sigma_b', 'must be >= 0')
 
 
@@ -296,7 +388,9 @@ class MotionConfig:
     """Largest gap between IMU samples (seconds) that is integrated; larger gaps fall back to
     the constant-velocity model for that interval."""
     weights: str = ''
-    """Learned residual dynamics (safetensors file); empty: the engineered integrator alone."""
+    """Learned residual dynamics written by vssm-train-dynamics (a .safetensors path, or the
+    bare name of weights shipped in the package, e.g. 'blackbird_clover_imu'); used for the
+    propagate step and predict(). Empty: the engineered integrator alone."""
 
     def __post_init__(self):
         for k in ('gravity', 'acc_noise', 'gyro_noise', 'cv_acc_noise', 'cv_gyro_noise',
@@ -334,6 +428,72 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class PredictionConfig:
+    """Prediction ahead (SlamEngine.predict): sampled rollouts of the transition, rendered."""
+
+    samples: int = 16
+    """Trajectory samples drawn per prediction (each one rendered at every requested time)."""
+    control_dt: float = 0.01
+    """Step (seconds) of rollouts whose future controls are not given (the last control held)."""
+    hold_acc_std: float = 0.3
+    """When the last control is held: std (m/s²) of the unknown constant by which the future
+    acceleration departs from it, drawn per trajectory sample. 0.3 fits the synthetic flights at
+    1 m/s (their 0.25-1 s errors grow as 0.3 t²/2); raise it for more agile flight."""
+    hold_gyro_std: float = 0.04
+    """When the last control is held: std (rad/s) of the unknown constant by which the future
+    angular rate departs from it, drawn per trajectory sample."""
+    min_hit_fraction: float = 0.5
+    """A predicted pixel is valid when at least this fraction of the samples hit a surface."""
+    period_s: float = 0.5
+    """vssm-replay --predict-horizon: least time (seconds of image stamps) between two
+    predictions that are scored against the frame arriving at the horizon."""
+
+    def __post_init__(self):
+        _check(self.samples >= 2, 'predict.samples', f'must be >= 2, got {self.samples}')
+        _check(self.control_dt > 0, 'predict.control_dt', 'must be > 0')
+        for k in ('hold_acc_std', 'hold_gyro_std'):
+            _check(getattr(self, k) >= 0, f'predict.{k}', 'must be >= 0')
+        _check(0 < self.min_hit_fraction <= 1, 'predict.min_hit_fraction', 'must be in (0, 1]')
+        _check(self.period_s > 0, 'predict.period_s', 'must be > 0')
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Collision cost-to-go from the occupancy posterior (vssm_ros.core.cost)."""
+
+    resolution: float = 0.1
+    """Cell size (metres) of the cost grid: map voxels are pooled into cells of about this
+    size, each cell taking its most occupied voxel (conservative)."""
+    robot_radius: float = 0.3
+    """Radius of a sphere around the body that must stay free (metres)."""
+    decay: float = 0.5
+    """Length scale (metres) of the cost's fall-off with the distance beyond robot_radius:
+    cost = exp(-(distance - robot_radius) / decay)."""
+    max_distance: float = 3.0
+    """Distances to the nearest obstacle are computed up to this (metres); farther is as far."""
+    occupied_threshold: float = 0.5
+    """A voxel is an obstacle when its occupancy probability is at least this."""
+    unknown_occupancy: float = 0.5
+    """Occupancy probability of never-observed voxels; at or above occupied_threshold (the
+    default) unknown space is an obstacle: conservative."""
+    free_below: float = 0.01
+    """Collision probability: cells less likely occupied than this count as free. The map's
+    evidence for free space is strongly correlated between cells (one depth ray clears many),
+    so multiplying thousands of tiny independent chances would make every long path collide."""
+
+    def __post_init__(self):
+        _check(self.resolution > 0, 'cost.resolution', 'must be > 0')
+        _check(0 <= self.free_below < self.occupied_threshold, 'cost.free_below',
+               'must be in [0, occupied_threshold)')
+        for k in ('robot_radius', 'decay', 'max_distance'):
+            _check(getattr(self, k) > 0, f'cost.{k}', 'must be > 0')
+        _check(self.max_distance > self.robot_radius, 'cost.max_distance',
+               'must be larger than robot_radius')
+        _check(0 < self.occupied_threshold < 1, 'cost.occupied_threshold', 'must be in (0, 1)')
+        _check(0 <= self.unknown_occupancy <= 1, 'cost.unknown_occupancy', 'must be in [0, 1]')
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The SLAM engine: model, inference and where it runs."""
 
@@ -356,6 +516,10 @@ class EngineConfig:
     """Transition model."""
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     """Online inference."""
+    predict: PredictionConfig = field(default_factory=PredictionConfig)
+    """Prediction ahead."""
+    cost: CostConfig = field(default_factory=CostConfig)
+    """Collision cost-to-go."""
 
     def __post_init__(self):
         _check(self.init_pose in ('identity', 'gravity', 'ground_truth'), 'engine.init_pose',
@@ -364,6 +528,98 @@ class EngineConfig:
                f"must be 'float32' or 'float64', got {self.dtype!r}")
         _check(self.device == 'cpu' or self.device.startswith('cuda'), 'engine.device',
                f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    """What the node publishes and vssm-replay --out-bag writes, and how often."""
+
+    path_max_poses: int = 10000
+    """Poses kept in the published path (~/path); the oldest are dropped beyond."""
+    map_cloud_period_s: float = 1.0
+    """Least time (seconds of image stamps) between two map clouds (~/map_cloud); 0: every
+    frame, < 0: never."""
+    predicted_period_s: float = 0.5
+    """Least time (seconds of image stamps) between two predicted images (~/predicted/depth,
+    depth_std, color; a full-image render each); 0: every frame, < 0: never."""
+    predicted_max_width: int = 320
+    """Predicted images wider than this are rendered at 1/s of the input size (s the smallest
+    integer that makes them fit; each pixel keeps its ray): a full 640x480 render costs about
+    a second on a CPU. 0: always the input size."""
+
+    def __post_init__(self):
+        _check(self.path_max_poses >= 1, 'outputs.path_max_poses',
+               f'must be >= 1, got {self.path_max_poses}')
+        _check(self.predicted_max_width >= 0, 'outputs.predicted_max_width',
+               f'must be >= 0, got {self.predicted_max_width}')
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """ROS 2 node only (vssm-node): QoS, services, start-up. The replay CLI ignores it."""
+
+    qos_reliability: str = 'best_effort'
+    """Reliability of the image, camera_info and IMU subscriptions: 'best_effort' (the
+    sensor-data profile; matches both best-effort and reliable publishers) or 'reliable'."""
+    qos_depth: int = 5
+    """History depth of the image and camera_info subscriptions (the sensor-data profile's 5)."""
+    imu_qos_depth: int = 1000
+    """History depth of the IMU subscription: deep enough (5 s at 200 Hz) that no sample is
+    lost while the node is busy (every sample is integrated)."""
+    map_path: str = '~/.ros/vssm_map.safetensors'
+    """Checkpoint file written by ~/save_map and read by ~/load_map (std_srvs/Trigger takes no
+    argument: set this parameter to choose the file)."""
+    startup_timeout_s: float = 2.0
+    """Seconds after the first frame that the node waits for /tf_static to connect the camera
+    and IMU frames to frames.body_frame (and, with engine.init_pose 'ground_truth', for a
+    ground-truth pose) before it falls back to frames.T_body_cam / T_body_imu (and the identity
+    pose) with a warning."""
+    imu_wait_s: float = 0.05
+    """Seconds a frame waits for IMU samples up to its stamp (IMU messages may arrive after the
+    image) before it is processed with what has arrived."""
+    time_jump_s: float = 1.0
+    """Input stamps this many seconds older than the last frame (a bag played again, a
+    restarted simulation) reset the node; smaller steps back are dropped and counted."""
+    diagnostics_period_s: float = 1.0
+    """Period (seconds, node clock) of the /diagnostics status."""
+
+    def __post_init__(self):
+        _check(self.qos_reliability in ('best_effort', 'reliable'), 'node.qos_reliability',
+               f"must be 'best_effort' or 'reliable', got {self.qos_reliability!r}")
+        for k in ('qos_depth', 'imu_qos_depth'):
+            _check(getattr(self, k) >= 1, f'node.{k}', f'must be >= 1, got {getattr(self, k)}')
+        _check(bool(self.map_path), 'node.map_path', 'must not be empty')
+        for k in ('startup_timeout_s', 'imu_wait_s'):
+            _check(getattr(self, k) >= 0, f'node.{k}', f'must be >= 0, got {getattr(self, k)}')
+        for k in ('time_jump_s', 'diagnostics_period_s'):
+            _check(getattr(self, k) > 0, f'node.{k}', f'must be > 0, got {getattr(self, k)}')
+
+
+@dataclass(frozen=True)
+class FramesFolderConfig:
+    """Replay input: a folder of PNG frames with nanosecond timestamp files (the Blackbird
+    dataset's rendered cameras), with IMU and ground truth from the flight's ROS 1 bag."""
+
+    rgb_dir: str = 'Camera_Left_RGB'
+    """Subfolder of the colour frames: nSecTimestamps.txt (one stamp in ns per frame) and the
+    PNGs in frame order (in its images/ subfolder, or beside the timestamps)."""
+    depth_dir: str = 'Camera_Left_Depth'
+    """Subfolder of the depth frames (16-bit PNGs, camera.depth_scale units per metre; 0:
+    millimetres), laid out as rgb_dir."""
+    bag: str = ''
+    """ROS 1 bag with the IMU (topics.imu) and ground truth (topics.ground_truth), relative to
+    the folder; empty: rosbag.bag in the folder or its parent (Blackbird keeps it one level up),
+    else frames only."""
+    ned: bool = True
+    """The bag's world and body frames are NED / forward-right-down (Blackbird): poses and IMU
+    readings are turned into z-up, forward-left-up frames (180 degrees about x) as they are
+    read. frames.T_body_cam is always in the converted (forward-left-up) body frame."""
+
+    def __post_init__(self):
+        _check(bool(self.rgb_dir) and bool(self.depth_dir), 'frames_folder.rgb_dir/depth_dir',
+               'must not be empty')
+        _check(self.rgb_dir != self.depth_dir, 'frames_folder.rgb_dir/depth_dir',
+               f'must differ, both are {self.rgb_dir!r}')
 
 
 @dataclass(frozen=True)
@@ -380,6 +636,12 @@ class VssmConfig:
     """Stamp pairing of the camera topics."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     """The SLAM engine."""
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    """Published outputs and their rates."""
+    node: NodeConfig = field(default_factory=NodeConfig)
+    """ROS 2 node settings."""
+    frames_folder: FramesFolderConfig = field(default_factory=FramesFolderConfig)
+    """Replay input: PNG frames with timestamp files (Blackbird)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -553,4 +815,4 @@ def load_config(paths: Sequence[os.PathLike] = (), cls: Type[C] = VssmConfig,
     return from_dict(cls, merged)
 
 
-_OTHER_SECTIONS = {'synthetic'}
+_OTHER_SECTIONS = {'synthetic', 'train_dynamics'}

@@ -92,8 +92,8 @@ class Estimate:
         stamp_ns: stamp of the frame it belongs to (nanoseconds).
         T_world_body: posterior mean pose. Shape: (4, 4).
         cov: covariance of the pose in the tangent space, order (x, y, z, rx, ry, rz) as in
-            nav_msgs/Odometry (translation in the world frame, rotation in the body frame).
-            Shape: (6, 6).
+            nav_msgs/Odometry (translation and rotation both about the map frame's axes),
+            including the uncertainty of the map the pose was tracked against. Shape: (6, 6).
         v_world: posterior mean linear velocity in the world frame. Shape: (3,).
         timings: seconds spent per stage ('propagate', 'track', 'map', 'total', ...).
     """

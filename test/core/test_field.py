@@ -164,7 +164,8 @@ def test_freeze_weight_stops_updates():
 def test_state_dict_round_trip(plane_map):
     m = plane_map
     sd = m.state_dict()
-    assert set(sd) == {'sdf', 'weight', 'color', 'color_weight'}
+    assert set(sd) == {'sdf', 'weight', 'color', 'color_weight', 'anchor_sum',
+                       'anchor_weight'}
     assert torch.equal(sd['sdf'], m.sdf)
     fresh = VoxelMap(_cfg(), 'cpu', F64)
     fresh.load_state_dict({k: v.clone() for k, v in sd.items()})
@@ -275,3 +276,20 @@ def test_fusion_covers_every_voxel_in_the_band_with_a_wide_lens():
         p = torch.stack((gx.reshape(-1), gy.reshape(-1), torch.full((g.numel() ** 2,), z,
                                                                     dtype=F64)), dim=-1)
         assert float(m.weight_at(p).min()) > 0.999, z
+
+
+def test_anchor_remembers_fusing_pose_variance():
+    """Anchor cells hold the observation-weighted mean pose variance of the fusing frames."""
+    m = VoxelMap(_cfg(), 'cpu', F64)
+    depth, _ = _plane()
+    on_plane = _column(0.1, 0.1, [2.0])
+    assert torch.isnan(m.anchor_at(on_plane)).all()  # nothing fused yet
+    m.fuse(depth, None, K, EYE, pose_var=torch.tensor([1e-4, 4e-6], dtype=F64))
+    assert torch.allclose(m.anchor_at(on_plane), torch.tensor([[1e-4, 4e-6]], dtype=F64))
+    # A second, less certain view with equal weight: the mean of the two.
+    m.fuse(depth, None, K, EYE, pose_var=torch.tensor([3e-4, 8e-6], dtype=F64))
+    assert torch.allclose(m.anchor_at(on_plane), torch.tensor([[2e-4, 6e-6]], dtype=F64))
+    # Free space in front of the surface was never fused with a pose variance there.
+    assert torch.isnan(m.anchor_at(_column(0.1, 0.1, [0.5]))).all()
+    # Outside the grid: unknown.
+    assert torch.isnan(m.anchor_at(torch.tensor([[50.0, 0.0, 0.0]], dtype=F64))).all()

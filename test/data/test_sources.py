@@ -238,8 +238,10 @@ def test_open_source_dispatch(tmp_path):
     with pytest.raises(BagError, match='input not found'):
         open_source(tmp_path / 'x.bag')
     with pytest.raises(SourceError, match=r'is not a replayable input: expected a ROS 1 .bag '
-                                          r'file, a ROS 2 bag directory \(with metadata.yaml\) '
-                                          r'or a TUM RGB-D folder \(with rgb.txt\)'):
+                                          r'file, a ROS 2 bag directory \(with metadata.yaml\), '
+                                          r'a TUM RGB-D folder \(with rgb.txt\) or a frames '
+                                          r'folder \(with Camera_Left_RGB/ and '
+                                          r'Camera_Left_Depth/\)'):
         open_source(tmp_path)
     items = _stream(n_frames=2, T_body_cam=np.eye(4))
     write_tum_folder(tmp_path / 'tum', items)

@@ -16,17 +16,22 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from vssm_ros.cli.paths import config_path
-from vssm_ros.cli.replay import load_replay_config, run_replay
-from vssm_ros.config import SyntheticConfig, load_config
+from vssm_ros.cli.replay import jsonable, load_replay_config, run_replay
+from vssm_ros.config import SyntheticConfig, VssmConfig, load_config
+from vssm_ros.core.engine import SlamEngine
+from vssm_ros.data.atomic import atomic_write_text
+from vssm_ros.data.export import load_checkpoint
 from vssm_ros.data.sources import open_source
-from vssm_ros.data.synthetic import FORMAT_PATHS, cached_flight_dir
+from vssm_ros.data.synthetic import FORMAT_PATHS, cached_flight_dir, generate_flight
 from vssm_ros.errors import VssmError
+from vssm_ros.eval.heldout import heldout_depth_error
 from vssm_ros.eval.report import summary_table
 
 DEMO_CONFIG = 'demo.yaml'
@@ -65,6 +70,15 @@ def flight_config(paths: List[Path], duration: Optional[float] = None,
                        overrides={'synthetic': over} if over else None)
 
 
+def heldout_metrics(syn: SyntheticConfig, cfg: VssmConfig, out: Path,
+                    n_processed: int) -> Dict[str, float]:
+    """Depth error of the saved map at views between frames (``eval.heldout``)."""
+    state, _ = load_checkpoint(out / 'checkpoint.safetensors')
+    engine = SlamEngine(cfg.engine)
+    engine.load_state_dict(state)
+    return heldout_depth_error(engine.render, generate_flight(syn), upto_frame=n_processed)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -93,6 +107,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         t_flight = time.perf_counter() - t0
         bag = flight_dir / FORMAT_PATHS['mcap']
         metrics = run_replay(open_source(bag, cfg), cfg, args.out, progress=not args.quiet)
+        metrics['heldout_depth'] = heldout_metrics(syn, cfg, Path(args.out),
+                                                   metrics['frames']['processed'])
+        atomic_write_text(Path(args.out) / 'metrics.json',
+                          json.dumps(jsonable(metrics), indent=2) + '\n')
     except VssmError as err:
         print(f'vssm-demo: error: {err}', file=sys.stderr)
         return 2

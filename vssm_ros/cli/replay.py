@@ -12,6 +12,15 @@ Writes to the output directory:
   calibration of the reported position covariances when the input has ground truth;
 - ``trajectory.png`` and ``depth_strip.png`` (observed vs predicted depth and colour).
 
+With ``--out-bag PATH`` it also writes a ROS 2 bag (mcap) of the topics the node publishes plus
+the input images, viewable in RViz or Foxglove (see ``vssm_ros.cli.out_bag``).
+
+With ``--predict-horizon S`` it also predicts, every ``engine.predict.period_s``, the depth and
+colour S seconds ahead, scores each prediction on the frame that arrives then (``prediction`` in
+metrics.json) and writes ``prediction_strip.png``, ``predicted_depth.png``,
+``predicted_depth_std.png``, ``predicted_color.png`` and the collision cost slice
+``cost_slice.png`` (see ``vssm_ros.cli.predict_ahead``).
+
 Example::
 
     vssm-replay rgbd_dataset_freiburg3_teddy --config config/tum.yaml --out out/teddy
@@ -34,9 +43,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from vssm_ros.config import VssmConfig, load_config, to_dict
+from vssm_ros.cli.out_bag import ReplayBag
+from vssm_ros.cli.predict_ahead import PredictionScorer, horizon_arg
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data.atomic import atomic_write_text
+from vssm_ros.data.dynamics_io import dynamics_for_engine
 from vssm_ros.data.export import save_checkpoint, write_ply
+from vssm_ros.data.outputs import prediction_camera
 from vssm_ros.data.sources import Source, open_source
 from vssm_ros.data.trajectory import write_tum_trajectory
 from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
@@ -114,14 +127,14 @@ class _SpreadKeeper:
         return [self.items[i][1] for i in idx]
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """Plain JSON values: NumPy scalars and arrays unwrapped, non-finite floats as None."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
@@ -146,7 +159,9 @@ def _stderr_line(msg: str) -> None:
 def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLike,
                max_frames: Optional[int] = None, progress: bool = True, plots: bool = True,
                init_pose: Optional[str] = None,
-               log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+               log: Optional[Callable[[str], None]] = None,
+               out_bag: Optional[PathLike] = None,
+               predict_horizon: Optional[float] = None) -> Dict[str, Any]:
     """Run the engine over a recording and write the outputs (see the module docstring).
 
     Args:
@@ -158,6 +173,10 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         plots: write trajectory.png and depth_strip.png.
         init_pose: overrides ``cfg.engine.init_pose`` when given (one of ``INIT_POSES``).
         log: where one-line notes go (per-frame errors, fallbacks); default stderr.
+        out_bag: also write the node's topics and the input images to this ROS 2 bag (mcap
+            directory; replaced if it exists, see ``vssm_ros.cli.out_bag``).
+        predict_horizon: also predict this many seconds ahead and score the predictions (see
+            ``vssm_ros.cli.predict_ahead``).
 
     Returns:
         The metrics written to metrics.json (``out_dir`` added).
@@ -210,6 +229,13 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
     received = failed = n_imu = 0
     interrupted = False
 
+    dynamics = dynamics_for_engine(cfg.engine)
+    scorer = (PredictionScorer(predict_horizon, cfg.engine.predict.period_s)
+              if predict_horizon else None)
+    recorder = None
+    if out_bag is not None:
+        recorder = ReplayBag(out_bag, cfg, str(source.info.get('camera_frame') or ''),
+                             source.info.get('topics')).open()
     t_start = time.perf_counter()
     try:
         for item in source:
@@ -238,7 +264,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
                             f'first frame ({item.stamp_ns} ns); the map frame is the first body '
                             'frame')
                     init_from_gt = T0 is not None
-                engine = SlamEngine(cfg.engine, T0)
+                engine = SlamEngine(cfg.engine, T0, dynamics=dynamics)
                 for s in pending_imu:
                     engine.add_imu(s)
                 pending_imu.clear()
@@ -262,21 +288,32 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
             for k, v in est.timings.items():
                 stage_sums[k] += float(v)
             keeper.offer(len(stamps) - 1, lambda f=item, e=est: (f, e))
+            if scorer is not None:
+                scorer.on_frame(engine, item)
+            if recorder is not None:
+                recorder.add(item, est, engine)
     except KeyboardInterrupt:
         interrupted = True
         log('vssm-replay: interrupted; writing the outputs of the frames processed so far')
+    except BaseException:
+        if recorder is not None:
+            recorder.abort()
+        raise
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t_start
 
     if engine is None or not stamps:
+        if recorder is not None:
+            recorder.abort()
         if received == 0:
             raise SourceError(f'no RGB-D frame could be read from {source.path} (skipped: '
                               f'{dict(source.info.get("skipped", {})) or "none"})')
         raise StateError(f'none of the {received} frames could be processed; first error: '
                          f'{first_errors[0] if first_errors else "?"}')
 
+    bag_counts = recorder.finish(engine) if recorder is not None else None
     n = len(stamps)
     stamps_ns = np.array(stamps, dtype=np.int64)
     T_est = np.stack(poses)  # (N, 4, 4)
@@ -329,6 +366,8 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
     write_ply(out / 'map.ply', pts['xyz'], pts['rgb'], pts['occupancy'])
     save_checkpoint(out / 'checkpoint.safetensors', engine.state_dict(), to_dict(cfg))
     metrics['map_points'] = int(len(pts['xyz']))
+    if recorder is not None:
+        metrics['out_bag'] = {'path': str(recorder.path), 'messages': bag_counts}
     strip = [_render_kept(engine, f, e) for f, e in keeper.pick(STRIP_FRAMES)]
     metrics['depth_l1'] = [dict(stamp_ns=f.stamp_ns, **depth_l1(r['depth'], f.depth))
                            for f, _, r in strip]
@@ -339,9 +378,13 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         _plot_trajectory(out / 'trajectory.png', stamps_ns, T_est, gt_stamps, T_gt, title=title)
         _plot_strip(out / 'depth_strip.png', strip)
 
+    if scorer is not None:
+        metrics['prediction'] = scorer.metrics()
+        if plots:
+            scorer.write_images(out, engine, T_est[:, :3, 3])
     metrics['memory'] = {'peak_rss_mb': peak_rss_mb(), 'peak_gpu_mb': _peak_gpu_mb(device)}
     metrics['out_dir'] = str(out)
-    metrics = _jsonable(metrics)
+    metrics = jsonable(metrics)
     atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=2, allow_nan=False) + '\n')
     return metrics
 
@@ -370,13 +413,10 @@ def _render_kept(engine: SlamEngine, frame: Frame, est: Estimate
     """The frame (subsampled to at most STRIP_MAX_WIDTH pixels wide) and the engine's
     prediction of it from the estimated pose."""
     h, w = frame.depth.shape
-    s = max(1, -(-w // STRIP_MAX_WIDTH))   # ceil(w / STRIP_MAX_WIDTH)
+    K, w, h, s = prediction_camera(frame.K, w, h, STRIP_MAX_WIDTH)
     if s > 1:
-        # Pixel (s i, s j) becomes (i, j): scaling K by 1/s keeps every ray the same.
-        K = np.diag([1.0 / s, 1.0 / s, 1.0]) @ frame.K
         frame = dataclasses.replace(frame, rgb=frame.rgb[::s, ::s], depth=frame.depth[::s, ::s],
                                     K=K)
-        h, w = frame.depth.shape
     T_world_cam = est.T_world_body @ frame.T_body_cam
     return frame, est, engine.render(T_world_cam, frame.K, w, h)
 
@@ -431,6 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help='map frame: the first body frame, gravity-aligned at it, or the '
                         'ground-truth pose of the first frame (overrides engine.init_pose)')
     p.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
+    p.add_argument('--out-bag', metavar='PATH',
+                   help='also write a ROS 2 bag (mcap directory; replaced if it exists) with the '
+                        'topics the node publishes (under /vssm) and the input images, for '
+                        'RViz (ros2 bag play) or Foxglove')
+    p.add_argument('--predict-horizon', type=horizon_arg, metavar='SECONDS',
+                   help='also predict depth and colour this far ahead every '
+                        'engine.predict.period_s, score them on the frames that arrive, and '
+                        'write the predicted images and the collision cost slice as PNGs')
     p.add_argument('--quiet', action='store_true', help='no progress bar, no summary')
     return p
 
@@ -460,7 +508,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = load_replay_config(args.config, args.device, args.init_pose)
         source = open_source(args.input, cfg)
         metrics = run_replay(source, cfg, args.out, max_frames=args.max_frames,
-                             progress=not args.quiet, plots=not args.no_plots)
+                             progress=not args.quiet, plots=not args.no_plots,
+                             out_bag=args.out_bag, predict_horizon=args.predict_horizon)
     except VssmError as err:
         print(f'vssm-replay: error: {err}', file=sys.stderr)
         return 2

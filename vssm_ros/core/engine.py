@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,15 +29,19 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
+from vssm_ros.core.cost import CostField, cost_field
 from vssm_ros.core.dynamics import (GaussianState, initial_state, propagate_constant_velocity,
                                     propagate_imu)
 from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.learned_dynamics import LearnedDynamics, propagate_learned
 from vssm_ros.core.posterior import depth_sigma, make_rays, track
+from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
+                                      sample_imu_rollouts)
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
 from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class SlamEngine:
@@ -47,9 +51,12 @@ class SlamEngine:
         cfg: engine configuration.
         T_world_body0: pose of the first frame's body in the map frame (identity: the map frame
             is the first body frame). Shape: (4, 4).
+        dynamics: the learned transition (``engine.motion.weights``, loaded by
+            ``vssm_ros.data.dynamics_io.dynamics_for_engine``); None: the engineered integrator.
     """
 
-    def __init__(self, cfg: EngineConfig, T_world_body0: Optional[np.ndarray] = None):
+    def __init__(self, cfg: EngineConfig, T_world_body0: Optional[np.ndarray] = None,
+                 dynamics: Optional[LearnedDynamics] = None):
         self.cfg = cfg
         self.device = torch.device(cfg.device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
@@ -58,6 +65,9 @@ class SlamEngine:
         self.map = VoxelMap(cfg.map, self.device, self.dtype)
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._gen = torch.Generator(device=self.device)
+        self.dynamics = None
+        if dynamics is not None:   # inference only: no autograd graph through the transition
+            self.dynamics = dynamics.to(self.device, self.dtype).eval().requires_grad_(False)
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -75,6 +85,11 @@ class SlamEngine:
         self.n_frames = 0
         self.n_imu_gaps = 0
         self.n_untracked = 0
+        # (K, T_body_cam, width, height) of the last frame: predict() renders with it.
+        self._camera: Optional[Tuple[np.ndarray, np.ndarray, int, int]] = None
+        # Position and rotation variance of the map frame the current state was tracked
+        # against (see VoxelMap.anchor_at); the first frame anchors the map exactly.
+        self.anchor_var = torch.zeros(2, device=self.device, dtype=self.dtype)
 
     def _t(self, x) -> torch.Tensor:
         # np.array copies: arrays from bag messages may be read-only views.
@@ -151,7 +166,9 @@ class SlamEngine:
         else:
             first = False
             imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
-            if imu is not None:
+            if imu is not None and self.dynamics is not None:
+                prior = propagate_learned(self.state, *imu, self.dynamics)
+            elif imu is not None:
                 prior = propagate_imu(self.state, *imu, self.cfg.motion)
             else:
                 prior = propagate_constant_velocity(self.state, dt, self.cfg.motion)
@@ -170,11 +187,13 @@ class SlamEngine:
                              self.cfg.render)
             res = track(self.map, rays, prior, inf.track_iters, self.cfg.render,
                         self.cfg.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
-                        inf.min_valid_rays)
+                        inf.min_valid_rays, self.cfg.sensor.ray_info_scale)
             post = res['state']
             timings['rays_used'] = float(res['n_used'])
             if res['n_used'] < inf.min_valid_rays:
                 self.n_untracked += 1
+            else:
+                self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
             post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         timings['track'] = time.perf_counter() - t0
 
@@ -182,7 +201,8 @@ class SlamEngine:
         t0 = time.perf_counter()
         if first or self._is_keyframe(post):
             T_world_cam = post.T @ T_body_cam
-            self.map.fuse(depth, rgb, K, T_world_cam, depth_sigma(depth, self.cfg.sensor))
+            self.map.fuse(depth, rgb, K, T_world_cam, depth_sigma(depth, self.cfg.sensor),
+                          pose_var=self._world_var(post))
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
         else:
@@ -192,9 +212,31 @@ class SlamEngine:
         # 4. freeze
         self.state = post
         self.last_stamp_ns = frame.stamp_ns
+        self._camera = (np.array(frame.K, dtype=np.float64),
+                        np.array(frame.T_body_cam, dtype=np.float64),
+                        int(frame.depth.shape[1]), int(frame.depth.shape[0]))
         self.n_frames += 1
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
+
+    def _anchor_of(self, rays, res: Dict, T_world_cam: torch.Tensor) -> torch.Tensor:
+        """Pose variance (position, rotation) of the map where the used rays hit it: the
+        uncertainty of the map frame the new pose was tracked against. Shape: (2,)."""
+        used = res['w'] > 0
+        pts_cam = rays.dirs[used] * rays.d_obs[used, None]
+        pts = T_world_cam[:3, 3] + pts_cam @ T_world_cam[:3, :3].t()
+        var = self.map.anchor_at(pts)
+        ok = torch.isfinite(var).all(dim=-1)
+        if not bool(ok.any()):
+            return self.anchor_var
+        wt = res['w'][used][ok]
+        return (var[ok] * wt[:, None]).sum(0) / wt.sum()
+
+    def _world_var(self, state: GaussianState) -> torch.Tensor:
+        """Isotropic position and rotation variance of a state in the world (m², rad²): its
+        covariance relative to the map plus the map's own anchor. Shape: (2,)."""
+        rel = torch.diagonal(state.cov)[:6]
+        return torch.stack((rel[:3].mean(), rel[3:].mean())) + self.anchor_var
 
     def _is_keyframe(self, state: GaussianState) -> bool:
         inf = self.cfg.inference
@@ -207,14 +249,16 @@ class SlamEngine:
 
     def estimate(self, timings: Optional[Dict[str, float]] = None) -> Estimate:
         """The current state as an ``Estimate`` (covariance in the ROS convention: translation
-        and rotation both about the map frame's axes)."""
+        and rotation both about the map frame's axes): the state's covariance relative to the
+        map plus the map's anchor uncertainty where it was tracked."""
         if self.state is None:
             raise StateError('no frame processed yet')
         s = self.state
         A = torch.zeros(6, 6, device=self.device, dtype=self.dtype)
         A[:3, :3] = torch.eye(3, device=self.device, dtype=self.dtype)
         A[3:, 3:] = s.R  # body-frame rotation error -> world-frame rotation error
-        cov = A @ s.cov[:6, :6] @ A.t()
+        anchor = torch.repeat_interleave(self.anchor_var, 3)
+        cov = A @ s.cov[:6, :6] @ A.t() + torch.diag(anchor)
         return Estimate(stamp_ns=int(self.last_stamp_ns),
                         T_world_body=s.T.detach().cpu().double().numpy(),
                         cov=cov.detach().cpu().double().numpy(),
@@ -273,6 +317,104 @@ class SlamEngine:
                 'occupancy': pts['occupancy'].cpu().numpy().astype(np.float32),
                 'logit_std': pts['logit_std'].cpu().numpy().astype(np.float32)}
 
+    # ------------------------------------------------------------------ prediction, cost
+
+    @torch.no_grad()
+    def predict(self, horizon_s: float, controls: Optional[np.ndarray] = None,
+                control_dt: Optional[float] = None, n_samples: Optional[int] = None,
+                times: Optional[Sequence[float]] = None, render: bool = True,
+                camera: Optional[Tuple[np.ndarray, np.ndarray, int, int]] = None
+                ) -> Dict[str, Any]:
+        """Where the drone goes and what it will see: the transition rolled out from the
+        current posterior, sampled, and rendered at chosen future times.
+
+        Samples start from q(z_t) of the last frame and follow the learned transition when the
+        engine has one, else the engineered integrator with the configured IMU noise, driven by
+        ``controls``. Without controls the most recent IMU sample is held (at
+        ``predict.control_dt`` steps), and how far the future controls depart from it is an
+        unknown constant per sample, with stds ``predict.hold_acc_std`` / ``hold_gyro_std``;
+        without any IMU the constant-velocity model predicts.
+
+        Args:
+            horizon_s: how far ahead (seconds).
+            controls: future ``(acc, gyro)`` IMU samples, body frame, one per ``control_dt``;
+                fewer than the horizon needs: the last is held. Shape: (N, 6).
+            control_dt: their spacing (seconds; default ``predict.control_dt``).
+            n_samples: trajectory samples (default ``predict.samples``).
+            times: future times (seconds after the last frame) to render (default: the
+                horizon).
+            render: render images at ``times``.
+            camera: ``(K (3, 3), T_body_cam (4, 4), width, height)``; default: the last
+                frame's.
+
+        Returns:
+            ``t`` (N,) seconds after the last frame; trajectory samples ``R`` (S, N, 3, 3),
+            ``p`` (S, N, 3), ``v`` (S, N, 3); with ``render``: ``times`` (T,), ``depth``
+            (T, H, W) mean (NaN: no surface), ``depth_std`` (T, H, W), ``color``
+            (T, H, W, 3) uint8, ``hit_fraction`` (T, H, W) (see ``core.prediction``).
+
+        Raises:
+            StateError: no frame processed yet, a bad horizon or controls, or no camera.
+        """
+        if self.state is None:
+            raise StateError('predict: no frame processed yet')
+        if not horizon_s > 0:
+            raise StateError(f'predict: horizon_s must be > 0, got {horizon_s}')
+        pc, mc = self.cfg.predict, self.cfg.motion
+        dt = float(control_dt or pc.control_dt)
+        n = max(1, int(math.ceil(horizon_s / dt - 1e-9)))
+        S = int(n_samples or pc.samples)
+        if controls is not None:
+            u = self._t(controls)
+            if u.dim() != 2 or u.shape[1] != 6 or u.shape[0] < 1:
+                raise StateError(f'predict: controls must be (N, 6) acc + gyro rows, got '
+                                 f'{tuple(u.shape)}')
+            u = torch.cat((u, u[-1:].expand(max(0, n - len(u)), 6)))[:n]
+            offset = (0.0, 0.0)
+        elif self._imu or self._last_imu is not None:
+            last = self._imu[-1] if self._imu else self._last_imu
+            u = self._t(np.concatenate((last.acc, last.gyro))).expand(n, 6)
+            offset = (pc.hold_acc_std, pc.hold_gyro_std)
+        else:
+            u = None
+        if u is None:
+            smp = sample_constant_velocity(self.state, n, dt, S, mc.cv_acc_noise,
+                                           mc.cv_gyro_noise, self._gen)
+        else:
+            learned = self.dynamics is not None
+            model = self.dynamics if learned else LearnedDynamics.engineered(
+                mc.acc_noise, mc.gyro_noise, mc.gravity).to(self.device, self.dtype)
+            smp = sample_imu_rollouts(self.state, model, u, dt, S, self._gen, offset,
+                                      residual=learned)
+        out: Dict[str, Any] = {'t': dt * np.arange(1, n + 1)}
+        out.update({k: v.cpu().numpy() for k, v in smp.items()})
+        if not render:
+            return out
+        camera = camera or self._camera
+        if camera is None:
+            raise StateError('predict: no camera to render with (no frame seen, none given)')
+        K, T_body_cam, width, height = camera
+        times = [horizon_s] if times is None else list(times)
+        T_wb = np.tile(np.eye(4), (S, 1, 1))
+        frames = []
+        for tau in times:
+            k = min(max(int(round(tau / dt)) - 1, 0), n - 1)
+            T_wb[:, :3, :3], T_wb[:, :3, 3] = out['R'][:, k], out['p'][:, k]
+            r = [self.render(T @ T_body_cam, K, width, height) for T in T_wb]
+            frames.append(combine_renders(np.stack([x['depth'] for x in r]),
+                                          np.stack([x['depth_std'] for x in r]),
+                                          np.stack([x['color'] for x in r]),
+                                          pc.min_hit_fraction))
+        out['times'] = np.array(times, dtype=np.float64)
+        for key in ('depth', 'depth_std', 'color', 'hit_fraction'):
+            out[key] = np.stack([f[key] for f in frames])
+        return out
+
+    @torch.no_grad()
+    def cost_field(self) -> CostField:
+        """The collision cost-to-go of the current map posterior (``engine.cost``)."""
+        return cost_field(self.map, self.cfg.cost)
+
     # ------------------------------------------------------------------ state I/O
 
     def state_dict(self) -> Dict:
@@ -284,6 +426,7 @@ class SlamEngine:
         if self.state is not None:
             for k in ('R', 'p', 'v', 'cov', 'omega'):
                 tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
+            tensors['state.anchor_var'] = self.anchor_var.detach().cpu()
         kf = list(self.keyframes)
         if kf:
             tensors['keyframes.T_world_body'] = torch.stack([k['T_world_body'] for k in kf]).cpu()
@@ -304,6 +447,7 @@ class SlamEngine:
         if 'state.R' in tensors:
             self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
                                          for k in ('R', 'p', 'v', 'cov', 'omega')))
+            self.anchor_var = self._t(tensors['state.anchor_var'].numpy())
         self.last_stamp_ns = meta.get('last_stamp_ns')
         self.n_frames = int(meta.get('n_frames', 0))
         if 'keyframes.T_world_body' in tensors:

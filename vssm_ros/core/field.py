@@ -53,6 +53,15 @@ class VoxelMap:
         self.weight = torch.zeros_like(self._dist)
         self.color = torch.zeros((1, 3, z, y, x), device=self.device, dtype=dtype)
         self.color_weight = torch.zeros_like(self._dist)
+        # Pose uncertainty the map was fused with, on a coarse grid (it varies slowly):
+        # weighted sums of (position, rotation) variance and the weights.
+        self.anchor_factor = max(1, int(round(cfg.anchor_cell / self.resolution)))
+        cdims = [-(-d // self.anchor_factor) for d in self.dims]  # ceil
+        self.anchor_dims = tuple(cdims)
+        self.anchor_sum = torch.zeros((2, cdims[2] * cdims[1] * cdims[0]), device=self.device,
+                                      dtype=dtype)
+        self.anchor_weight = torch.zeros(cdims[2] * cdims[1] * cdims[0], device=self.device,
+                                         dtype=dtype)
         # Maps world points to grid_sample's [-1, 1] coordinates (align_corners=True).
         self._scale = 2.0 / (self.resolution * (torch.tensor(self.dims, device=self.device,
                                                              dtype=dtype) - 1))
@@ -93,6 +102,26 @@ class VoxelMap:
         """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""
         return self._sample(self.weight, points)[:, 0]
 
+    def _anchor_cells(self, vox: torch.Tensor) -> torch.Tensor:
+        """Flat coarse-cell index of (N, 3) integer (x, y, z) voxel indices. Shape: (N,)."""
+        c = torch.div(vox, self.anchor_factor, rounding_mode='floor')
+        X, Y, _ = self.anchor_dims
+        return (c[:, 2] * Y + c[:, 1]) * X + c[:, 0]
+
+    def anchor_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Position and rotation variance (m², rad²) of the poses that fused the map near each
+        point, weighted by their observation weights; NaN where nothing was fused.
+
+        Shape: (N, 3) -> (N, 2).
+        """
+        vox = torch.round((points - self.origin) / self.resolution).long()
+        dims = torch.tensor(self.dims, device=self.device)
+        inside = ((vox >= 0) & (vox < dims)).all(dim=-1)
+        cell = self._anchor_cells(torch.where(inside[:, None], vox, torch.zeros_like(vox)))
+        w = torch.where(inside, self.anchor_weight[cell], torch.zeros_like(cell, dtype=self.dtype))
+        var = self.anchor_sum[:, cell].t() / w.clamp(min=1e-12)[:, None]
+        return torch.where((w > 0)[:, None], var, torch.full_like(var, float('nan')))
+
     def voxel_centres(self, index: torch.Tensor) -> torch.Tensor:
         """World coordinates of voxels given (N, 3) integer (x, y, z) indices. Shape: (N, 3)."""
         return self.origin + index.to(self.dtype) * self.resolution
@@ -101,7 +130,7 @@ class VoxelMap:
 
     def fuse(self, depth: torch.Tensor, rgb: torch.Tensor | None, K: torch.Tensor,
              T_world_cam: torch.Tensor, depth_sigma: torch.Tensor | None = None,
-             max_pixels: int = 20000) -> int:
+             max_pixels: int = 20000, pose_var: torch.Tensor | None = None) -> int:
         """Closed-form posterior update with one depth image (projective signed distances).
 
         Candidate voxels are those met by samples along the pixels' rays from ``2 truncation``
@@ -118,6 +147,8 @@ class VoxelMap:
             depth_sigma: depth noise std per pixel; the observation weight is
                 ``(sdf_noise / sigma)²`` capped at 1 (None: weight 1). Shape: (H, W).
             max_pixels: rays used to find candidate voxels (a regular subset beyond this).
+            pose_var: position and rotation variance (m², rad²) of the camera pose in the
+                world, remembered by the anchor cells of the updated voxels. Shape: (2,).
         Returns:
             The number of voxels updated.
         """
@@ -181,6 +212,10 @@ class VoxelMap:
         W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
         self._dist.view(-1)[flat] = (s_old * W_old + sdf * wgt) / W_safe - cfg.truncation
         self.weight.view(-1)[flat] = W_new.clamp(max=cfg.max_weight)
+        if pose_var is not None:
+            cell = self._anchor_cells(vox[upd])
+            self.anchor_weight.index_add_(0, cell, wgt)
+            self.anchor_sum.index_add_(1, cell, pose_var.to(self.dtype)[:, None] * wgt[None])
         if rgb is not None:
             near = sdf.abs() < 0.5 * cfg.truncation
             cflat = flat[near]
@@ -217,7 +252,8 @@ class VoxelMap:
 
     def _grids(self) -> Dict[str, torch.Tensor]:
         return {'dist': self._dist, 'weight': self.weight, 'color': self.color,
-                'color_weight': self.color_weight}
+                'color_weight': self.color_weight, 'anchor_sum': self.anchor_sum,
+                'anchor_weight': self.anchor_weight}
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """The grids (everything needed to restore the map); 'sdf' in metres."""

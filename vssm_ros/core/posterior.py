@@ -38,12 +38,14 @@ class RayBatch:
         depths: sample z-depths in the camera. Shape: (R, K).
         d_obs: observed depth. Shape: (R,).
         valid: whether the ray is a real measurement. Shape: (R,).
+        dirs: ray directions in the camera, z = 1. Shape: (R, 3).
     """
 
     q_body: torch.Tensor
     depths: torch.Tensor
     d_obs: torch.Tensor
     valid: torch.Tensor
+    dirs: torch.Tensor
 
 
 def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
@@ -60,7 +62,7 @@ def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
     depths = band_depths(d, cfg)
     pc = dirs_cam[:, None, :] * depths[..., None]
     q = pc @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
-    return RayBatch(q, depths, d, valid)
+    return RayBatch(q, depths, d, valid, dirs_cam)
 
 
 def depth_sigma(d: torch.Tensor, cfg: SensorConfig) -> torch.Tensor:
@@ -102,10 +104,10 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     """Posterior of one state given its rays, the map and the propagated prior.
 
     Args:
-        info_scale: scale on the depth information (1 / the effective correlation length of
-            ray errors, see ``SensorConfig``).
+        info_scale: scale on the depth information (``SensorConfig.ray_info_scale``).
     Returns:
-        ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual).
+        ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual),
+        ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth.
     """
     dev, dt = prior.p.device, prior.p.dtype
     P_inv = torch.linalg.inv(prior.cov)
@@ -142,4 +144,4 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     cov = torch.linalg.inv(H)
     state.cov = 0.5 * (cov + cov.t())
     state.R = lie.orthonormalize(state.R)
-    return {'state': state, 'n_used': n_used, 'rmse': rmse}
+    return {'state': state, 'n_used': n_used, 'rmse': rmse, 'w': w, 'depth': lin['depth']}

@@ -229,26 +229,7 @@ class BagReader:
 # Writing
 
 
-@contextlib.contextmanager
-def _staging(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary path inside a hidden directory beside ``path`` with the same base name;
-    renamed to ``path`` on success, removed on failure."""
-    if path.exists() and not overwrite:
-        raise BagError(f'{path} exists already; not overwriting it')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
-    staged = tmpdir / path.name
-    try:
-        yield staged
-        if path.exists():
-            old = tmpdir / (path.name + '.old')
-            os.replace(path, old)
-        os.replace(staged, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _tf_static_qos() -> list:
+def _latched_qos() -> list:
     """Transient-local QoS (as tf2_ros publishes /tf_static) so ``ros2 bag play`` latches it."""
     from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
                                     QosReliability, QosTime)
@@ -257,9 +238,139 @@ def _tf_static_qos() -> list:
                 QosLiveliness.AUTOMATIC, QosTime(0, 0), False)]
 
 
+class BagWriter:
+    """Writes messages one at a time to a bag that appears under its name only when complete.
+
+    The bag is written inside a hidden temporary directory beside ``path`` and renamed over
+    it by ``close``; ``abort`` (or an exception inside the ``with`` block) removes it, so a
+    failed or interrupted run never leaves a half-written bag under the final name.
+
+    Args:
+        path: the bag: a directory for mcap/sqlite3, a ``.bag`` file for ros1.
+        fmt: 'mcap', 'sqlite3' or 'ros1'.
+        overwrite: replace an existing bag at ``path`` (only once the new one is complete).
+        typestore: the typestore the messages belong to; default ``bag_typestore(fmt)``.
+        latched: topics recorded as transient-local (ROS 2 QoS) / latching (ROS 1), so that
+            players re-deliver their last message to late subscribers.
+
+    Example::
+
+        with BagWriter(out / 'replay', 'mcap') as bag:
+            bag.write('/tf', 'tf2_msgs/msg/TFMessage', stamp_ns, msg)
+    """
+
+    def __init__(self, path: PathLike, fmt: str, overwrite: bool = False, typestore: Any = None,
+                 latched: Iterable[str] = ('/tf_static',)) -> None:
+        _check_format(fmt)
+        self.path = Path(path)
+        if fmt == 'ros1' and self.path.suffix != '.bag':
+            raise BagError(f'a ROS 1 bag needs the .bag suffix, got {self.path}')
+        self.fmt = fmt
+        self.overwrite = overwrite
+        self.store = typestore if typestore is not None else bag_typestore(fmt)
+        self.latched = frozenset(latched)
+        self.counts: Dict[str, int] = {}
+        self._tmpdir: Optional[Path] = None
+        self._writer: Any = None
+        self._conns: Dict[Tuple[str, str], Any] = {}
+
+    def open(self) -> 'BagWriter':
+        if self._writer is not None:
+            return self
+        if self.path.exists() and not self.overwrite:
+            raise BagError(f'{self.path} exists already; not overwriting it')
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmpdir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f'.{self.path.name}.',
+                                             suffix='.tmp'))
+        staged = self._tmpdir / self.path.name
+        try:
+            if self.fmt == 'ros1':
+                from rosbags.rosbag1 import Writer as Writer1
+                writer: Any = Writer1(staged)
+            else:
+                from rosbags.rosbag2 import StoragePlugin, Writer as Writer2
+                plugin = StoragePlugin.MCAP if self.fmt == 'mcap' else StoragePlugin.SQLITE3
+                writer = Writer2(staged, version=9, storage_plugin=plugin)
+            writer.open()
+        except Exception as err:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            raise BagError(f'cannot create bag {self.path}: {type(err).__name__}: {err}') from err
+        self._writer = writer
+        return self
+
+    def write(self, topic: str, msgtype: str, stamp_ns: int, msg: Any) -> None:
+        """Add one message (log time ``stamp_ns``), built from this writer's typestore.
+
+        Raises:
+            BagError: the writer is not open; the message cannot be serialised.
+        """
+        if self._writer is None:
+            raise BagError(f'bag {self.path} is not open for writing')
+        key = (topic, msgtype)
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._conns[key] = self._add_connection(topic, msgtype)
+        try:
+            if self.fmt == 'ros1':
+                raw = self.store.serialize_ros1(msg, msgtype)
+            else:
+                raw = self.store.serialize_cdr(msg, msgtype)
+        except Exception as err:
+            raise BagError(f'cannot serialise a {msgtype} message for {topic} '
+                           f'({self.fmt}): {type(err).__name__}: {err}') from err
+        self._writer.write(conn, int(stamp_ns), raw)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def _add_connection(self, topic: str, msgtype: str) -> Any:
+        latched = topic in self.latched
+        try:
+            if self.fmt == 'ros1':
+                return self._writer.add_connection(topic, msgtype, typestore=self.store,
+                                                   latching=1 if latched else None)
+            return self._writer.add_connection(topic, msgtype, typestore=self.store,
+                                               offered_qos_profiles=_latched_qos() if latched
+                                               else ())
+        except Exception as err:
+            raise BagError(f'cannot add topic {topic} of type {msgtype} to {self.path}: '
+                           f'{type(err).__name__}: {err}') from err
+
+    def close(self) -> Dict[str, int]:
+        """Finish the bag and move it to ``path``. Returns the messages written per topic."""
+        if self._writer is None:
+            raise BagError(f'bag {self.path} is not open for writing')
+        writer, self._writer = self._writer, None
+        tmpdir = self._tmpdir
+        try:
+            writer.close()
+            if self.path.exists():
+                os.replace(self.path, tmpdir / (self.path.name + '.old'))
+            os.replace(tmpdir / self.path.name, self.path)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return dict(self.counts)
+
+    def abort(self) -> None:
+        """Drop the bag being written; ``path`` stays as it was."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> 'BagWriter':
+        return self.open()
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_bag(path: PathLike, fmt: str, messages: Iterable[Tuple[str, str, int, Any]],
               overwrite: bool = False, typestore: Any = None) -> Dict[str, int]:
-    """Write messages to a bag.
+    """Write messages to a bag (``BagWriter`` over an iterable; /tf_static latched).
 
     Args:
         path: the bag: a directory for mcap/sqlite3, a ``.bag`` file for ros1.
@@ -275,49 +386,10 @@ def write_bag(path: PathLike, fmt: str, messages: Iterable[Tuple[str, str, int, 
     Raises:
         BagError: unknown format, existing path, a message that cannot be serialised.
     """
-    _check_format(fmt)
-    path = Path(path)
-    if fmt == 'ros1' and path.suffix != '.bag':
-        raise BagError(f'a ROS 1 bag needs the .bag suffix, got {path}')
-    store = typestore if typestore is not None else bag_typestore(fmt)
-    counts: Dict[str, int] = {}
-    with _staging(path, overwrite) as staged:
-        if fmt == 'ros1':
-            from rosbags.rosbag1 import Writer as Writer1
-            writer: Any = Writer1(staged)
-            serialize = store.serialize_ros1
-        else:
-            from rosbags.rosbag2 import StoragePlugin, Writer as Writer2
-            plugin = StoragePlugin.MCAP if fmt == 'mcap' else StoragePlugin.SQLITE3
-            writer = Writer2(staged, version=9, storage_plugin=plugin)
-            serialize = store.serialize_cdr
-        conns: Dict[Tuple[str, str], Any] = {}
-        with writer:
-            for topic, msgtype, stamp_ns, msg in messages:
-                key = (topic, msgtype)
-                conn = conns.get(key)
-                if conn is None:
-                    try:
-                        if fmt == 'ros1':
-                            conn = writer.add_connection(topic, msgtype, typestore=store,
-                                                         latching=1 if topic == '/tf_static'
-                                                         else None)
-                        else:
-                            qos = _tf_static_qos() if topic == '/tf_static' else ()
-                            conn = writer.add_connection(topic, msgtype, typestore=store,
-                                                         offered_qos_profiles=qos)
-                    except Exception as err:
-                        raise BagError(f'cannot add topic {topic} of type {msgtype} to {path}: '
-                                       f'{type(err).__name__}: {err}') from err
-                    conns[key] = conn
-                try:
-                    raw = serialize(msg, msgtype)
-                except Exception as err:
-                    raise BagError(f'cannot serialise a {msgtype} message for {topic} '
-                                   f'({fmt}): {type(err).__name__}: {err}') from err
-                writer.write(conn, int(stamp_ns), raw)
-                counts[topic] = counts.get(topic, 0) + 1
-    return counts
+    with BagWriter(path, fmt, overwrite, typestore) as bag:
+        for topic, msgtype, stamp_ns, msg in messages:
+            bag.write(topic, msgtype, stamp_ns, msg)
+    return dict(bag.counts)
 
 
 @dataclass(frozen=True, eq=False)

@@ -50,6 +50,10 @@ TYPE_NAMES: Dict[str, str] = {
     'TransformStamped': 'geometry_msgs/msg/TransformStamped',
     'Odometry': 'nav_msgs/msg/Odometry',
     'TFMessage': 'tf2_msgs/msg/TFMessage',
+    'Path': 'nav_msgs/msg/Path',
+    'KeyValue': 'diagnostic_msgs/msg/KeyValue',
+    'DiagnosticStatus': 'diagnostic_msgs/msg/DiagnosticStatus',
+    'DiagnosticArray': 'diagnostic_msgs/msg/DiagnosticArray',
 }
 
 
@@ -83,6 +87,10 @@ class MsgTypes:
     TransformStamped: Any
     Odometry: Any
     TFMessage: Any
+    Path: Any
+    KeyValue: Any
+    DiagnosticStatus: Any
+    DiagnosticArray: Any
 
     def __init__(self, classes: Mapping[str, Any], backend: str) -> None:
         if backend not in ('rosbags', 'rclpy'):
@@ -127,6 +135,13 @@ class MsgTypes:
         if self.backend == 'rosbags':
             return values
         return [float(v) for v in values]
+
+    def byte(self, value: int) -> Any:
+        """A ``byte`` field value (rclpy wants a one-byte ``bytes``, rosbags an int)."""
+        value = int(value)
+        if not 0 <= value <= 255:
+            raise MessageError(f'a byte field holds 0..255, got {value}')
+        return value if self.backend == 'rosbags' else bytes([value])
 
     @staticmethod
     def f64_fixed(values: Any, n: int, what: str) -> np.ndarray:
@@ -547,6 +562,45 @@ def pose_from_msg(msg: Any) -> PoseSample:
     if hasattr(msg, 'twist'):
         v_world = T[:3, :3] @ _vec3(msg.twist.twist.linear)
     return PoseSample(stamp, T, v_world)
+
+
+def path_msg(types: MsgTypes, stamp_ns: int, frame_id: str, poses: Sequence[Any]) -> Any:
+    """A nav_msgs/Path of already built geometry_msgs/PoseStamped messages (``pose_stamped_msg``)
+    in ``frame_id``."""
+    return types.new('Path', header=_header(types, stamp_ns, frame_id), poses=list(poses))
+
+
+# ----------------------------------------------------------------------------------------------
+# Diagnostics
+
+#: diagnostic_msgs/DiagnosticStatus levels
+DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
+
+
+def diagnostic_status_msg(types: MsgTypes, name: str, level: int, message: str,
+                          values: Mapping[str, Any], hardware_id: str = '') -> Any:
+    """A diagnostic_msgs/DiagnosticStatus; ``values`` become KeyValue pairs (values as text,
+    floats with 6 significant digits), in the mapping's order."""
+    if int(level) not in (DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE):
+        raise MessageError(f'diagnostic level must be 0 (OK), 1 (WARN), 2 (ERROR) or 3 (STALE), '
+                           f'got {level}')
+    kv = [types.new('KeyValue', key=str(k), value=_diag_text(v)) for k, v in values.items()]
+    return types.new('DiagnosticStatus', level=types.byte(level), name=str(name),
+                     message=str(message), hardware_id=str(hardware_id), values=kv)
+
+
+def diagnostic_array_msg(types: MsgTypes, stamp_ns: int, statuses: Sequence[Any]) -> Any:
+    """A diagnostic_msgs/DiagnosticArray of DiagnosticStatus messages."""
+    return types.new('DiagnosticArray', header=_header(types, stamp_ns, ''),
+                     status=list(statuses))
+
+
+def _diag_text(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return 'true' if v else 'false'
+    if isinstance(v, (float, np.floating)):
+        return f'{float(v):.6g}'
+    return str(v)
 
 
 # ----------------------------------------------------------------------------------------------

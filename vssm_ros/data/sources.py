@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from vssm_ros.config import VssmConfig
+from vssm_ros.config import CameraConfig, VssmConfig
 from vssm_ros.data import messages as M
 from vssm_ros.data.bags import BagReader, is_ros2_bag
 from vssm_ros.data.sync import StampPairer
@@ -83,7 +83,8 @@ class Source:
 
 def open_source(path: PathLike, cfg: Optional[VssmConfig] = None) -> Source:
     """A Source for ``path``: a ``.bag`` file (ROS 1), a directory with metadata.yaml (ROS 2
-    bag, sqlite3 or mcap) or a directory with rgb.txt (TUM RGB-D).
+    bag, sqlite3 or mcap), a directory with rgb.txt (TUM RGB-D) or a directory with the camera
+    folders of ``cfg.frames_folder`` (PNG frames + nSecTimestamps.txt: Blackbird).
 
     Raises:
         SourceError: a missing path or one that is none of these (BagError for bags).
@@ -99,8 +100,66 @@ def open_source(path: PathLike, cfg: Optional[VssmConfig] = None) -> Source:
         return BagSource(p, cfg)
     if p.is_dir() and (p / 'rgb.txt').is_file():
         return TumSource(p, cfg)
+    from vssm_ros.data.blackbird import FramesFolderSource, is_frames_folder  # imports this
+    if is_frames_folder(p, cfg.frames_folder):
+        return FramesFolderSource(p, cfg)
+    ff = cfg.frames_folder
     raise SourceError(f'{p} is not a replayable input: expected a ROS 1 .bag file, a ROS 2 bag '
-                      'directory (with metadata.yaml) or a TUM RGB-D folder (with rgb.txt)')
+                      'directory (with metadata.yaml), a TUM RGB-D folder (with rgb.txt) or a '
+                      f'frames folder (with {ff.rgb_dir}/ and {ff.depth_dir}/)')
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversion shared with the ROS node (live and replayed runs behave the same)
+
+
+def frame_from_messages(stamp_ns: int, rgb_msg: Any, depth_msg: Any, info_msg: Optional[Any],
+                        camera: CameraConfig, T_body_cam: np.ndarray,
+                        topics: Optional[Dict[str, str]] = None) -> Frame:
+    """A Frame from a paired colour image, depth image and camera_info (None: the intrinsics
+    of ``camera``), stamped ``stamp_ns``.
+
+    Shape: T_body_cam (4, 4).
+
+    Raises:
+        MessageError: unsupported encodings, colour and depth of different sizes, or a
+            camera_info for another image size (``topics`` names them in the message).
+    """
+    names = topics or {}
+    rgb = M.rgb_from_image(rgb_msg)
+    depth = M.depth_from_image(depth_msg, camera.depth_scale, camera.min_depth,
+                               camera.max_depth)
+    h, w = depth.shape
+    if rgb.shape[:2] != (h, w):
+        raise MessageError(
+            f'colour image on {names.get("rgb", "?")} is {rgb.shape[1]}x{rgb.shape[0]} but '
+            f'depth on {names.get("depth", "?")} is {w}x{h} (stamp {stamp_ns} ns); they must be '
+            'registered to the same size (no resizing is done)')
+    if info_msg is not None:
+        K, iw, ih = M.camera_info_to_K(info_msg)
+        if (iw, ih) != (w, h):
+            raise MessageError(
+                f'camera_info on {names.get("camera_info", "?")} is for {iw}x{ih} images but '
+                f'the images are {w}x{h} (stamp {stamp_ns} ns)')
+    else:
+        K = np.array([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy],
+                      [0.0, 0.0, 1.0]])
+    return Frame(int(stamp_ns), rgb, depth, K, np.array(T_body_cam, dtype=np.float64))
+
+
+def resolve_extrinsic(tfs: StaticTransforms, body: str, frame: str, fallback: np.ndarray,
+                      key: str) -> Tuple[np.ndarray, str]:
+    """T_body_frame from static transforms, else ``fallback`` (the config value ``key``).
+
+    Returns:
+        (T_body_frame (4, 4), where it came from, in words).
+    """
+    if frame.lstrip('/') == body.lstrip('/'):
+        return np.eye(4), f'identity ({frame} is the body frame)'
+    if frame and tfs.can_transform(body, frame):
+        return tfs.lookup(body, frame), f'/tf_static: {body} <- {frame}'
+    return fallback, (f'config {key} (no /tf_static chain {body} <- {frame or "?"}; '
+                      f'frames known: {", ".join(tfs.frames) or "none"})')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,7 +379,7 @@ class BagSource(Source):
         if dep:
             cam_frame = str(first[dep].header.frame_id)
             self.info['camera_frame'] = cam_frame
-            self.T_body_cam, self.info['T_body_cam_source'] = self._extrinsic(
+            self.T_body_cam, self.info['T_body_cam_source'] = resolve_extrinsic(
                 tfs, body, cam_frame, self.T_body_cam, 'frames.T_body_cam')
             self.info['T_body_cam'] = self.T_body_cam.tolist()
         if imu:
@@ -328,19 +387,9 @@ class BagSource(Source):
             if got is not None:
                 imu_frame = str(got[1].header.frame_id)
                 self.info['imu_frame'] = imu_frame
-                self.T_body_imu, self.info['T_body_imu_source'] = self._extrinsic(
+                self.T_body_imu, self.info['T_body_imu_source'] = resolve_extrinsic(
                     tfs, body, imu_frame, self.T_body_imu, 'frames.T_body_imu')
                 self.info['T_body_imu'] = self.T_body_imu.tolist()
-
-    @staticmethod
-    def _extrinsic(tfs: StaticTransforms, body: str, frame: str, fallback: np.ndarray,
-                   key: str) -> Tuple[np.ndarray, str]:
-        if frame.lstrip('/') == body.lstrip('/'):
-            return np.eye(4), f'identity ({frame} is the body frame)'
-        if frame and tfs.can_transform(body, frame):
-            return tfs.lookup(body, frame), f'/tf_static: {body} <- {frame}'
-        return fallback, (f'config {key} (no /tf_static chain {body} <- {frame or "?"}; '
-                          f'frames known: {", ".join(tfs.frames) or "none"})')
 
     @property
     def has_imu(self) -> bool:
@@ -361,27 +410,8 @@ class BagSource(Source):
     def _frame(self, rgb: Tuple[int, Any], depth: Tuple[int, Any],
                info: Optional[Tuple[int, Any]] = None) -> Frame:
         """A Frame from paired (stamp, message) tuples; its stamp is the colour image's."""
-        cam = self.cfg.camera
-        stamp, rgb_msg = rgb
-        depth_msg = depth[1]
-        info_msg = info[1] if info is not None else None
-        rgb = M.rgb_from_image(rgb_msg)
-        depth = M.depth_from_image(depth_msg, cam.depth_scale, cam.min_depth, cam.max_depth)
-        h, w = depth.shape
-        if rgb.shape[:2] != (h, w):
-            raise MessageError(
-                f'colour image on {self.topics["rgb"]} is {rgb.shape[1]}x{rgb.shape[0]} but depth '
-                f'on {self.topics["depth"]} is {w}x{h} (stamp {stamp} ns); they must be '
-                'registered to the same size (no resizing is done)')
-        if info_msg is not None:
-            K, iw, ih = M.camera_info_to_K(info_msg)
-            if (iw, ih) != (w, h):
-                raise MessageError(
-                    f'camera_info on {self.topics["camera_info"]} is for {iw}x{ih} images but '
-                    f'the images are {w}x{h} (stamp {stamp} ns)')
-        else:
-            K = np.array([[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]])
-        return Frame(stamp, rgb, depth, K, self.T_body_cam.copy())
+        return frame_from_messages(rgb[0], rgb[1], depth[1], info[1] if info else None,
+                                   self.cfg.camera, self.T_body_cam, self.topics)
 
     # Iteration --------------------------------------------------------------------------------
 

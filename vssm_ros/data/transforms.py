@@ -125,3 +125,29 @@ def xyzquat_to_matrix(v) -> np.ndarray:
     if v.shape != (7,):
         raise MessageError(f'a pose needs 7 numbers (x y z qx qy qz qw), got {v.size}')
     return pose_to_matrix(v[:3], v[3:])
+
+
+# Blackbird-style NED world / forward-right-down body frames -> z-up / forward-left-up (REP-103):
+# a rotation of 180 degrees about x, the same for both frames and its own inverse.
+R_FLU_FRD = np.diag([1.0, -1.0, -1.0])
+"""Rotation from forward-right-down (NED) axes to forward-left-up (z-up) axes. Shape: (3, 3)."""
+
+
+def ned_pose_to_zup(T_ned_frd: np.ndarray) -> np.ndarray:
+    """A body pose given as forward-right-down body in a NED world, as forward-left-up body in
+    the z-up world that shares the NED world's origin and x axis.
+
+    Shape: (4, 4) -> (4, 4).
+    """
+    C = np.eye(4)
+    C[:3, :3] = R_FLU_FRD
+    return C @ as_transform(T_ned_frd, 'NED pose') @ C
+
+
+def frd_to_flu(v: np.ndarray) -> np.ndarray:
+    """A vector (velocity, specific force, angular rate) from forward-right-down (or NED) axes
+    to forward-left-up (or z-up) axes.
+
+    Shape: (..., 3) -> (..., 3).
+    """
+    return np.asarray(v, dtype=np.float64) @ R_FLU_FRD.T

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -24,7 +22,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from vssm_ros.config import CameraConfig, load_config
-from vssm_ros.data.atomic import atomic_open, atomic_write_text
+from vssm_ros.data.atomic import atomic_dir, atomic_open, atomic_write_text
 from vssm_ros.data.messages import depth_to_metres
 from vssm_ros.data.sync import associate
 from vssm_ros.data.transforms import matrix_to_pose, pose_to_matrix
@@ -118,7 +116,7 @@ def _read_rows(path: Path) -> Iterator[Tuple[int, List[str]]]:
             yield lineno, line.replace(',', ' ').split()
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as img:
@@ -138,6 +136,40 @@ def _pil_to_array(img) -> np.ndarray:
     if img.mode != 'RGB':
         img = img.convert('RGB')
     return np.asarray(img, dtype=np.uint8)
+
+
+def read_rgbd_pngs(rgb_path: Path, depth_path: Path, depth_scale: float, min_depth: float,
+                   max_depth: float) -> Tuple[np.ndarray, np.ndarray]:
+    """A colour PNG as RGB uint8 and a 16-bit depth PNG (``depth_scale`` units per metre, 0
+    invalid) in metres, NaN where invalid.
+
+    Shape: (H, W, 3), (H, W).
+
+    Raises:
+        SourceError: an unreadable PNG.
+        MessageError: a depth PNG that is not 16-bit, or colour and depth of different sizes.
+    """
+    rgb = read_png(rgb_path)
+    raw = read_png(depth_path)
+    if raw.dtype != np.uint16 or raw.ndim != 2:
+        raise MessageError(f'{depth_path}: expected a 16-bit single-channel depth PNG, got '
+                           f'{raw.dtype} with shape {raw.shape}')
+    if rgb.shape[:2] != raw.shape:
+        raise MessageError(f'rgb {rgb_path.name} is {rgb.shape[1]}x{rgb.shape[0]} but depth '
+                           f'{depth_path.name} is {raw.shape[1]}x{raw.shape[0]}; they must have '
+                           'the same size (no resizing)')
+    return rgb, depth_to_metres(raw, depth_scale, min_depth, max_depth)
+
+
+def depth_to_png(depth: np.ndarray, depth_scale: float) -> np.ndarray:
+    """Metres (NaN invalid) as 16-bit depth PNG pixels: ``round(depth * depth_scale)``, 0 where
+    invalid or beyond 65535 units.
+
+    Shape: (H, W) -> (H, W), uint16.
+    """
+    d = np.rint(np.asarray(depth, dtype=np.float64) * depth_scale)
+    ok = np.isfinite(d) & (d > 0) & (d <= 65535)
+    return np.where(ok, d, 0).astype(np.uint16)
 
 
 @dataclass(frozen=True)
@@ -215,16 +247,8 @@ class TumFolder:
         Raises:
             MessageError: rgb and depth of different sizes, or a depth PNG that is not 16-bit.
         """
-        rgb = _read_png(entry.rgb_path)
-        raw = _read_png(entry.depth_path)
-        if raw.dtype != np.uint16 or raw.ndim != 2:
-            raise MessageError(f'{entry.depth_path}: expected a 16-bit single-channel depth '
-                               f'PNG, got {raw.dtype} with shape {raw.shape}')
-        if rgb.shape[:2] != raw.shape:
-            raise MessageError(f'rgb {entry.rgb_path.name} is {rgb.shape[1]}x{rgb.shape[0]} but '
-                               f'depth {entry.depth_path.name} is {raw.shape[1]}x{raw.shape[0]};'
-                               ' they must have the same size (no resizing)')
-        depth = depth_to_metres(raw, self.depth_scale, self.min_depth, self.max_depth)
+        rgb, depth = read_rgbd_pngs(entry.rgb_path, entry.depth_path, self.depth_scale,
+                                    self.min_depth, self.max_depth)
         return Frame(entry.stamp_ns, rgb, depth, self.K.copy(), np.eye(4))
 
     def frames(self) -> Iterator[Frame]:
@@ -239,7 +263,7 @@ class TumFolder:
         return read_tum_trajectory(self.path / 'groundtruth.txt')
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
+def write_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format='PNG')
@@ -269,10 +293,8 @@ def write_tum_folder(path: PathLike, items: Iterable[Union[Frame, ImuSample, Pos
         raise MessageError(f'depth_scale must be > 0, got {depth_scale}')
     if path.exists() and not overwrite:
         raise SourceError(f'{path} exists already; not overwriting it')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
     counts = {'frames': 0, 'ground_truth': 0, 'skipped_imu': 0}
-    try:
+    with atomic_dir(path) as tmp:
         (tmp / 'rgb').mkdir()
         (tmp / 'depth').mkdir()
         rgb_lines = ['# color images', '# timestamp filename']
@@ -290,10 +312,8 @@ def write_tum_folder(path: PathLike, items: Iterable[Union[Frame, ImuSample, Pos
                 if item.rgb.shape[:2] != item.depth.shape[:2]:
                     raise MessageError(f'frame at {name} s: rgb {item.rgb.shape[:2]} and depth '
                                        f'{item.depth.shape[:2]} differ in size')
-                d = np.rint(np.asarray(item.depth, dtype=np.float64) * depth_scale)
-                ok = np.isfinite(d) & (d > 0) & (d <= 65535)
-                _write_png(tmp / 'rgb' / f'{name}.png', np.asarray(item.rgb, dtype=np.uint8))
-                _write_png(tmp / 'depth' / f'{name}.png', np.where(ok, d, 0).astype(np.uint16))
+                write_png(tmp / 'rgb' / f'{name}.png', np.asarray(item.rgb, dtype=np.uint8))
+                write_png(tmp / 'depth' / f'{name}.png', depth_to_png(item.depth, depth_scale))
                 rgb_lines.append(f'{name} rgb/{name}.png')
                 depth_lines.append(f'{name} depth/{name}.png')
                 counts['frames'] += 1
@@ -317,13 +337,4 @@ def write_tum_folder(path: PathLike, items: Iterable[Union[Frame, ImuSample, Pos
                 f'  fx: {float(K[0, 0])!r}\n  fy: {float(K[1, 1])!r}\n'
                 f'  cx: {float(K[0, 2])!r}\n  cy: {float(K[1, 2])!r}\n'
                 f'  depth_scale: {float(depth_scale)!r}\n'))
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.old'))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return counts

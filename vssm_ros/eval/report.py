@@ -115,6 +115,21 @@ def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
         rows.append(('calibration', f'NEES {_num(unc.get("nees_mean"), ".2f")} (3 is '
                                     f'calibrated), {_num(unc.get("coverage"), ".0%")} inside '
                                     f'the 95% ellipsoid'))
+    held = metrics.get('heldout_depth')
+    if held:
+        rows.append(('held-out depth', f'median |error| '
+                                       f'{_num(held.get("median_abs_m"), ".2f", 100.0, " cm")} '
+                                       f'at {held.get("n_views", 0)} views not used for mapping '
+                                       f'({_num(held.get("coverage"), ".0%")} of pixels '
+                                       'rendered)'))
+    pred = metrics.get('prediction')
+    if pred:
+        rows.append(('prediction', f'{_num(pred.get("horizon_s"), "g")} s ahead, '
+                                   f'{pred.get("scored", 0)} scored: median |depth error| '
+                                   f'{_num(pred.get("median_abs_err_m"), ".3f", 1.0, " m")} '
+                                   f'(static {_num(pred.get("static_median_abs_err_m"), ".3f")}'
+                                   f' m), {_num(pred.get("within_2sigma"), ".0%")} within '
+                                   '±2σ'))
     rows.append(('speed', f'{_num(tm.get("frames_per_s"), ".1f")} frames/s end-to-end, '
                           f'{_num(tm.get("step_frames_per_s"), ".1f")} frames/s in step()'))
     rows.append(('step latency', f'p50 {_num(lat.get("p50_ms"), ".1f")} ms, p90 '

@@ -1,0 +1,206 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""vssm-replay --out-bag: the bag holds the node's topics and the input images at the image
+stamps, its poses are the trajectory's, and a failed replay leaves no bag behind."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vssm_ros.cli import replay
+from vssm_ros.cli.out_bag import ReplayBag
+from vssm_ros.cli.paths import config_path
+from vssm_ros.config import SyntheticConfig, load_config
+from vssm_ros.data import messages as M
+from vssm_ros.data.bags import BagReader
+from vssm_ros.data.export import read_ply
+from vssm_ros.data.sources import Source, open_source
+from vssm_ros.data.synthetic import generate_flight, write_flight
+from vssm_ros.data.trajectory import read_tum_trajectory
+from vssm_ros.errors import SourceError
+from vssm_ros.types import Frame
+
+# 1.5 s at 10 Hz: 16 frames of 80x60 (stamps exactly 100 ms apart).
+TINY = SyntheticConfig(duration_s=1.5, width=80, height=60, camera_rate_hz=10.0, hover_s=0.0,
+                       ramp_s=0.5)
+CAMERA = '/camera/color/image_raw', '/camera/aligned_depth_to_color/image_raw'
+# A coarser map and fewer rays than the demo: this test is about the bag, not accuracy.
+FAST = """
+engine:
+  map: {resolution: 0.06, truncation: 0.18}
+  inference: {rays: 256, track_iters: 4}
+"""
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    """The tiny flight as mcap, replayed through main() with --out-bag; the bag read back."""
+    root = tmp_path_factory.mktemp('outbag')
+    flight = generate_flight(TINY)
+    inp = write_flight(flight, root, ('mcap',))['mcap']
+    out, bag = root / 'out', root / 'replay_bag'
+    fast = root / 'fast.yaml'
+    fast.write_text(FAST)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = replay.main([str(inp), '--config', str(config_path('demo.yaml')), '--config',
+                          str(fast), '--out', str(out), '--init-pose', 'ground_truth',
+                          '--no-plots', '--out-bag', str(bag)])
+    assert rc == 0, err.getvalue()
+    msgs = {}
+    with BagReader(bag) as reader:
+        topics = reader.topics
+        for topic, log_ns, msg in reader.messages(sorted(topics)):
+            msgs.setdefault(topic, []).append((log_ns, msg))
+    return dict(flight=flight, input=inp, out=out, bag=bag, topics=topics, msgs=msgs, root=root)
+
+
+def test_topics_types_and_counts(run):
+    got = {name: (t.msgtype, t.count) for name, t in run['topics'].items()}
+    assert got == {
+        '/tf_static': ('tf2_msgs/msg/TFMessage', 1),
+        '/tf': ('tf2_msgs/msg/TFMessage', 16),
+        '/vssm/odometry': ('nav_msgs/msg/Odometry', 16),
+        '/vssm/path': ('nav_msgs/msg/Path', 16),
+        # every 0.5 s of stamps: 0, 0.5, 1.0, 1.5 s
+        '/vssm/predicted/depth': ('sensor_msgs/msg/Image', 4),
+        '/vssm/predicted/depth_std': ('sensor_msgs/msg/Image', 4),
+        '/vssm/predicted/color': ('sensor_msgs/msg/Image', 4),
+        # every 1 s (0, 1.0 s) and the final map at 1.5 s
+        '/vssm/map_cloud': ('sensor_msgs/msg/PointCloud2', 3),
+        '/diagnostics': ('diagnostic_msgs/msg/DiagnosticArray', 2),
+        # the input stream, under the input's names
+        '/camera/color/image_raw': ('sensor_msgs/msg/Image', 16),
+        '/camera/aligned_depth_to_color/image_raw': ('sensor_msgs/msg/Image', 16),
+        '/camera/color/camera_info': ('sensor_msgs/msg/CameraInfo', 16),
+    }
+    m = json.loads((run['out'] / 'metrics.json').read_text())
+    assert m['out_bag'] == {'path': str(run['bag']),
+                            'messages': {k: v for k, (_, v) in got.items()}}
+    meta = (run['bag'] / 'metadata.yaml').read_text()
+    assert 'storage_identifier: mcap' in meta
+    assert meta.count('durability: transient_local') == 2   # /tf_static and the map cloud
+    assert [p.name for p in run['root'].iterdir() if p.name.startswith('.')] == []
+
+
+def test_stamps_are_the_image_stamps(run):
+    frame_stamps = [int(s) for s in run['flight'].frame_stamps_ns]
+    for topic in ('/tf', '/vssm/odometry', '/vssm/path', *CAMERA):
+        logs = [log for log, _ in run['msgs'][topic]]
+        if topic == '/tf':
+            heads = [M.header_stamp_ns(m.transforms[0]) for _, m in run['msgs'][topic]]
+        else:
+            heads = [M.header_stamp_ns(m) for _, m in run['msgs'][topic]]
+        assert logs == heads == frame_stamps, topic
+    pred = [M.header_stamp_ns(m) for _, m in run['msgs']['/vssm/predicted/depth']]
+    assert pred == [frame_stamps[i] for i in (0, 5, 10, 15)]
+    cloud = [M.header_stamp_ns(m) for _, m in run['msgs']['/vssm/map_cloud']]
+    assert cloud == [frame_stamps[i] for i in (0, 10, 15)]
+
+
+def test_odometry_equals_the_trajectory_and_tf(run):
+    _, T_tum = read_tum_trajectory(run['out'] / 'trajectory.tum')
+    odom = run['msgs']['/vssm/odometry']
+    assert len(T_tum) == len(odom) == 16
+    for (_, o), (_, tf), T in zip(odom, run['msgs']['/tf'], T_tum):
+        assert (o.header.frame_id, o.child_frame_id) == ('map', 'base_link')
+        T_odom = M.pose_from_msg(o).T_world_body
+        np.testing.assert_allclose(T_odom, T, atol=1e-9)
+        a, b = tf.transforms
+        assert [(t.header.frame_id, t.child_frame_id) for t in (a, b)] == [
+            ('map', 'odom'), ('odom', 'base_link')]
+        np.testing.assert_allclose(M.transform_to_matrix(a) @ M.transform_to_matrix(b), T_odom,
+                                   atol=1e-12)
+        cov = np.asarray(o.pose.covariance).reshape(6, 6)
+        assert np.all(np.linalg.eigvalsh(cov) > 0)
+    # The last path holds every pose, in order.
+    last_path = run['msgs']['/vssm/path'][-1][1]
+    np.testing.assert_allclose(
+        np.stack([M.pose_from_msg(p).T_world_body for p in last_path.poses]), T_tum, atol=1e-9)
+
+
+def test_static_transform_and_input_images(run):
+    flight = run['flight']
+    (_, tf_static), = run['msgs']['/tf_static']
+    (t,) = tf_static.transforms
+    assert (t.header.frame_id, t.child_frame_id) == ('base_link', 'camera_color_optical_frame')
+    np.testing.assert_allclose(M.transform_to_matrix(t), flight.T_body_cam, atol=1e-12)
+    frames = [f for f in open_source(run['input']) if isinstance(f, Frame)]
+    for f, (_, rgb), (_, depth), (_, info) in zip(
+            frames, *(run['msgs'][k] for k in (*CAMERA, '/camera/color/camera_info'))):
+        assert depth.encoding == '32FC1' and rgb.encoding == 'rgb8'
+        np.testing.assert_array_equal(M.rgb_from_image(rgb), f.rgb)
+        np.testing.assert_array_equal(M.image_to_numpy(depth), f.depth)   # NaN where invalid
+        np.testing.assert_array_equal(M.camera_info_to_K(info)[0], f.K)
+
+
+def test_map_and_predictions(run):
+    ply = read_ply(run['out'] / 'map.ply')
+    final = M.pointcloud2_to_numpy(run['msgs']['/vssm/map_cloud'][-1][1])
+    np.testing.assert_array_equal(final['xyz'], ply['xyz'].astype(np.float32))
+    np.testing.assert_array_equal(final['rgb'], ply['rgb'])
+    first = M.pointcloud2_to_numpy(run['msgs']['/vssm/map_cloud'][0][1])
+    assert 0 < len(first['xyz']) < len(final['xyz'])   # the map grows
+    depth_msg = run['msgs']['/vssm/predicted/depth'][-1][1]
+    assert depth_msg.header.frame_id == 'camera_color_optical_frame'
+    pred = M.image_to_numpy(depth_msg)
+    observed = [f for f in open_source(run['input']) if isinstance(f, Frame)][-1].depth
+    assert pred.shape == observed.shape == (60, 80)
+    both = np.isfinite(pred) & np.isfinite(observed)
+    assert both.mean() > 0.8 and np.median(np.abs(pred[both] - observed[both])) < 0.05
+    std = M.image_to_numpy(run['msgs']['/vssm/predicted/depth_std'][-1][1])
+    assert np.all(std[both] > 0)
+    (status,) = run['msgs']['/diagnostics'][-1][1].status
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == M.DIAG_OK and values['frames_processed'] == '11'
+
+
+class _FailingSource(Source):
+    """Two frames of the flight, then an error."""
+
+    kind = 'failing'
+
+    def __init__(self, flight):
+        super().__init__(Path('memory'))
+        self.flight = flight
+
+    has_imu = False
+    has_frames = True
+
+    def __iter__(self):
+        yield self.flight.frame(0)
+        yield self.flight.frame(1)
+        raise SourceError('bag truncated')
+
+    def ground_truth(self):
+        return []
+
+
+def test_failed_replay_leaves_no_bag(tmp_path):
+    flight = generate_flight(SyntheticConfig(duration_s=0.4, width=32, height=24,
+                                             camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.2))
+    cfg = load_config([config_path('demo.yaml')])
+    bag = tmp_path / 'bags' / 'b'
+    with pytest.raises(SourceError, match='bag truncated'):
+        replay.run_replay(_FailingSource(flight), cfg, tmp_path / 'out', progress=False,
+                          plots=False, out_bag=bag)
+    assert list((tmp_path / 'bags').iterdir()) == []
+    # An existing bag survives a failed run untouched.
+    bag.mkdir()
+    (bag / 'keep').write_text('x')
+    with pytest.raises(SourceError):
+        replay.run_replay(_FailingSource(flight), cfg, tmp_path / 'out', progress=False,
+                          plots=False, out_bag=bag)
+    assert [p.name for p in (tmp_path / 'bags').iterdir()] == ['b']
+    assert (bag / 'keep').read_text() == 'x'
+
+
+def test_camera_frame_never_equals_the_body_frame(tmp_path):
+    cfg = load_config([config_path('demo.yaml')])
+    assert ReplayBag(tmp_path / 'a', cfg, 'base_link').camera_frame == 'camera_optical_frame'
+    assert ReplayBag(tmp_path / 'b', cfg, '').camera_frame == 'camera_optical_frame'
+    assert ReplayBag(tmp_path / 'c', cfg, 'cam').camera_frame == 'cam'

@@ -1,0 +1,122 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Collision cost-to-go on analytic maps: a wall in observed free space."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from vssm_ros.config import CostConfig, MapConfig
+from vssm_ros.core.cost import cost_field, distance_transform, occupancy_probability
+from vssm_ros.core.field import VoxelMap
+from vssm_ros.errors import StateError
+
+WALL = (2.0, 2.3)   # x-extent of a wall filling the whole y-z range of the map (metres)
+
+
+def _wall_map(known_x_max=None):
+    """A 4 x 3 x 2 m map at 5 cm: the wall at x in WALL, everything observed three times (or
+    only up to ``known_x_max``), signed distances clamped at the truncation."""
+    cfg = MapConfig(bounds_min=(0.0, 0.0, 0.0), bounds_max=(4.0, 3.0, 2.0), resolution=0.05,
+                    truncation=0.15)
+    vmap = VoxelMap(cfg, torch.device('cpu'), torch.float32)
+    X, Y, Z = vmap.dims
+    x = vmap.origin[0] + torch.arange(X, dtype=torch.float32) * cfg.resolution
+    inside = torch.minimum(x - WALL[0], WALL[1] - x)  # > 0 inside the wall
+    sdf = (-inside).clamp(-cfg.truncation, cfg.truncation)
+    vmap._dist[:] = (sdf - cfg.truncation).reshape(1, 1, 1, 1, X)
+    vmap.weight[:] = 3.0
+    if known_x_max is not None:
+        vmap.weight[..., x > known_x_max] = 0.0
+        vmap._dist[..., x > known_x_max] = 0.0
+    return vmap
+
+
+def test_occupancy_probability_from_the_signed_distance_posterior():
+    vmap = _wall_map(known_x_max=3.0)
+    p, known = occupancy_probability(vmap, unknown_occupancy=0.5)
+    x = vmap.origin[0] + torch.arange(vmap.dims[0]) * vmap.resolution
+    row = p[5, 5]
+    assert torch.all(row[(x > 2.05) & (x < 2.25)] > 0.99)          # inside the wall
+    assert torch.all(row[x < 1.8] < 1e-6)                          # observed free space
+    assert torch.all(row[x > 3.01] == 0.5) and not known[5, 5, -1]  # never observed
+
+
+def test_distance_transform_is_the_exact_edt():
+    rng = np.random.default_rng(0)
+    obstacle = rng.random((12, 17, 23)) < 0.01
+    obstacle[0, 0, 0] = True
+    d = distance_transform(torch.from_numpy(obstacle), 0.1, max_distance=10.0).numpy()
+    ref = ndimage.distance_transform_edt(~obstacle, sampling=0.1)
+    np.testing.assert_allclose(d, ref, rtol=0, atol=1e-5)
+    # Clamped beyond max_distance, exact below it.
+    d_short = distance_transform(torch.from_numpy(obstacle), 0.1, max_distance=0.35).numpy()
+    np.testing.assert_allclose(d_short, np.minimum(ref, 0.35), rtol=0, atol=1e-5)
+
+
+def test_cost_is_maximal_in_the_wall_and_decreases_through_free_space():
+    cfg = CostConfig(resolution=0.1, robot_radius=0.3, decay=0.5, max_distance=3.0)
+    field = cost_field(_wall_map(), cfg)
+    inside = torch.tensor([[2.15, 1.5, 1.0], [2.1, 0.5, 0.4], [2.25, 2.5, 1.6]])
+    assert torch.allclose(field.cost_at(inside), torch.ones(3))
+    assert float(field.cost.max()) == 1.0
+    # Walking away from the wall through free space (x from 1.9 down to 0): never increasing,
+    # strictly decreasing once beyond the robot's radius.
+    xs = torch.linspace(1.9, 0.0, 60)
+    line = torch.stack((xs, torch.full_like(xs, 1.5), torch.full_like(xs, 1.0)), dim=-1)
+    c = field.cost_at(line)
+    assert torch.all(c[1:] <= c[:-1] + 1e-6)
+    far = xs < WALL[0] - cfg.robot_radius - 0.15
+    assert torch.all(c[far][1:] < c[far][:-1])
+    assert float(c[0]) > 0.99 and float(c[-1]) < 0.05
+    # The cells' distances are distances to the wall's first cells.
+    dist_1m = float(field.distance[10, 15, 10])   # cell centre x = 1.0 m
+    assert dist_1m == pytest.approx(2.0 - 1.0, abs=0.11)
+
+
+def test_collision_probability_through_a_wall_and_through_open_space():
+    field = cost_field(_wall_map(), CostConfig())
+    through = torch.tensor([[1.0, 1.5, 1.0], [3.5, 1.5, 1.0]])
+    beside = torch.tensor([[0.5, 0.5, 1.0], [0.5, 2.5, 1.0], [1.2, 2.5, 0.8]])
+    assert float(field.collision_probability(through)) > 0.999
+    assert float(field.collision_probability(beside)) < 0.01
+    # Just out of reach of the wall (robot radius 0.3 m, cells of 0.1 m) vs grazing it.
+    clear = torch.tensor([[1.45, 0.5, 1.0], [1.45, 2.5, 1.0]])
+    graze = torch.tensor([[1.85, 0.5, 1.0], [1.85, 2.5, 1.0]])
+    assert float(field.collision_probability(clear)) < 0.01
+    assert float(field.collision_probability(graze)) > 0.99
+    both = field.collision_probability(torch.stack((through, torch.cat((beside[:2],)))))
+    assert both.shape == (2,) and float(both[0]) > 0.999 and float(both[1]) < 0.01
+    with pytest.raises(StateError):
+        field.collision_probability(torch.zeros(4))
+
+
+def test_unknown_space_is_conservative():
+    field = cost_field(_wall_map(known_x_max=1.0), CostConfig())
+    into_unknown = torch.tensor([[0.4, 1.5, 1.0], [1.6, 1.5, 1.0]])
+    assert float(field.collision_probability(into_unknown)) > 0.5
+    assert float(field.cost_at(torch.tensor([[1.6, 1.5, 1.0]]))) == pytest.approx(1.0)
+    outside = torch.tensor([[-2.0, 1.5, 1.0], [-1.0, 1.5, 1.0]])
+    assert float(field.collision_probability(outside)) >= 0.5
+    assert float(field.cost_at(outside[:1])) == pytest.approx(1.0)
+    # Unknown space counted as free only when asked to.
+    lenient = cost_field(_wall_map(known_x_max=1.0), CostConfig(unknown_occupancy=0.0))
+    assert float(lenient.collision_probability(into_unknown)) < 0.01
+
+
+def test_slice_is_an_occupancy_grid():
+    field = cost_field(_wall_map(known_x_max=3.0), CostConfig())
+    sl = field.slice(1.0)
+    data = sl['data']
+    assert data.dtype == np.int8 and data.shape == (field.dims[1], field.dims[0])
+    assert set(np.unique(data)) <= set(range(-1, 101))
+    xs = sl['origin_xy'][0] + (np.arange(data.shape[1]) + 0.5) * sl['resolution']
+    assert np.all(data[:, (xs > 2.05) & (xs < 2.25)] == 100)
+    assert np.all(data[:, xs > 3.1] == -1)
+    row = data[data.shape[0] // 2, xs < 1.9].astype(int)
+    assert np.all(np.diff(row) >= 0) and row[0] < row[-1]
+    assert sl['height'] == pytest.approx(1.0, abs=0.5 * sl['resolution'] + 1e-6)
+    assert math.isclose(sl['resolution'], 0.1, rel_tol=1e-6)

@@ -1,0 +1,268 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The node's output messages: built with rosbags' Jazzy classes, serialised to CDR and read
+back with the package's readers; and with rclpy-style classes (byte fields, keyword
+construction)."""
+
+import array
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vssm_ros.config import FramesConfig, OutputsConfig
+from vssm_ros.data import messages as M
+from vssm_ros.data import outputs as out
+from vssm_ros.data.bags import bag_msg_types, bag_typestore
+from vssm_ros.data.transforms import invert, pose_to_matrix
+from vssm_ros.errors import MessageError
+from vssm_ros.types import Estimate, Frame
+
+STAMP = 1_700_000_123_456_789_012
+TYPES = bag_msg_types('mcap')
+
+
+def _cdr(msg, topic):
+    """``msg`` after CDR serialisation and back, as a bag stores it."""
+    store = bag_typestore('mcap')
+    msgtype = out.MSG_TYPES[topic]
+    return store.deserialize_cdr(store.serialize_cdr(msg, msgtype), msgtype)
+
+
+def _estimate(stamp=STAMP, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=4)
+    T = pose_to_matrix(rng.uniform(-3, 3, 3), q / np.linalg.norm(q))
+    A = rng.normal(size=(6, 6))
+    return Estimate(stamp, T, A @ A.T + np.eye(6) * 1e-3, rng.normal(size=3))
+
+
+def test_topic_names_resolve_under_the_namespace():
+    assert out.topic_name(out.ODOMETRY) == '/vssm/odometry'
+    assert (out.topic_name(out.PREDICTED_DEPTH_STD, '/drone1/vssm/')
+            == '/drone1/vssm/predicted/depth_std')
+    assert out.topic_name(out.TF) == '/tf'
+    assert out.topic_name(out.DIAGNOSTICS, '/x') == '/diagnostics'
+    assert set(out.LATCHED) <= set(out.MSG_TYPES)
+
+
+def test_odometry_round_trip():
+    est = _estimate()
+    msg = _cdr(out.odometry_for_estimate(TYPES, est, FramesConfig()), out.ODOMETRY)
+    assert msg.header.frame_id == 'map' and msg.child_frame_id == 'base_link'
+    assert M.header_stamp_ns(msg) == STAMP
+    # Pose and covariance exactly as estimated (covariance row-major, x y z rx ry rz).
+    got = M.pose_from_msg(msg)
+    np.testing.assert_allclose(got.T_world_body, est.T_world_body, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(msg.pose.covariance).reshape(6, 6), est.cov)
+    assert msg.pose.covariance[1] == est.cov[0, 1] and msg.pose.covariance[6] == est.cov[1, 0]
+    # REP-105: the twist is in the child frame: v_body = R^T v_world.
+    v = msg.twist.twist.linear
+    R = est.T_world_body[:3, :3]
+    np.testing.assert_allclose([v.x, v.y, v.z], R.T @ est.v_world, atol=1e-12)
+    np.testing.assert_allclose(got.v_world, est.v_world, atol=1e-12)
+
+
+def test_tf_standalone_chain_equals_the_estimate():
+    est = _estimate()
+    T_map_odom = pose_to_matrix([1.0, -2.0, 0.5], [0.0, 0.0, np.sin(0.3), np.cos(0.3)])
+    msg = _cdr(out.tf_message_for_estimate(TYPES, est, FramesConfig(), T_map_odom), out.TF)
+    (a, b) = msg.transforms
+    assert (a.header.frame_id, a.child_frame_id) == ('map', 'odom')
+    assert (b.header.frame_id, b.child_frame_id) == ('odom', 'base_link')
+    assert M.header_stamp_ns(a) == M.header_stamp_ns(b) == STAMP
+    np.testing.assert_allclose(M.transform_to_matrix(a), T_map_odom, atol=1e-12)
+    chain = M.transform_to_matrix(a) @ M.transform_to_matrix(b)
+    np.testing.assert_allclose(chain, est.T_world_body, atol=1e-12)
+    # Default: map and odom coincide, odom -> base_link is the estimate itself.
+    a0, b0 = out.tf_msgs_for_estimate(TYPES, est, FramesConfig())
+    np.testing.assert_allclose(M.transform_to_matrix(a0), np.eye(4), atol=1e-15)
+    np.testing.assert_allclose(M.transform_to_matrix(b0), est.T_world_body, atol=1e-12)
+
+
+def test_tf_with_external_odometry_is_map_to_odom_only():
+    est = _estimate()
+    frames = FramesConfig(map_frame='world', odom_frame='vio_odom', standalone=False)
+    T_odom_body = pose_to_matrix([0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 1.0])
+    T_map_odom = est.T_world_body @ invert(T_odom_body)
+    (only,) = out.tf_msgs_for_estimate(TYPES, est, frames, T_map_odom)
+    assert (only.header.frame_id, only.child_frame_id) == ('world', 'vio_odom')
+    np.testing.assert_allclose(M.transform_to_matrix(only) @ T_odom_body, est.T_world_body,
+                               atol=1e-12)
+
+
+def test_path_is_bounded_and_in_order():
+    path = out.PathAccumulator(TYPES, 'map', max_poses=3)
+    ests = [_estimate(STAMP + i * 50_000_000, seed=i) for i in range(5)]
+    for e in ests:
+        msg = path.append(e)
+    msg = _cdr(msg, out.PATH)
+    assert len(path) == 3 and len(msg.poses) == 3
+    assert msg.header.frame_id == 'map' and M.header_stamp_ns(msg) == ests[-1].stamp_ns
+    for pose, e in zip(msg.poses, ests[2:]):
+        assert pose.header.frame_id == 'map' and M.header_stamp_ns(pose) == e.stamp_ns
+        np.testing.assert_allclose(M.pose_from_msg(pose).T_world_body, e.T_world_body,
+                                   atol=1e-12)
+    path.clear()
+    assert len(path) == 0 and len(path.msg().poses) == 0
+    with pytest.raises(MessageError, match='at least 1 pose'):
+        out.PathAccumulator(TYPES, 'map', 0)
+
+
+def test_map_cloud_round_trip():
+    rng = np.random.default_rng(1)
+    pts = {'xyz': rng.uniform(-5, 5, (50, 3)).astype(np.float32),
+           'rgb': rng.integers(0, 256, (50, 3), dtype=np.uint8),
+           'occupancy': rng.uniform(0, 1, 50).astype(np.float32),
+           'logit_std': np.ones(50, np.float32)}
+    msg = _cdr(out.map_cloud_msg(TYPES, pts, STAMP, 'map'), out.MAP_CLOUD)
+    assert [f.name for f in msg.fields] == ['x', 'y', 'z', 'rgb', 'occupancy']
+    assert msg.header.frame_id == 'map' and M.header_stamp_ns(msg) == STAMP
+    back = M.pointcloud2_to_numpy(msg)
+    np.testing.assert_array_equal(back['xyz'], pts['xyz'])
+    np.testing.assert_array_equal(back['rgb'], pts['rgb'])
+    np.testing.assert_array_equal(back['occupancy'], pts['occupancy'])
+    with pytest.raises(MessageError, match=r"map points lacks \['rgb', 'occupancy'\]"):
+        out.map_cloud_msg(TYPES, {'xyz': pts['xyz']}, STAMP, 'map')
+
+
+def test_predicted_images_round_trip_with_nan():
+    rng = np.random.default_rng(2)
+    depth = rng.uniform(0.5, 4, (6, 8)).astype(np.float32)
+    depth[0, :3] = np.nan
+    std = (0.01 * depth).astype(np.float32)
+    color = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    render = {'depth': depth, 'depth_std': std, 'color': color, 'hit': np.ones((6, 8))}
+    msgs = out.predicted_image_msgs(TYPES, render, STAMP, 'cam_optical')
+    assert set(msgs) == {out.PREDICTED_DEPTH, out.PREDICTED_DEPTH_STD, out.PREDICTED_COLOR}
+    back = {k: _cdr(m, k) for k, m in msgs.items()}
+    assert [back[k].encoding for k in (out.PREDICTED_DEPTH, out.PREDICTED_DEPTH_STD,
+                                       out.PREDICTED_COLOR)] == ['32FC1', '32FC1', 'rgb8']
+    assert all(m.header.frame_id == 'cam_optical' and M.header_stamp_ns(m) == STAMP
+               for m in back.values())
+    np.testing.assert_array_equal(M.image_to_numpy(back[out.PREDICTED_DEPTH]), depth)  # NaN too
+    np.testing.assert_array_equal(M.image_to_numpy(back[out.PREDICTED_DEPTH_STD]), std)
+    np.testing.assert_array_equal(M.rgb_from_image(back[out.PREDICTED_COLOR]), color)
+    with pytest.raises(MessageError, match=r"render lacks \['depth_std'\]"):
+        out.predicted_image_msgs(TYPES, {'depth': depth, 'color': color}, STAMP, 'c')
+
+
+def test_diagnostics_round_trip():
+    values = {'frames_received': 12, 'frames_dropped': np.int64(3),
+              'latency_p50_ms': 12.3456789, 'imu': True}
+    msg = out.diagnostics_msg(TYPES, STAMP, out.DIAGNOSTIC_NAME, M.DIAG_WARN, 'engine lags',
+                              values)
+    msg = _cdr(msg, out.DIAGNOSTICS)
+    assert M.header_stamp_ns(msg) == STAMP
+    (st,) = msg.status
+    assert (st.level, st.name, st.message) == (1, 'vssm_ros: slam', 'engine lags')
+    assert [(kv.key, kv.value) for kv in st.values] == [
+        ('frames_received', '12'), ('frames_dropped', '3'), ('latency_p50_ms', '12.3457'),
+        ('imu', 'true')]
+    with pytest.raises(MessageError, match='diagnostic level must be'):
+        out.diagnostics_msg(TYPES, STAMP, 'x', 7, '', {})
+
+
+class _RclpyLike:
+    """Keyword construction with rclpy's type checks on the fields these builders fill."""
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            if k == 'level':
+                assert isinstance(v, bytes) and len(v) == 1, v   # rclpy: 'byte' is bytes
+            if k == 'data':
+                assert isinstance(v, array.array) and v.typecode == 'B'
+            if k in ('poses', 'values', 'status', 'transforms'):
+                assert isinstance(v, list)
+            setattr(self, k, v)
+
+
+def _rclpy_types():
+    modules = {}
+    for name, full in M.TYPE_NAMES.items():
+        pkg, _, short = full.split('/')
+        setattr(modules.setdefault(pkg, SimpleNamespace()), short,
+                type(name, (_RclpyLike,), {}))
+    return M.MsgTypes.from_modules(modules)
+
+
+def test_builders_with_rclpy_style_classes():
+    types = _rclpy_types()
+    est = _estimate()
+    diag = out.diagnostics_msg(types, STAMP, 'n', M.DIAG_ERROR, 'm', {'a': 1.5})
+    assert diag.status[0].level == b'\x02' and diag.status[0].values[0].value == '1.5'
+    path = out.PathAccumulator(types, 'map', 10)
+    path.append(est)
+    msg = path.append(_estimate(STAMP + 1))
+    assert len(msg.poses) == 2 and M.header_stamp_ns(msg) == STAMP + 1
+    tf = out.tf_message_for_estimate(types, est, FramesConfig())
+    assert [t.child_frame_id for t in tf.transforms] == ['odom', 'base_link']
+    odom = out.odometry_for_estimate(types, est, FramesConfig())
+    np.testing.assert_allclose(M.pose_from_msg(odom).T_world_body, est.T_world_body,
+                               atol=1e-12)
+    render = {'depth': np.ones((2, 3), np.float32), 'depth_std': np.ones((2, 3), np.float32),
+              'color': np.zeros((2, 3, 3), np.uint8)}
+    imgs = out.predicted_image_msgs(types, render, STAMP, 'c')
+    np.testing.assert_array_equal(M.image_to_numpy(imgs[out.PREDICTED_DEPTH]), np.ones((2, 3)))
+
+
+def test_rate_limiter_by_stamps():
+    s = 1_000_000_000
+    lim = out.StampRateLimiter(0.25)
+    stamps = [0, 100, 200, 250, 300, 499, 500, 510] + [100]   # ms; the last one goes back
+    assert [lim.due(t * 1_000_000 + s) for t in stamps] == [
+        True, False, False, True, False, False, True, False, True]
+    every = out.StampRateLimiter(0.0)
+    assert all(every.due(t) for t in (5, 5, 6))
+    never = out.StampRateLimiter(-1.0)
+    assert not any(never.due(t) for t in (0, 10**10))
+    lim.reset()
+    assert lim.due(s + 510_000_000)
+    with pytest.raises(MessageError, match='finite'):
+        out.StampRateLimiter(float('nan'))
+
+
+class _StubEngine:
+    """Records render calls; returns constant images and a two-point map."""
+
+    def __init__(self):
+        self.renders = []
+
+    def render(self, T_world_cam, K, width, height):
+        self.renders.append((T_world_cam, K, width, height))
+        return {'depth': np.full((height, width), 2.0, np.float32),
+                'depth_std': np.full((height, width), 0.1, np.float32),
+                'color': np.zeros((height, width, 3), np.uint8)}
+
+    def map_points(self):
+        return {'xyz': np.eye(3)[:2].astype(np.float32), 'rgb': np.zeros((2, 3), np.uint8),
+                'occupancy': np.ones(2, np.float32)}
+
+
+def test_schedule_publishes_what_is_due():
+    cfg = OutputsConfig(path_max_poses=2, map_cloud_period_s=0.2, predicted_period_s=0.1,
+                        predicted_max_width=320)
+    sched = out.OutputSchedule(TYPES, FramesConfig(), cfg, 'cam')
+    engine = _StubEngine()
+    K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+    T_body_cam = pose_to_matrix([0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+    names = []
+    for i in range(4):   # 0, 50, 100, 150 ms
+        est = _estimate(STAMP + i * 50_000_000, seed=i)
+        frame = Frame(est.stamp_ns, np.zeros((480, 640, 3), np.uint8),
+                      np.ones((480, 640), np.float32), K, T_body_cam)
+        got = sched.for_estimate(est) + sched.for_frame(frame, est, engine)
+        names.append([n for n, _ in got])
+        assert all(out.MSG_TYPES[n] for n in names[-1])
+    pose = [out.TF, out.ODOMETRY, out.PATH]
+    pred = [out.PREDICTED_DEPTH, out.PREDICTED_DEPTH_STD, out.PREDICTED_COLOR]
+    assert names == [pose + pred + [out.MAP_CLOUD], pose, pose + pred, pose]
+    # 640 wide > 320: rendered at half size, from the camera pose of the estimate.
+    (T0, K0, w0, h0), _ = engine.renders
+    assert (w0, h0) == (320, 240) and K0[0, 0] == 250.0 and K0[0, 2] == 159.75
+    np.testing.assert_allclose(T0, _estimate(STAMP, seed=0).T_world_body @ T_body_cam)
+    assert sched.last_map_ns == STAMP and len(sched.path) == 2
+    sched.reset()
+    assert len(sched.path) == 0 and sched.last_map_ns is None
+    est = _estimate(STAMP + 10**9)
+    assert [n for n, _ in sched.for_frame(frame, est, engine)] == pred + [out.MAP_CLOUD]

@@ -1,0 +1,108 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures for the tests with real rclpy: the ROS 2 test environment (.venv-ros, made by
+tools/make_ros_test_env.sh from `make test`) and ROS processes that are always cleaned up.
+
+The tests run in the main environment and start ROS processes with the ROS venv's Python, each
+test on its own ROS_DOMAIN_ID, discovery limited to this machine.
+"""
+
+import itertools
+import os
+import signal
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROS_VENV = Path(os.environ.get('VSSM_ROS_VENV', REPO / '.venv-ros'))
+_domains = itertools.count()
+
+
+@pytest.fixture(scope='session')
+def ros_venv() -> Path:
+    """The ROS 2 test environment; skips (with the reason recorded by the installer) when it
+    could not be made."""
+    if not (ROS_VENV / '.installed').is_file():
+        why = ROS_VENV / 'UNAVAILABLE'
+        reason = (why.read_text(encoding='utf-8').strip() if why.is_file() else
+                  'not installed (make test creates it: tools/make_ros_test_env.sh)')
+        pytest.skip(f'ROS 2 test environment {ROS_VENV}: {reason}')
+    return ROS_VENV
+
+
+def make_ros_env(log_dir: Path) -> dict:
+    """Environment for ROS processes: a ROS_DOMAIN_ID not used before in this session
+    (1..100, from the pid), loopback discovery only, logs in ``log_dir``."""
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(1 + (os.getpid() + next(_domains)) % 100),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_LOG_DIR=str(log_dir),
+               RCUTILS_COLORIZED_OUTPUT='0', PYTHONUNBUFFERED='1')
+    env.pop('_ROS_WHEELS_BOOTSTRAP_COMPLETE', None)
+    return env
+
+
+@pytest.fixture
+def ros_env(tmp_path) -> dict:
+    """``make_ros_env`` for one test."""
+    return make_ros_env(tmp_path / 'ros_log')
+
+
+class RosProcess:
+    """A subprocess whose output goes to a log file; on exit it is interrupted (SIGINT, as
+    Ctrl-C), then killed with its process group if it does not stop."""
+
+    def __init__(self, args, env, log: Path) -> None:
+        self.args = [str(a) for a in args]
+        self.log = log
+        self._fh = open(log, 'wb')
+        self.proc = subprocess.Popen(self.args, env=env, stdout=self._fh,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=REPO)
+
+    def __enter__(self) -> 'RosProcess':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait(self, timeout: float) -> int:
+        """Exit code; kills it and fails the test after ``timeout`` seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f'{self.args[0]} did not finish in {timeout} s\n{self.tail()}')
+
+    def interrupt(self, timeout: float = 20.0) -> int:
+        """SIGINT, then the exit code (killed after ``timeout``: returns -9)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -9
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._fh.close()
+
+    def tail(self, n: int = 60) -> str:
+        self._fh.flush()
+        lines = self.log.read_text(encoding='utf-8', errors='replace').splitlines()
+        return f'--- last {n} lines of {self.log} ---\n' + '\n'.join(lines[-n:])
+
+
+@pytest.fixture(scope='session')
+def ros_tools():
+    """``make_ros_env`` and ``RosProcess`` for module-scoped fixtures."""
+    return SimpleNamespace(env=make_ros_env, Process=RosProcess)

@@ -1,0 +1,315 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""LiveSlam, the node's logic without rclpy: pairing, newest-frame-wins, IMU in order, bad
+input, extrinsics, services and diagnostics. Runs in the main environment with rosbags'
+message classes (the builders and readers are duck-typed), frames processed synchronously
+with ``process_pending`` unless the worker thread itself is tested."""
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vssm_ros.config import (CameraConfig, EngineConfig, FramesConfig, InferenceConfig,
+                             MapConfig, NodeConfig, OutputsConfig, SyntheticConfig, TopicsConfig,
+                             VssmConfig)
+from vssm_ros.core.engine import SlamEngine
+from vssm_ros.data import messages as M
+from vssm_ros.data import outputs
+from vssm_ros.data.bags import bag_msg_types, stream_messages
+from vssm_ros.data.export import load_checkpoint
+from vssm_ros.data.synthetic import generate_flight, realsense_layout
+from vssm_ros.data.transforms import pose_to_matrix
+from vssm_ros.errors import ConfigError
+from vssm_ros.ros.live import DEFAULT_TOPICS, LiveSlam, input_topics, interpolate_pose
+
+TYPES = bag_msg_types('mcap')
+TOPICS = TopicsConfig(rgb='/camera/color/image_raw',
+                      depth='/camera/aligned_depth_to_color/image_raw',
+                      camera_info='/camera/color/camera_info', imu='/camera/imu',
+                      ground_truth='/ground_truth/pose')
+ROLES = {TOPICS.rgb: 'rgb', TOPICS.depth: 'depth', TOPICS.camera_info: 'camera_info'}
+
+
+def make_cfg(**node) -> VssmConfig:
+    engine = EngineConfig(
+        init_pose='ground_truth',
+        map=MapConfig(bounds_min=(-0.5, -0.5, -0.5), bounds_max=(8.5, 6.5, 3.5),
+                      resolution=0.08, truncation=0.24),
+        inference=InferenceConfig(rays=128, track_iters=2))
+    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0), **node)
+    return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
+                      outputs=OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
+                                            predicted_max_width=32))
+
+
+@pytest.fixture(scope='module')
+def flight():
+    return generate_flight(SyntheticConfig(duration_s=1.0, hover_s=0.2, ramp_s=0.5, width=48,
+                                           height=36))
+
+
+@pytest.fixture(scope='module')
+def messages(flight):
+    """The flight's messages (rosbags classes) as the node receives them, in order."""
+    return list(stream_messages(flight.items(), realsense_layout(flight), TYPES))
+
+
+class Sink:
+    """Collects what LiveSlam publishes and logs."""
+
+    def __init__(self):
+        self.msgs, self.logs = [], []
+
+    def publish(self, name, msg):
+        self.msgs.append((name, msg))
+
+    def log(self, level, text):
+        self.logs.append((level, text))
+
+    def of(self, name):
+        return [m for n, m in self.msgs if n == name]
+
+
+def make_live(cfg=None, clock_ns=time.time_ns):
+    sink = Sink()
+    return LiveSlam(cfg or make_cfg(), TYPES, sink.publish, sink.log, clock_ns), sink
+
+
+def feed(live, msgs, process=True):
+    """Hand messages to the intake as the subscriptions would; process after each frame."""
+    for topic, _, _, msg in msgs:
+        if topic in ROLES:
+            live.on_camera(ROLES[topic], msg)
+        elif topic == TOPICS.imu:
+            live.on_imu(msg)
+        elif topic == '/tf_static':
+            live.on_tf_static(msg)
+        elif topic == TOPICS.ground_truth:
+            live.on_ground_truth(msg)
+            if process:
+                live.process_pending()
+
+
+def until_frame(messages, flight, k):
+    """The messages up to and including frame k's ground truth (the last of the frame)."""
+    last = int(flight.frame_stamps_ns[k])
+    return [m for m in messages if m[2] <= last]
+
+
+def frames_between(messages, flight, a, b):
+    lo, hi = int(flight.frame_stamps_ns[a]), int(flight.frame_stamps_ns[b])
+    return [m for m in messages if lo <= m[2] <= hi and m[0] != '/tf_static']
+
+
+def test_input_topics_defaults_and_requirements():
+    cfg = VssmConfig()
+    t = input_topics(cfg)
+    assert {k: t[k] for k in DEFAULT_TOPICS} == DEFAULT_TOPICS
+    assert t['ground_truth'] == '' and t['tf_static'] == '/tf_static'
+    with_k = VssmConfig(camera=CameraConfig(fx=100.0, fy=100.0, cx=20.0, cy=15.0))
+    assert input_topics(with_k)['camera_info'] == '', 'configured intrinsics: no camera_info'
+    with pytest.raises(ConfigError, match='topics.ground_truth'):
+        input_topics(VssmConfig(engine=EngineConfig(init_pose='ground_truth')))
+
+
+def test_frames_become_consistent_outputs_at_image_stamps(flight, messages):
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 4))
+    stamps = [M.header_stamp_ns(m) for m in sink.of(outputs.ODOMETRY)]
+    assert stamps == flight.frame_stamps_ns[:5].tolist()
+    # The first pose is the ground truth of the first frame (init_pose ground_truth).
+    first = M.pose_from_msg(sink.of(outputs.ODOMETRY)[0]).T_world_body
+    np.testing.assert_allclose(first, flight.gt_frames.T_world_body[0], atol=1e-5)
+    for tf, odom in zip(sink.of(outputs.TF), sink.of(outputs.ODOMETRY)):
+        (map_odom, odom_base) = tf.transforms
+        assert (map_odom.header.frame_id, map_odom.child_frame_id) == ('map', 'odom')
+        assert (odom_base.header.frame_id, odom_base.child_frame_id) == ('odom', 'base_link')
+        assert M.header_stamp_ns(map_odom) == M.header_stamp_ns(odom)
+        T = M.transform_to_matrix(map_odom) @ M.transform_to_matrix(odom_base)
+        np.testing.assert_allclose(T, M.pose_from_msg(odom).T_world_body, atol=1e-9)
+    assert [len(p.poses) for p in sink.of(outputs.PATH)] == [1, 2, 3, 4, 5]
+    # Rate-limited outputs every 0.1 s of image stamps: frames 0, 2, 4 (20 Hz camera).
+    depth = sink.of(outputs.PREDICTED_DEPTH)
+    assert [M.header_stamp_ns(d) for d in depth] == flight.frame_stamps_ns[[0, 2, 4]].tolist()
+    assert (depth[0].width, depth[0].height) == (24, 18)   # 48 wide > 32: every 2nd pixel
+    assert depth[0].header.frame_id == 'camera_color_optical_frame'
+    assert len(sink.of(outputs.MAP_CLOUD)) == 3 and len(sink.of(outputs.PREDICTED_COLOR)) == 3
+    assert live.extrinsics['camera'].startswith('/tf_static')
+    np.testing.assert_allclose(live.T_body_cam, flight.T_body_cam, atol=1e-9)
+    assert live.counts['frames_processed'] == 5 and live.counts['frames_dropped'] == 0
+
+
+def test_newest_frame_wins_and_every_imu_sample_is_integrated(flight, messages, monkeypatch):
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 0))
+    added = []
+    orig = SlamEngine.add_imu
+    monkeypatch.setattr(SlamEngine, 'add_imu',
+                        lambda self, s: (added.append(s.stamp_ns), orig(self, s))[1])
+    # Four frames arrive while the engine is busy: only the newest is processed.
+    later = frames_between(messages, flight, 1, 4)
+    feed(live, later, process=False)
+    assert live.process_pending() and not live.process_pending()
+    assert live.counts['frames_received'] == 5 and live.counts['frames_dropped'] == 3
+    odom = sink.of(outputs.ODOMETRY)
+    assert [M.header_stamp_ns(o) for o in odom] == flight.frame_stamps_ns[[0, 4]].tolist()
+    imu = [m[2] for m in later if m[0] == TOPICS.imu]
+    assert added == imu, 'every IMU sample since the last frame, in order'
+    diag = live.diagnostics(0).status[0]
+    values = {kv.key: kv.value for kv in diag.values}
+    assert diag.level == M.DIAG_WARN and 'engine lags: 3 frames dropped' in diag.message
+    assert values['frames_dropped'] == '3' and values['frames_processed'] == '2'
+
+
+def test_bad_input_is_counted_and_logged_never_raised(flight, messages):
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 1))
+    n = len(sink.of(outputs.ODOMETRY))
+    nxt = frames_between(messages, flight, 2, 2)
+    rgb = next(m for t, _, _, m in nxt if t == TOPICS.rgb)
+    depth = next(m for t, _, _, m in nxt if t == TOPICS.depth)
+    info = next(m for t, _, _, m in nxt if t == TOPICS.camera_info)
+    s2 = M.header_stamp_ns(rgb)
+    # An unsupported colour encoding, paired: the frame is dropped and counted.
+    bad = M.image_msg(TYPES, np.zeros((36, 48), np.uint16), 'mono16', s2, 'cam')
+    bad.encoding = 'yuv422'
+    live.on_camera('rgb', bad)
+    live.on_camera('depth', depth)
+    live.on_camera('camera_info', info)
+    assert live.process_pending()
+    # A depth image of another size than the colour image.
+    s3 = s2 + 50_000_000
+    live.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8', s3,
+                                      'c'))
+    live.on_camera('depth', M.image_msg(TYPES, np.ones((18, 24), np.float32), '32FC1', s3,
+                                        'c'))
+    live.on_camera('camera_info', M.camera_info_msg(TYPES, flight.K, 48, 36, s3, 'c'))
+    assert live.process_pending()
+    # Time going backwards a little on colour, a non-finite and an old IMU sample.
+    live.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8',
+                                      s3 - 10_000_000, 'c'))
+    live.on_imu(M.imu_msg(TYPES, s3 + 1, 'imu', np.array([np.nan, 0, 9.8]), np.zeros(3)))
+    live.on_imu(M.imu_msg(TYPES, int(flight.frame_stamps_ns[0]), 'imu', np.zeros(3),
+                          np.zeros(3)))
+    c = live.counts
+    assert c['bad.frame_invalid'] == 2 and c['frames_failed'] == 2
+    assert c['bad.rgb_time_backwards'] == 1
+    assert c['bad.imu_non_finite'] == 1 and c['bad.imu_time_backwards'] == 1
+    assert len(sink.of(outputs.ODOMETRY)) == n
+    warned = ' '.join(t for lvl, t in sink.logs if lvl == 'warn')
+    assert "unsupported image encoding 'yuv422'" in warned
+    # The second invalid frame came within the log throttle: counted, not logged again.
+    assert 'depth on /camera/aligned_depth_to_color/image_raw is 24x18' not in warned
+    diag = live.diagnostics(0).status[0]
+    assert diag.level == M.DIAG_WARN and diag.message.startswith('bad input: ')
+
+
+def test_a_jump_back_in_time_resets(flight, messages):
+    # The bag played again from the start (`ros2 bag play --loop`): stamps jump back 0.3 s,
+    # more than node.time_jump_s.
+    live, sink = make_live(make_cfg(time_jump_s=0.1))
+    feed(live, until_frame(messages, flight, 6))
+    feed(live, until_frame(messages, flight, 2))
+    assert live.counts['time_jumps'] == 1 and live.counts['resets'] == 1
+    odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+    assert odom == flight.frame_stamps_ns[:7].tolist() + flight.frame_stamps_ns[:3].tolist()
+    assert [len(p.poses) for p in sink.of(outputs.PATH)] == list(range(1, 8)) + [1, 2, 3]
+    assert any('jumped back 0.3' in t for _, t in sink.logs)
+
+
+def test_extrinsics_fall_back_to_parameters_without_tf_static(flight, messages):
+    live, sink = make_live(make_cfg(startup_timeout_s=0.0))
+    feed(live, [m for m in until_frame(messages, flight, 1) if m[0] != '/tf_static'])
+    assert live.counts['frames_processed'] == 2
+    assert live.extrinsics['camera'].startswith('config frames.T_body_cam')
+    np.testing.assert_allclose(live.T_body_cam, np.eye(4))
+    assert any(lvl == 'warn' and 'camera extrinsics' in t for lvl, t in sink.logs)
+
+
+def test_services_save_load_reset(flight, messages, tmp_path):
+    live, sink = make_live()
+    ok, msg = live.save_map(str(tmp_path / 'm.safetensors'))
+    assert not ok and 'no frame processed' in msg
+    feed(live, until_frame(messages, flight, 3))
+    ok, msg = live.save_map(str(tmp_path / 'm.safetensors'))
+    assert ok and 'saved the map (4 frames)' in msg
+    state, cfg = load_checkpoint(tmp_path / 'm.safetensors')
+    assert state['meta']['n_frames'] == 4 and cfg['engine']['map']['resolution'] == 0.08
+    ok, msg = live.reset()
+    assert ok and live.engine is None and len(live.path) == 0
+    ok, msg = live.load_map(str(tmp_path / 'm.safetensors'))
+    assert ok and live.engine.n_frames == 4, msg
+    feed(live, frames_between(messages, flight, 4, 4))
+    assert M.header_stamp_ns(sink.of(outputs.ODOMETRY)[-1]) == flight.frame_stamps_ns[4]
+    ok, msg = live.load_map(str(tmp_path / 'missing.safetensors'))
+    assert not ok and 'checkpoint not found' in msg
+    other, _ = make_live(VssmConfig(topics=TOPICS, engine=EngineConfig(
+        init_pose='ground_truth', map=MapConfig(resolution=0.2, truncation=0.6))))
+    ok, msg = other.load_map(str(tmp_path / 'm.safetensors'))
+    assert not ok and 'load it with the config it was made with' in msg
+
+
+def test_the_worker_thread_processes_frames_from_callbacks(flight, messages):
+    live, sink = make_live()
+    live.start()
+    try:
+        msgs = until_frame(messages, flight, 5)
+        t = threading.Thread(target=feed, args=(live, msgs, False))
+        t.start()
+        t.join(10)
+        deadline = time.monotonic() + 60
+        last = int(flight.frame_stamps_ns[5])
+        while time.monotonic() < deadline:
+            odom = sink.of(outputs.ODOMETRY)
+            if odom and M.header_stamp_ns(odom[-1]) == last:
+                break
+            time.sleep(0.02)
+    finally:
+        live.stop()
+    stamps = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+    assert stamps[-1] == last and set(stamps) <= set(flight.frame_stamps_ns.tolist())
+    c = live.counts
+    assert c['frames_processed'] + c['frames_dropped'] == c['frames_received'] == 6
+
+
+def test_with_an_external_odometry_only_map_to_odom_is_published(flight, messages):
+    # frames.standalone false: another node publishes odom -> base_link on /tf (here the
+    # ground truth moved by a fixed offset, at 100 Hz); map -> odom = T_map_body inv(T_odom_body).
+    cfg = dataclasses.replace(make_cfg(), frames=FramesConfig(standalone=False))
+    live, sink = make_live(cfg)
+    T_odom_map = pose_to_matrix(np.array([1.0, -2.0, 0.5]), np.array([0, 0, np.sin(0.2),
+                                                                      np.cos(0.2)]))
+    stamps = np.arange(flight.frame_stamps_ns[0], flight.frame_stamps_ns[4] + 1, 10_000_000)
+    poses = flight.state_at(flight.seconds(stamps)).T_world_body
+    for s, T in zip(stamps, poses):
+        live.on_tf(M.tf_message(TYPES, [('odom', 'base_link', T_odom_map @ T, int(s)),
+                                        ('map', 'elsewhere', np.eye(4), int(s))]))
+    feed(live, until_frame(messages, flight, 4))
+    tfs = sink.of(outputs.TF)
+    assert len(tfs) == 5 and all(len(m.transforms) == 1 for m in tfs)
+    for m, odom in zip(tfs, sink.of(outputs.ODOMETRY)):
+        (t,) = m.transforms
+        assert (t.header.frame_id, t.child_frame_id) == ('map', 'odom')
+        T_map_body = M.pose_from_msg(odom).T_world_body
+        s = M.header_stamp_ns(odom)
+        T_odom_body = T_odom_map @ flight.state_at(flight.seconds(s)).T_world_body[0]
+        np.testing.assert_allclose(M.transform_to_matrix(t) @ T_odom_body, T_map_body,
+                                   atol=1e-6)
+    # Without odometry around a frame, no /tf for it (counted), the rest goes on.
+    feed(live, frames_between(messages, flight, 8, 8))
+    assert len(sink.of(outputs.TF)) == 5 and len(sink.of(outputs.ODOMETRY)) == 6
+    assert live.counts['bad.odom_tf_missing'] == 1
+
+
+def test_interpolate_pose():
+    T0 = pose_to_matrix(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+    T1 = pose_to_matrix(np.array([2.0, 0.0, 0.0]), np.array([0.0, 0.0, np.sin(0.5),
+                                                             np.cos(0.5)]))
+    T = interpolate_pose(T0, T1, 0.25)
+    expect = pose_to_matrix(np.array([0.5, 0.0, 0.0]), np.array([0.0, 0.0, np.sin(0.125),
+                                                                 np.cos(0.125)]))
+    np.testing.assert_allclose(T, expect, atol=1e-12)
+    np.testing.assert_allclose(interpolate_pose(T0, T1, 1.0), T1, atol=1e-12)

@@ -1,0 +1,204 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The ROS 2 node for real: vssm-node started as users start it (console script, params file),
+driven over Fast DDS by a process with real rclpy (test/ros/drive_node.py) that plays a
+synthetic flight and records the outputs; compared with vssm-replay on the same flight.
+
+Needs the ROS 2 test environment (.venv-ros, see tools/make_ros_test_env.sh); skips without it.
+The flight is played in lockstep (a frame is published once the previous one has its
+odometry), so that every frame is processed however loaded the machine is: the test checks
+the plumbing and the accuracy, not the speed (tools/node_latency.py measures that).
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vssm_ros.cli.replay import run_replay
+from vssm_ros.config import SyntheticConfig, load_config
+from vssm_ros.data.export import load_checkpoint
+from vssm_ros.data.sources import open_source
+from vssm_ros.data.synthetic import generate_flight, write_flight
+from vssm_ros.eval.metrics import trajectory_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+DRIVER = REPO / 'test' / 'ros' / 'drive_node.py'
+FLIGHT = {'synthetic': {'duration_s': 3.0}}
+AGAIN = 6   # frames played again after ~/reset
+# The node's parameters: the demo flight's topics and map frame, a lighter tracker (fewer
+# rays and iterations: the comparison with the replay is at equal settings).
+PARAMS = {
+    'topics': {'rgb': '/camera/color/image_raw',
+               'depth': '/camera/aligned_depth_to_color/image_raw',
+               'camera_info': '/camera/color/camera_info', 'imu': '/camera/imu',
+               'ground_truth': '/ground_truth/pose'},
+    'engine': {'init_pose': 'ground_truth',
+               'map': {'bounds_min': [-0.5, -0.5, -0.5], 'bounds_max': [8.5, 6.5, 3.5]},
+               'inference': {'rays': 512, 'track_iters': 4}},
+    'outputs': {'map_cloud_period_s': 1.0, 'predicted_period_s': 0.5},
+}
+TIMEOUT_S = 900   # generous: CI machines may be slow; a normal run takes well under 2 min
+
+
+def _write_params(path: Path, map_path: Path) -> Path:
+    params = dict(PARAMS, node={'map_path': str(map_path)})
+    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}), encoding='utf-8')
+    return path
+
+
+@pytest.fixture(scope='module')
+def node_run(ros_venv, ros_tools, tmp_path_factory):
+    """Run the node and the driver once for the module's tests; the replay meanwhile."""
+    tmp = tmp_path_factory.mktemp('node_e2e')
+    flight_yaml = tmp / 'flight.yaml'
+    flight_yaml.write_text(yaml.safe_dump(FLIGHT), encoding='utf-8')
+    params = _write_params(tmp / 'params.yaml', tmp / 'map.safetensors')
+    env = ros_tools.env(tmp / 'ros_log')
+    procs = []
+    try:
+        node = ros_tools.Process(
+            [ros_venv / 'bin' / 'vssm-node', '--ros-args', '--params-file', params], env,
+            tmp / 'node.log')
+        procs.append(node)
+        driver = ros_tools.Process(
+            [ros_venv / 'bin' / 'python', DRIVER, '--synthetic', flight_yaml, '--lockstep',
+             '--again', AGAIN, '--out', tmp / 'result.json'], env, tmp / 'driver.log')
+        procs.append(driver)
+        # The replay of the same flight with the same parameters, while the node runs.
+        flight = generate_flight(SyntheticConfig(**FLIGHT['synthetic']))
+        bag = write_flight(flight, tmp / 'flight', ['mcap'])['mcap']
+        cfg = load_config([params])
+        replay = run_replay(open_source(bag, cfg), cfg, tmp / 'replay', progress=False,
+                            plots=False)
+        rc = driver.wait(TIMEOUT_S)
+        logs = driver.tail() + '\n' + node.tail()
+        assert rc == 0, f'driver exited with {rc}\n{logs}'
+        node_rc = node.interrupt()
+        assert node_rc == 0, f'vssm-node exited with {node_rc} after SIGINT\n{logs}'
+        result = json.loads((tmp / 'result.json').read_text(encoding='utf-8'))
+    finally:
+        for p in procs:
+            p.stop()
+    return {'result': result, 'replay': replay, 'flight': flight, 'tmp': tmp, 'logs': logs}
+
+
+def _records(run, name, before_reset=True):
+    """Records of one output, split at ~/reset by stamp."""
+    recs = run['result']['records'][name]
+    limit = run['result']['offset_again_ns'] + int(run['flight'].frame_stamps_ns[0])
+    return [r for r in recs if (r['stamp_ns'] < limit) == before_reset]
+
+
+def _frame_stamps(run):
+    return run['flight'].frame_stamps_ns + run['result']['offset_ns']
+
+
+def test_every_frame_processed_and_stamped_with_its_image(node_run):
+    r = node_run['result']
+    assert r['reached_last'] and r['reached_again'], node_run['logs']
+    odom = _records(node_run, 'odometry')
+    stamps = np.array([o['stamp_ns'] for o in odom], dtype=np.int64)
+    # Lockstep: one odometry per frame, in order, each at its image's stamp (never now()).
+    np.testing.assert_array_equal(stamps, _frame_stamps(node_run))
+    assert all(o['frame_id'] == 'map' and o['child'] == 'base_link' for o in odom)
+    cov = np.array([o['cov'] for o in odom]).reshape(-1, 6, 6)
+    assert np.all(np.linalg.eigvalsh(cov[1:]) > 0), 'covariances must be positive definite'
+
+
+def test_all_outputs_arrive(node_run):
+    frames = set(_frame_stamps(node_run).tolist())
+    path = _records(node_run, 'path')
+    assert len(path) >= node_run['flight'].n_frames - 1
+    assert path[-1]['n_poses'] == node_run['flight'].n_frames
+    assert all(p['frame_id'] == 'map' and p['last_stamp_ns'] == p['stamp_ns'] for p in path)
+    clouds = _records(node_run, 'map_cloud')
+    assert clouds and all(c['stamp_ns'] in frames for c in clouds)
+    assert clouds[-1]['fields'] == ['occupancy', 'rgb', 'x', 'xyz', 'y', 'z']
+    lo, hi = clouds[-1]['occupancy']
+    assert clouds[-1]['n_points'] > 1000 and 0 < lo < hi <= 1 and hi > 0.9
+    cfg = node_run['flight'].cfg
+    for name, encoding in (('predicted/depth', '32FC1'), ('predicted/depth_std', '32FC1'),
+                           ('predicted/color', 'rgb8')):
+        imgs = _records(node_run, name)
+        # Rate-limited to every 0.5 s of image stamps: 3 s of flight give 6 or 7.
+        assert 5 <= len(imgs) <= 8, (name, len(imgs))
+        assert all(i['stamp_ns'] in frames and i['frame_id'] == 'camera_color_optical_frame'
+                   and (i['width'], i['height']) == (cfg.width, cfg.height)
+                   and i['encoding'] == encoding for i in imgs)
+    # Most of the view is mapped after the first frame.
+    assert min(i['finite'] for i in _records(node_run, 'predicted/depth')) > 0.6
+    diag = node_run['result']['records']['/diagnostics'][-1]['status'][0]
+    values = diag['values']
+    assert diag['name'] == 'vssm_ros: slam' and diag['level'] in (0, 1), diag
+    assert int(values['frames_processed']) == node_run['flight'].n_frames + AGAIN
+    assert int(values['frames_dropped']) == 0 and int(values['frames_failed']) == 0
+    assert int(values['imu_gaps']) == 0
+    assert values['extrinsic.camera'].startswith('/tf_static: base_link <- camera_color_')
+
+
+def test_tf_chain_equals_odometry(node_run):
+    tf = {}
+    for msg in node_run['result']['records']['/tf']:
+        for t in msg['transforms']:
+            tf[(t['stamp_ns'], t['parent'], t['child'])] = np.array(t['T'])
+    odom = _records(node_run, 'odometry')
+    for o in odom:
+        s = o['stamp_ns']
+        T = tf[(s, 'map', 'odom')] @ tf[(s, 'odom', 'base_link')]
+        np.testing.assert_allclose(T, np.array(o['T']), atol=1e-6)
+    assert len(tf) == 2 * len(node_run['result']['records']['odometry'])
+
+
+def test_accuracy_matches_the_replay(node_run):
+    flight, replay = node_run['flight'], node_run['replay']
+    odom = _records(node_run, 'odometry')
+    stamps = np.array([o['stamp_ns'] for o in odom], dtype=np.int64) - \
+        node_run['result']['offset_ns']
+    T = np.array([o['T'] for o in odom])
+    gt = flight.gt_frames
+    m = trajectory_metrics(stamps, T, gt.stamps_ns, gt.T_world_body)
+    node_ate, replay_ate = m['ate']['rmse'], replay['ate']['rmse']
+    print(f'ATE node {100 * node_ate:.3f} cm, replay {100 * replay_ate:.3f} cm, '
+          f'{len(odom)} / {replay["frames"]["processed"]} frames')
+    assert replay['frames']['processed'] == len(odom)
+    assert node_ate <= 1.5 * replay_ate, (node_ate, replay_ate)
+    assert node_ate < 0.03
+
+
+def test_save_map_and_reset(node_run):
+    r = node_run['result']
+    ok, message = r['save_map']
+    path = node_run['tmp'] / 'map.safetensors'
+    assert ok and str(path) in message, message
+    state, config = load_checkpoint(path)
+    assert state['meta']['n_frames'] == node_run['flight'].n_frames
+    assert config['engine']['inference']['rays'] == 512
+    ok, message = r['reset']
+    assert ok, message
+    # After the reset the node starts a new map and path at the next frame, from the
+    # ground-truth pose of that frame (engine.init_pose ground_truth).
+    path_after = _records(node_run, 'path', before_reset=False)
+    assert [p['n_poses'] for p in path_after] == list(range(1, AGAIN + 1))
+    odom_after = _records(node_run, 'odometry', before_reset=False)
+    assert len(odom_after) == AGAIN
+    np.testing.assert_allclose(np.array(odom_after[0]['T']),
+                               node_run['flight'].gt_frames.T_world_body[0], atol=1e-5)
+    values = r['records']['/diagnostics'][-1]['status'][0]['values']
+    assert values['resets'] == '1'
+
+
+@pytest.mark.parametrize('args, expect', [
+    (['-p', 'engine.map.resolution:=-1.0'], 'map.resolution: must be > 0'),
+    (['-p', 'engine.map.resolutoin:=0.05'], 'did you mean engine.map.resolution'),
+    (['-p', 'node.qos_reliability:=sometimes'], "node.qos_reliability: must be 'best_effort'"),
+])
+def test_invalid_parameters_stop_the_node_with_one_line(ros_venv, ros_env, args, expect):
+    res = subprocess.run([str(ros_venv / 'bin' / 'vssm-node'), '--ros-args', *args],
+                         env=ros_env, capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert expect in out and 'Traceback' not in out, out

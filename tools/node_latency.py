@@ -1,0 +1,152 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Measure vssm-node live: play the demo flight into it at real time (real rclpy, Fast DDS on
+loopback) and print frames processed vs received and the latency from image stamp to
+odometry received, as a table.
+
+Run with the ROS 2 test environment's Python (``make test`` creates .venv-ros)::
+
+    .venv-ros/bin/python tools/node_latency.py                       # config/demo.yaml, 1x
+    .venv-ros/bin/python tools/node_latency.py --speed 0.5 --json out/latency.json
+
+The node is started as users start it (its console script with the parameter files); every
+image is stamped with the wall-clock time it is published, so "received - stamp" is the
+latency of the whole pipeline (DDS, pairing, conversion, the engine step, publication).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:   # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+from vssm_ros.config import SyntheticConfig, load_config  # noqa: E402
+from vssm_ros.data import outputs  # noqa: E402
+from vssm_ros.data.synthetic import generate_flight, realsense_layout  # noqa: E402
+from vssm_ros.ros.player import (OutputRecorder, Player, Session, flight_messages,  # noqa: E402
+                                 wait_until)
+
+
+def _percentiles(ms):
+    ms = np.asarray(ms, dtype=float)
+    if ms.size == 0:
+        return {}
+    return {'p50': np.percentile(ms, 50), 'p95': np.percentile(ms, 95), 'max': ms.max(),
+            'mean': ms.mean()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='tools/node_latency.py', description=__doc__.split('\n')[0])
+    p.add_argument('--config', action='append', default=[], metavar='YAML',
+                   help='parameter files on top of config/vssm.yaml (default: config/demo.yaml);'
+                        ' their synthetic: sections set the flight')
+    p.add_argument('--speed', type=float, default=1.0, help='playback speed (1: real time)')
+    p.add_argument('--timeout', type=float, default=120.0, help='seconds to wait for the node')
+    p.add_argument('--json', metavar='PATH', help='also write the numbers as JSON')
+    args = p.parse_args(argv)
+    configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
+    env = dict(os.environ)
+    env.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+
+    flight = generate_flight(load_config(configs, SyntheticConfig, section='synthetic'))
+    msgs = flight_messages(flight)
+    layout = realsense_layout(flight)
+    inputs = [layout.rgb_topic, layout.depth_topic, layout.rgb_info_topic, layout.imu_topic]
+    tmp = tempfile.mkdtemp(prefix='vssm_latency_')
+    cmd = [str(Path(sys.executable).parent / 'vssm-node'), '--ros-args', '--params-file',
+           str(REPO / 'config' / 'vssm.yaml')]
+    for c in configs:
+        cmd += ['--params-file', str(c)]
+    cmd += ['-p', f'node.map_path:={tmp}/map.safetensors']
+    log = open(Path(tmp) / 'node.log', 'wb')
+    node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    load0 = os.getloadavg()
+    try:
+        with Session('vssm_latency') as s:
+            recorder = OutputRecorder(s.node)
+            player = Player(s.node)
+            if not player.wait_for_subscribers(msgs, inputs, args.timeout):
+                print(f'node_latency: the node did not subscribe in {args.timeout} s; log: '
+                      f'{log.name}', file=sys.stderr)
+                return 1
+            time.sleep(1.0)   # the node's publishers and the recorder's subscriptions match
+            t0 = time.monotonic()
+            player.play(msgs, args.speed)
+            wall = time.monotonic() - t0
+            count = recorder.count(outputs.ODOMETRY)
+            # Done when the odometry stops coming (the newest frame processed).
+            while wait_until(lambda: recorder.count(outputs.ODOMETRY) > count, 5.0):
+                count = recorder.count(outputs.ODOMETRY)
+            wait_until(lambda: False, 1.5)   # one more diagnostics message
+            records = recorder.snapshot()
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        log.close()
+    odom = records[outputs.ODOMETRY]
+    lat = [(o['recv_ns'] - o['stamp_ns']) * 1e-6 for o in odom]
+    diag = records[outputs.DIAGNOSTICS][-1]['status'][0]['values'] \
+        if records[outputs.DIAGNOSTICS] else {}
+    result = {
+        'flight': {'duration_s': flight.cfg.duration_s, 'frames': flight.n_frames,
+                   'size': f'{flight.cfg.width}x{flight.cfg.height}',
+                   'camera_hz': flight.cfg.camera_rate_hz, 'imu_hz': flight.cfg.imu_rate_hz},
+        'speed': args.speed, 'play_wall_s': wall,
+        'frames_published': flight.n_frames,
+        'frames_received': int(diag.get('frames_received', -1)),
+        'frames_processed': len(odom),
+        'frames_dropped': int(diag.get('frames_dropped', -1)),
+        'imu_received': int(diag.get('imu_received', -1)),
+        'processed_per_s': len(odom) / wall if wall > 0 else None,
+        'latency_ms': _percentiles(lat),
+        'latency_ms_after_first': _percentiles(lat[1:]),
+        'step_ms_last': float(diag.get('step_ms', 'nan')),
+        'loadavg_before': load0, 'loadavg_after': os.getloadavg(), 'cpus': os.cpu_count(),
+    }
+    rows = [('flight', f'{result["flight"]["duration_s"]:g} s, {result["flight"]["size"]} @ '
+                       f'{flight.cfg.camera_rate_hz:g} Hz, IMU {flight.cfg.imu_rate_hz:g} Hz'),
+            ('playback', f'{args.speed:g}x real time, {wall:.1f} s'),
+            ('frames published', str(flight.n_frames)),
+            ('frames received (paired)', str(result['frames_received'])),
+            ('frames processed', f'{len(odom)} ({result["processed_per_s"]:.1f}/s)'),
+            ('frames dropped (newest wins)', str(result['frames_dropped'])),
+            ('IMU samples received', str(result['imu_received']))]
+    for key, label in (('latency_ms', 'latency stamp -> odometry'),
+                       ('latency_ms_after_first', '  without the first frame')):
+        q = result[key]
+        if q:
+            rows.append((label, f'p50 {q["p50"]:.0f} ms, p95 {q["p95"]:.0f} ms, '
+                                f'max {q["max"]:.0f} ms'))
+    rows.append(('load average (1 min) before / after',
+                 f'{load0[0]:.1f} / {result["loadavg_after"][0]:.1f} on {os.cpu_count()} CPUs'))
+    width = max(len(k) for k, _ in rows)
+    print('vssm-node live on the demo flight')
+    for k, v in rows:
+        print(f'  {k:<{width}}  {v}')
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2, default=float) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,205 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Collision cost-to-go from the occupancy posterior q(M).
+
+1. **Occupancy probability** per map voxel: its signed distance has the posterior
+   N(sdf, (sdf_noise / sqrt(weight))²) (``VoxelMap``), so ``P(occupied) = P(sdf <= 0) =
+   Φ(-sdf / std)``; voxels never observed get ``unknown_occupancy``.
+2. **Cost grid**: voxels are pooled into cells of about ``resolution`` metres, each cell taking
+   its most occupied voxel (conservative). Cells with ``P >= occupied_threshold`` are obstacles
+   (by default this includes unknown space). The Euclidean distance ``d`` of every cell to the
+   nearest obstacle (an exact separable distance transform, up to ``max_distance``) gives the
+   cost ``exp(-max(d - robot_radius, 0) / decay)``: 1 inside obstacles and within the robot's
+   radius of them, strictly decreasing with distance through free space beyond.
+3. **Slice**: the cost at one height as a nav_msgs/OccupancyGrid-style array (int8, 0..100,
+   -1 where no voxel of the cell was ever observed).
+4. **Collision probability** of a candidate trajectory for a spherical robot: the cells a sphere
+   of ``robot_radius`` sweeps along the densely resampled trajectory, combined as independent
+   events, ``1 - Π (1 - P_cell)``; cells below ``free_below`` count as free (their tiny
+   probabilities are correlated evidence of the same free space, not independent risks).
+   Space outside the grid is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from vssm_ros.config import CostConfig
+from vssm_ros.core.field import VoxelMap
+from vssm_ros.errors import StateError
+
+Tensor = torch.Tensor
+
+
+def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float) -> Tuple[Tensor, Tensor]:
+    """P(occupied) of every voxel and whether it was ever observed.
+
+    Returns: ``p`` (Z, Y, X) and ``known`` (Z, Y, X) bool.
+    """
+    mu = vmap.sdf[0, 0]
+    w = vmap.weight[0, 0]
+    known = w > 0
+    std = vmap.cfg.sdf_noise / torch.sqrt(w.clamp(min=1e-12))
+    p = 0.5 * torch.erfc(mu / (std * math.sqrt(2.0)))
+    return torch.where(known, p, torch.full_like(p, unknown_occupancy)), known
+
+
+def distance_transform(obstacle: Tensor, resolution: float, max_distance: float) -> Tensor:
+    """Euclidean distance (metres) from every cell centre to the nearest obstacle cell centre,
+    exact up to ``max_distance`` and clamped there.
+
+    Separable: the squared distance is a min-plus convolution with ``(k res)²`` along each axis
+    in turn, here over offsets ``|k| <= max_distance / res`` only (a distance within that bound
+    has every axis component within it, so it comes out exactly).
+
+    Shape: obstacle (Z, Y, X) bool -> (Z, Y, X).
+    """
+    K = int(math.ceil(max_distance / resolution))
+    f = torch.where(obstacle, torch.zeros((), dtype=torch.float32, device=obstacle.device),
+                    torch.full((), math.inf, dtype=torch.float32, device=obstacle.device))
+    for dim in range(f.dim()):
+        n = f.shape[dim]
+        out = f.clone()
+        for k in range(1, min(K, n - 1) + 1):
+            add = (k * resolution) ** 2
+            head = out.narrow(dim, 0, n - k)   # x gets f(x + k)
+            head.copy_(torch.minimum(head, f.narrow(dim, k, n - k) + add))
+            tail = out.narrow(dim, k, n - k)   # x gets f(x - k)
+            tail.copy_(torch.minimum(tail, f.narrow(dim, 0, n - k) + add))
+        f = out
+    return torch.sqrt(f).clamp(max=max_distance)
+
+
+@dataclass
+class CostField:
+    """The cost grid and what it was computed from (see the module docstring).
+
+    Attributes:
+        origin: centre of cell (0, 0, 0), map frame. Shape: (3,).
+        resolution: cell edge (metres).
+        occupancy: P(occupied) per cell. Shape: (Z, Y, X).
+        known: a voxel of the cell was observed. Shape: (Z, Y, X) bool.
+        distance: distance to the nearest obstacle (metres, clamped). Shape: (Z, Y, X).
+        cost: cost in [0, 1]. Shape: (Z, Y, X).
+        cfg: the parameters.
+    """
+
+    origin: Tensor
+    resolution: float
+    occupancy: Tensor
+    known: Tensor
+    distance: Tensor
+    cost: Tensor
+    cfg: CostConfig
+
+    @property
+    def dims(self) -> Tuple[int, int, int]:
+        """(X, Y, Z) cell counts."""
+        z, y, x = self.cost.shape
+        return x, y, z
+
+    def cost_at(self, points: Tensor) -> Tensor:
+        """Trilinear cost at points (the outermost half cell reads the edge cells); 1 outside
+        the grid (unknown). Shape: (N, 3) -> (N,)."""
+        pts = points.to(self.cost.dtype)
+        size = torch.tensor(self.dims, dtype=pts.dtype, device=pts.device)
+        half = 0.5 * self.resolution
+        inside = ((pts >= self.origin - half)
+                  & (pts <= self.origin + (size - 1) * self.resolution + half)).all(dim=-1)
+        g = (pts - self.origin) / (self.resolution * (size - 1).clamp(min=1)) * 2.0 - 1.0
+        out = F.grid_sample(self.cost[None, None], g.reshape(1, 1, 1, -1, 3), mode='bilinear',
+                            padding_mode='border', align_corners=True).reshape(-1)
+        return torch.where(inside, out, torch.ones_like(out))
+
+    def slice(self, height: float) -> Dict:
+        """The cost at the cell layer nearest ``height`` as an occupancy grid.
+
+        Returns:
+            ``data`` (Y, X) int8 (row-major from the corner at ``origin_xy``, x along a row:
+            nav_msgs/OccupancyGrid order): round(100 cost), -1 where unknown; ``origin_xy``
+            (2,) corner of cell (0, 0); ``resolution``; ``height`` of the layer's centre.
+        """
+        k = int(round((height - float(self.origin[2])) / self.resolution))
+        k = min(max(k, 0), self.cost.shape[0] - 1)
+        val = torch.round(self.cost[k] * 100.0).to(torch.int8)
+        data = torch.where(self.known[k], val, torch.full_like(val, -1))
+        corner = (self.origin[:2] - 0.5 * self.resolution).cpu().double().numpy()
+        return {'data': data.cpu().numpy(), 'origin_xy': corner, 'resolution': self.resolution,
+                'height': float(self.origin[2]) + k * self.resolution}
+
+    def collision_probability(self, trajectory: Tensor) -> Tensor:
+        """P(collision) of a robot sphere of ``robot_radius`` moving along waypoints.
+
+        Args:
+            trajectory: waypoints (map frame), straight segments between them.
+                Shape: (M, 3) or (S, M, 3) for S candidate (e.g. sampled) trajectories.
+        Returns:
+            Shape: () or (S,).
+        """
+        if trajectory.dim() == 3:
+            return torch.stack([self.collision_probability(t) for t in trajectory])
+        if trajectory.dim() != 2 or trajectory.shape[-1] != 3 or trajectory.shape[0] < 1:
+            raise StateError(f'collision_probability needs waypoints (M, 3), got '
+                             f'{tuple(trajectory.shape)}')
+        pts = _resample(trajectory.to(self.cost.dtype), 0.5 * self.resolution)
+        res = self.resolution
+        reach = self.cfg.robot_radius + 0.5 * math.sqrt(3.0) * res  # sphere meets the cell
+        m = int(math.ceil(reach / res))
+        r = torch.arange(-m, m + 1, device=pts.device)
+        offs = torch.stack(torch.meshgrid(r, r, r, indexing='ij'), dim=-1).reshape(-1, 3)
+        base = torch.round((pts - self.origin) / res).long()  # (P, 3) x, y, z
+        cells = base[:, None, :] + offs  # (P, O, 3)
+        centres = self.origin + cells.to(pts.dtype) * res
+        near = ((centres - pts[:, None, :]) ** 2).sum(-1) <= reach * reach
+        cells = cells[near]
+        dims = torch.tensor(self.dims, device=pts.device)
+        inside = ((cells >= 0) & (cells < dims)).all(dim=-1)
+        X, Y, _ = self.dims
+        flat = torch.unique((cells[inside, 2] * Y + cells[inside, 1]) * X + cells[inside, 0])
+        p = self.occupancy.reshape(-1)[flat]
+        p = torch.where(p < self.cfg.free_below, torch.zeros_like(p), p)
+        log_free = torch.log1p(-p.clamp(max=1.0 - 1e-7)).sum()
+        if bool((~inside).any()):
+            log_free = log_free + math.log1p(-min(self.cfg.unknown_occupancy, 1.0 - 1e-7))
+        return 1.0 - torch.exp(log_free)
+
+
+def _resample(waypoints: Tensor, step: float) -> Tensor:
+    """Points along the polyline at most ``step`` apart, waypoints included.
+
+    Shape: (M, 3) -> (P, 3).
+    """
+    if waypoints.shape[0] == 1:
+        return waypoints
+    seg = waypoints[1:] - waypoints[:-1]
+    n = torch.ceil(torch.linalg.norm(seg, dim=-1) / step).clamp(min=1).long()  # (M-1,)
+    idx = torch.repeat_interleave(torch.arange(len(seg), device=waypoints.device), n)
+    start = torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    frac = (torch.arange(int(n.sum()), device=waypoints.device) - start).to(waypoints.dtype)
+    frac = frac / n[idx].to(waypoints.dtype)
+    pts = waypoints[idx] + frac[:, None] * seg[idx]
+    return torch.cat((pts, waypoints[-1:]))
+
+
+def cost_field(vmap: VoxelMap, cfg: CostConfig) -> CostField:
+    """The cost field of a map posterior (see the module docstring)."""
+    p, known = occupancy_probability(vmap, cfg.unknown_occupancy)
+    f = max(1, int(round(cfg.resolution / vmap.resolution)))
+    if f > 1:
+        p = F.max_pool3d(p[None, None], f, stride=f, ceil_mode=True)[0, 0]
+        known = F.max_pool3d(known[None, None].to(p.dtype), f, stride=f,
+                             ceil_mode=True)[0, 0] > 0
+    res = f * vmap.resolution
+    # Cell (0, 0, 0) pools voxels 0 .. f-1: its centre is (f - 1) / 2 voxels from voxel 0.
+    origin = vmap.origin + 0.5 * (f - 1) * vmap.resolution
+    obstacle = p >= cfg.occupied_threshold
+    dist = distance_transform(obstacle, res, cfg.max_distance).to(p.dtype)
+    cost = torch.exp(-(dist - cfg.robot_radius).clamp(min=0.0) / cfg.decay)
+    cost = torch.where(obstacle, torch.ones_like(cost), cost)
+    return CostField(origin=origin, resolution=res, occupancy=p, known=known, distance=dist,
+                     cost=cost, cfg=cfg)

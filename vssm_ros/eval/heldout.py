@@ -1,0 +1,78 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Depth rendered from the learned map at held-out views of a synthetic flight.
+
+The held-out cameras are the true poses halfway between consecutive frames: the engine never
+saw an image from them, so the error measures the map (and the drift of the poses it was built
+from), not the memory of a frame.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import numpy as np
+
+RenderFn = Callable[[np.ndarray, np.ndarray, int, int], Dict[str, np.ndarray]]
+"""``render(T_world_cam, K, width, height)`` -> dict with ``depth`` (H, W), NaN where nothing
+is hit (``SlamEngine.render``)."""
+
+
+def heldout_times(flight, n_views: int, upto_frame: int) -> np.ndarray:
+    """Times (seconds since the flight start) halfway between consecutive frames, spread over
+    the first ``upto_frame`` frames.
+
+    Args:
+        flight: a ``SyntheticFlight``.
+        n_views: number of views.
+        upto_frame: frames the engine processed (views lie between frames 0 and this).
+    Returns:
+        ``n_views`` times (fewer if the run is short). Shape: (V,).
+    """
+    last = min(int(upto_frame), flight.n_frames) - 1
+    if last < 1 or n_views < 1:
+        return np.zeros(0)
+    idx = np.unique(np.linspace(0, last - 1, n_views).round().astype(int))
+    stamps = flight.frame_stamps_ns
+    return flight.seconds((stamps[idx] + stamps[idx + 1]) // 2)
+
+
+def heldout_cameras(flight, n_views: int, upto_frame: int) -> List[np.ndarray]:
+    """True camera poses at ``heldout_times``. Shape: each (4, 4)."""
+    t = heldout_times(flight, n_views, upto_frame)
+    if t.size == 0:
+        return []
+    return [T @ flight.T_body_cam for T in flight.state_at(t).T_world_body]
+
+
+def heldout_depth_error(render: RenderFn, flight, n_views: int = 12,
+                        upto_frame: int | None = None) -> Dict[str, float]:
+    """Absolute error of the rendered depth against the noise-free true depth at held-out views.
+
+    Args:
+        render: the map's renderer (see ``RenderFn``).
+        flight: the ``SyntheticFlight`` the map was built from.
+        n_views: held-out views (see ``heldout_cameras``).
+        upto_frame: frames processed (default: all).
+    Returns:
+        ``median_abs_m`` and ``mean_abs_m`` over pixels valid in both images, ``p90_abs_m``,
+        ``coverage`` (fraction of truly valid pixels that the map renders), ``n_views``,
+        ``n_pixels``. Errors are NaN when no pixel is valid in both.
+    """
+    cams = heldout_cameras(flight, n_views, flight.n_frames if upto_frame is None else upto_frame)
+    h, w = flight.cfg.height, flight.cfg.width
+    errs, n_true = [], 0
+    for T in cams:
+        _, true = flight.render(T, noise=False)
+        pred = render(T, flight.K, w, h)['depth']
+        ok_true = np.isfinite(true)
+        both = ok_true & np.isfinite(pred)
+        n_true += int(ok_true.sum())
+        errs.append(np.abs(pred[both] - true[both]))
+    e = np.concatenate(errs) if errs else np.zeros(0)
+    nan = float('nan')
+    return {'median_abs_m': float(np.median(e)) if e.size else nan,
+            'mean_abs_m': float(e.mean()) if e.size else nan,
+            'p90_abs_m': float(np.percentile(e, 90)) if e.size else nan,
+            'coverage': e.size / n_true if n_true else nan,
+            'n_views': len(cams), 'n_pixels': int(e.size)}
