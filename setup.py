@@ -10,6 +10,8 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(include=['vssm_ros', 'vssm_ros.*']),
+    # Learned dynamics weights shipped with the package (engine.motion.weights by name).
+    package_data={package_name: ['weights/*.safetensors']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -31,6 +33,8 @@ setup(
         'tqdm>=4.60',
         'pillow>=9.0',
     ],
+    # Reading the training flights (vssm-train-dynamics) needs h5py; nothing else does.
+    extras_require={'train': ['h5py>=3.0']},
     zip_safe=True,
     maintainer='vssm_ros maintainers',
     maintainer_email='vssm-ros@example.org',

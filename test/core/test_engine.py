@@ -138,3 +138,26 @@ def test_imu_gap_falls_back_to_constant_velocity(flight):
     with_imu, _ = _free_fall_run(flight, [0.0, 0.05, 0.1, 0.15, 0.2])
     extra = eng.estimate().cov[2, 2] - with_imu.estimate().cov[2, 2]
     assert extra == pytest.approx(CFG.motion.cv_acc_noise ** 2 * 0.2 ** 3 / 3, rel=0.01)
+
+
+def test_reported_covariance_includes_map_anchor(flight):
+    """The Estimate's covariance is the state's (relative to the map) plus the anchor variance
+    of the map where it was tracked; keyframes hand their world variance to the map."""
+    eng = _engine(flight)
+    for i in range(12):
+        est = eng.step(flight.frame(i))
+    rel = np.diag(eng.state.cov.numpy()[:6])
+    anchor = eng.anchor_var.numpy()
+    assert anchor[0] > 0 and anchor[1] > 0  # tracked against frames fused with uncertainty
+    np.testing.assert_allclose(np.diag(est.cov)[:3], rel[:3] + anchor[0], rtol=1e-5)
+    np.testing.assert_allclose(np.trace(est.cov[3:, 3:]), rel[3:].sum() + 3 * anchor[1],
+                               rtol=1e-5)
+    # The anchor is a weighted mean of what keyframes fused the map with.
+    seen = eng.map.anchor_weight > 0
+    cells = (eng.map.anchor_sum[:, seen] / eng.map.anchor_weight[seen]).numpy()
+    assert np.all(cells.min(axis=1) - 1e-12 <= anchor)
+    assert np.all(anchor <= cells.max(axis=1) + 1e-12)
+    # Saved and restored with the state.
+    other = _engine(flight)
+    other.load_state_dict(eng.state_dict())
+    np.testing.assert_allclose(other.estimate().cov, est.cov, rtol=1e-6)

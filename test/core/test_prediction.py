@@ -20,12 +20,14 @@ from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.errors import StateError
 from vssm_ros.types import Frame, ImuSample
 
-SYN = SyntheticConfig(duration_s=2.0, width=40, height=30)
+SYN = SyntheticConfig(duration_s=2.0, width=40, height=30, camera_rate_hz=10.0)
 CFG = EngineConfig(dtype='float64',
                    map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size),
                                  resolution=0.1, truncation=0.3),
                    predict=PredictionConfig(samples=8))
+FAST = dataclasses.replace(CFG, dtype='float32',
+                           inference=InferenceConfig(rays=256, track_iters=4))
 G = np.array([0.0, 0.0, 9.81])
 
 
@@ -37,9 +39,7 @@ def flight():
 @pytest.fixture(scope='module')
 def tracked(flight):
     """An engine after the first 1.2 s of the flight (the drone hovers for 1 s, then starts)."""
-    cfg = dataclasses.replace(CFG, dtype='float32', inference=InferenceConfig(rays=256,
-                                                                             track_iters=4))
-    eng = SlamEngine(cfg, T_world_body0=flight.gt_frames.T_world_body[0])
+    eng = SlamEngine(FAST, T_world_body0=flight.gt_frames.T_world_body[0])
     last = None
     for item in flight.items(noise=False):
         if isinstance(item, ImuSample):
@@ -66,7 +66,7 @@ def _hovering_engine(imu=True):
 
 def test_hovering_with_held_zero_mean_imu_stays_in_place_and_spreads():
     eng = _hovering_engine()
-    out = eng.predict(1.0, n_samples=400, render=False)
+    out = eng.predict(horizon_s=1.0, n_samples=400, render=False)
     n = int(round(1.0 / CFG.predict.control_dt))
     assert out['t'].shape == (n,) and out['t'][-1] == pytest.approx(1.0)
     assert out['p'].shape == (400, n, 3) and out['R'].shape == (400, n, 3, 3)
@@ -91,7 +91,7 @@ def test_given_controls_are_followed_and_held():
     eng = _hovering_engine()
     # 0.5 s of 1 m/s² forward (body x) on top of hovering, then the last row is held.
     controls = np.tile(np.concatenate((G + (1.0, 0.0, 0.0), np.zeros(3))), (50, 1))
-    out = eng.predict(1.0, controls=controls, control_dt=0.01, n_samples=64, render=False)
+    out = eng.predict(controls, horizon_s=1.0, n_samples=64, control_dt=0.01, render=False)
     mean = out['p'].mean(axis=0)
     assert mean[-1, 0] - 1.0 == pytest.approx(0.5, abs=0.02)    # x = a t² / 2 over 1 s
     assert np.abs(mean[-1, 1:] - (2.0, 1.5)).max() < 0.02
@@ -100,13 +100,13 @@ def test_given_controls_are_followed_and_held():
     expected = CFG.motion.acc_noise * np.sqrt(1.0 / 3.0)
     assert out['p'][:, -1].std(axis=0).mean() == pytest.approx(expected, rel=0.3)
     with pytest.raises(StateError, match='controls'):
-        eng.predict(1.0, controls=np.zeros((5, 3)), render=False)
+        eng.predict(horizon_s=1.0, controls=np.zeros((5, 3)), render=False)
 
 
 def test_without_imu_the_constant_velocity_model_predicts():
     eng = _hovering_engine(imu=False)
     eng.state.v = torch.tensor([0.5, 0.0, -0.2], dtype=torch.float64)
-    out = eng.predict(0.5, n_samples=1000, render=False)
+    out = eng.predict(horizon_s=0.5, n_samples=1000, render=False)
     mean = out['p'][:, -1].mean(axis=0)
     # Constant velocity; the velocity random walk (cv_acc_noise) spreads the position by
     # q sqrt(T^3 / 3) ~ 0.4 m, so the mean of 1000 samples is good to about 0.04 m.
@@ -120,26 +120,28 @@ def test_without_imu_the_constant_velocity_model_predicts():
 def test_predict_needs_a_state_and_a_horizon():
     eng = SlamEngine(CFG)
     with pytest.raises(StateError, match='no frame'):
-        eng.predict(0.5)
+        eng.predict(horizon_s=0.5)
     eng = _hovering_engine()
     with pytest.raises(StateError, match='horizon'):
-        eng.predict(0.0, render=False)
+        eng.predict(horizon_s=0.0, render=False)
+    # The default horizon comes from the config.
+    assert eng.predict(render=False)['t'][-1] == pytest.approx(CFG.predict.horizon_s)
     with pytest.raises(StateError, match='camera'):
-        eng.predict(0.5)
+        eng.predict(horizon_s=0.5)
 
 
 def test_rendered_prediction_matches_the_frame_that_arrives(tracked, flight):
     eng, last = tracked
     h, w = last.depth.shape
-    out = eng.predict(0.25, times=(0.1, 0.25))
+    out = eng.predict(horizon_s=0.3, times=(0.1, 0.3))
     assert out['depth'].shape == (2, h, w) and out['depth'].dtype == np.float32
     assert out['depth_std'].shape == (2, h, w) and out['color'].shape == (2, h, w, 3)
     assert out['color'].dtype == np.uint8
     assert np.all((out['hit_fraction'] >= 0) & (out['hit_fraction'] <= 1))
     assert np.array_equal(np.isfinite(out['depth']), np.isfinite(out['depth_std']))
     assert np.all(out['depth_std'][np.isfinite(out['depth_std'])] > 0)
-    # The frame 0.25 s later (5 frames at 20 Hz): the prediction is close and calibrated.
-    k = int(np.argmin(np.abs(flight.frame_stamps_ns - (last.stamp_ns + 250_000_000))))
+    # The frame 0.3 s later: the prediction is close and calibrated.
+    k = int(np.argmin(np.abs(flight.frame_stamps_ns - (last.stamp_ns + 300_000_000))))
     obs = flight.frame(k, noise=False).depth
     ok = np.isfinite(obs) & np.isfinite(out['depth'][1])
     err = np.abs(out['depth'][1] - obs)[ok]
@@ -163,9 +165,10 @@ def test_combine_renders_statistics():
 
 def test_engine_with_an_untrained_learned_transition_tracks_like_the_default(flight):
     model = LearnedDynamics.engineered(CFG.motion.acc_noise, CFG.motion.gyro_noise)
-    default = SlamEngine(CFG, T_world_body0=flight.gt_frames.T_world_body[0])
-    learned = SlamEngine(CFG, T_world_body0=flight.gt_frames.T_world_body[0], dynamics=model)
-    assert learned.dynamics.feat_mean.dtype == torch.float64
+    default = SlamEngine(FAST, T_world_body0=flight.gt_frames.T_world_body[0])
+    learned = SlamEngine(FAST, T_world_body0=flight.gt_frames.T_world_body[0], dynamics=model)
+    assert learned.dynamics.feat_mean.dtype == torch.float32
+    assert not any(p.requires_grad for p in learned.dynamics.parameters())
     n = 0
     for item in flight.items(noise=False):
         if isinstance(item, ImuSample):
@@ -174,10 +177,10 @@ def test_engine_with_an_untrained_learned_transition_tracks_like_the_default(fli
         elif isinstance(item, Frame):
             a, b = default.step(item), learned.step(item)
             n += 1
-            if n == 6:
+            if n == 4:
                 break
-    np.testing.assert_allclose(b.T_world_body, a.T_world_body, atol=1e-5)
-    np.testing.assert_allclose(b.cov, a.cov, rtol=1e-2, atol=1e-10)
+    np.testing.assert_allclose(b.T_world_body, a.T_world_body, atol=1e-4)
+    np.testing.assert_allclose(b.cov, a.cov, rtol=1e-2, atol=1e-9)
 
 
 def test_cost_field_of_the_engine_map(tracked):

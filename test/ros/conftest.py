@@ -97,7 +97,8 @@ class RosProcess:
         self._fh.close()
 
     def tail(self, n: int = 60) -> str:
-        self._fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
         lines = self.log.read_text(encoding='utf-8', errors='replace').splitlines()
         return f'--- last {n} lines of {self.log} ---\n' + '\n'.join(lines[-n:])
 

@@ -3,8 +3,10 @@
 """Drives a running vssm-node for the end-to-end test (run with the ROS venv's Python).
 
 Plays a synthetic flight into the node with real rclpy, records every output, then calls
-``~/save_map`` and ``~/reset`` and plays the first frames again (stamps continuing after the
-flight) to see the node start over. Writes what it saw as JSON:
+``~/save_map`` and ``~/reset``, plays the first frames again (stamps continuing after the
+flight) to see the node start over, and sends bad input (a frame in an unsupported encoding,
+an IMU sample from the past) that the node must count and survive. Writes what it saw as
+JSON:
 
     python test/ros/drive_node.py --synthetic flight.yaml --speed 0.5 --out result.json
 """
@@ -14,9 +16,13 @@ import json
 import sys
 import time
 
+import numpy as np
+
 from vssm_ros.config import SyntheticConfig, load_config
+from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
 from vssm_ros.data.synthetic import generate_flight
+from vssm_ros.ros.node import message_types
 from vssm_ros.ros.player import (OutputRecorder, Player, Session, call_trigger, flight_messages,
                                  wait_until)
 
@@ -28,6 +34,24 @@ INPUTS = ('/camera/color/image_raw', '/camera/aligned_depth_to_color/image_raw',
 def odometry_reached(recorder, stamp_ns):
     last = recorder.last(outputs.ODOMETRY)
     return last is not None and last['stamp_ns'] >= stamp_ns
+
+
+def publish_bad_input(player, flight, stamp_ns):
+    types, cam = message_types(), 'camera_color_optical_frame'
+    h, w = flight.cfg.height, flight.cfg.width
+    rgb = M.image_msg(types, np.zeros((h, w), np.uint16), 'mono16', stamp_ns, cam)
+    rgb.encoding = 'yuv422'
+    depth = M.image_msg(types, np.ones((h, w), np.float32), '32FC1', stamp_ns, cam)
+    info = M.camera_info_msg(types, flight.K, w, h, stamp_ns, cam)
+    imu = M.imu_msg(types, stamp_ns - 500_000_000, 'camera_imu_frame', np.zeros(3), np.zeros(3))
+    for topic, msg in zip(INPUTS, (rgb, depth, info, imu)):
+        player.publisher(topic, '').publish(msg)
+
+
+def bad_input_reported(recorder):
+    diag = recorder.last(outputs.DIAGNOSTICS)
+    values = diag['status'][0]['values'] if diag else {}
+    return 'bad.frame_invalid' in values and 'bad.imu_time_backwards' in values
 
 
 def main() -> int:
@@ -91,7 +115,10 @@ def main() -> int:
         result['reached_again'] = wait_until(lambda: odometry_reached(recorder, last2),
                                              args.timeout)
         step(f'frames after reset reached: {result["reached_again"]}')
-        wait_until(lambda: False, 1.5)   # one more diagnostics period
+        # Bad input: a frame in an unsupported encoding, an IMU sample 0.5 s in the past.
+        publish_bad_input(player, flight, last2 + period)
+        result['bad_input_seen'] = wait_until(lambda: bad_input_reported(recorder), args.timeout)
+        step(f'bad input reported: {result["bad_input_seen"]}')
         result['records'] = recorder.snapshot()
     with open(args.out, 'w', encoding='utf-8') as fh:
         json.dump(result, fh)

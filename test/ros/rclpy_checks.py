@@ -25,7 +25,7 @@ from vssm_ros.data.bags import bag_msg_types, bag_typestore
 from vssm_ros.data.transforms import pose_to_matrix
 from vssm_ros.ros.live import LiveSlam
 from vssm_ros.errors import ConfigError
-from vssm_ros.ros.node import message_types, msg_class
+from vssm_ros.ros.node import VssmNode, message_types, msg_class
 from vssm_ros.ros.params import declare_config
 from vssm_ros.types import Estimate
 
@@ -201,5 +201,23 @@ def test_invalid_parameter_values_are_config_errors(override, match):
         with pytest.raises(ConfigError, match=match):
             declare_config(node)
         node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_the_node_logs_at_every_severity_and_survives_a_failing_callback():
+    # rclpy's logger refuses a call site whose severity changes: each severity has its own.
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = VssmNode(context=context)
+        try:
+            for level in ('info', 'warn', 'error', 'info', 'warn'):
+                node._log(level, f'check {level}')
+            node._guarded(lambda msg: 1 / 0)(None)   # logged, not raised
+            node.live.on_imu(None)                    # counted as invalid, not raised
+            assert node.live.counts['bad.imu_invalid'] == 1
+        finally:
+            node.destroy_node()
     finally:
         rclpy.shutdown(context=context)

@@ -313,3 +313,41 @@ def test_interpolate_pose():
                                                                  np.cos(0.125)]))
     np.testing.assert_allclose(T, expect, atol=1e-12)
     np.testing.assert_allclose(interpolate_pose(T0, T1, 1.0), T1, atol=1e-12)
+
+
+def test_diagnostics_name_a_camera_info_that_stopped(flight, messages):
+    live, sink = make_live(make_cfg(diagnostics_period_s=0.05))
+    feed(live, until_frame(messages, flight, 1))
+    assert live.diagnostics(0).status[0].level == M.DIAG_OK
+    time.sleep(0.15)
+    feed(live, [m for m in frames_between(messages, flight, 2, 3)
+                if m[0] != TOPICS.camera_info])
+    status = live.diagnostics(0).status[0]
+    assert status.level == M.DIAG_WARN
+    assert status.message == ('colour images arrive but nothing (recent) on '
+                              '/camera/color/camera_info')
+
+
+def test_while_a_newer_frame_waits_renders_are_put_off(flight, messages, monkeypatch):
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 1))
+    assert len(sink.of(outputs.PREDICTED_DEPTH)) == 1   # frame 0; 0.1 s period
+    # During each step the next frame arrives: the engine lags.
+    step = SlamEngine.step
+    upcoming = [frames_between(messages, flight, k, k) for k in range(3, 16)]
+
+    def lagging_step(self, frame):
+        if upcoming:
+            feed(live, upcoming.pop(0), process=False)
+        return step(self, frame)
+
+    monkeypatch.setattr(SlamEngine, 'step', lagging_step)
+    feed(live, frames_between(messages, flight, 2, 2), process=False)
+    while live.process_pending():
+        pass
+    done = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+    assert done == flight.frame_stamps_ns[:16].tolist()
+    # Predicted images are due every 0.1 s (2 frames) but wait while frames queue, up to
+    # 4 periods: frames 0, 8 (0.4 s after 0) and 15 (the last: nothing waits after it).
+    shown = [M.header_stamp_ns(d) for d in sink.of(outputs.PREDICTED_DEPTH)]
+    assert shown == flight.frame_stamps_ns[[0, 8, 15]].tolist()

@@ -80,6 +80,10 @@ def node_run(ros_venv, ros_tools, tmp_path_factory):
         node_rc = node.interrupt()
         assert node_rc == 0, f'vssm-node exited with {node_rc} after SIGINT\n{logs}'
         result = json.loads((tmp / 'result.json').read_text(encoding='utf-8'))
+    except BaseException:
+        for p in procs:   # shown by pytest with the failure
+            print(p.tail())
+        raise
     finally:
         for p in procs:
             p.stop()
@@ -124,18 +128,21 @@ def test_all_outputs_arrive(node_run):
     for name, encoding in (('predicted/depth', '32FC1'), ('predicted/depth_std', '32FC1'),
                            ('predicted/color', 'rgb8')):
         imgs = _records(node_run, name)
-        # Rate-limited to every 0.5 s of image stamps: 3 s of flight give 6 or 7.
-        assert 5 <= len(imgs) <= 8, (name, len(imgs))
+        # Every 0.5 s of image stamps, put off while a newer frame waits (up to 4 periods).
+        assert 2 <= len(imgs) <= 7, (name, len(imgs))
         assert all(i['stamp_ns'] in frames and i['frame_id'] == 'camera_color_optical_frame'
                    and (i['width'], i['height']) == (cfg.width, cfg.height)
                    and i['encoding'] == encoding for i in imgs)
-    # Most of the view is mapped after the first frame.
-    assert min(i['finite'] for i in _records(node_run, 'predicted/depth')) > 0.6
+    # The predictions hit the map over most of the view.
+    hits = [i['finite'] for i in _records(node_run, 'predicted/depth')]
+    assert min(hits) > 0.3 and np.median(hits) > 0.6, hits
     diag = node_run['result']['records']['/diagnostics'][-1]['status'][0]
     values = diag['values']
     assert diag['name'] == 'vssm_ros: slam' and diag['level'] in (0, 1), diag
-    assert int(values['frames_processed']) == node_run['flight'].n_frames + AGAIN
-    assert int(values['frames_dropped']) == 0 and int(values['frames_failed']) == 0
+    n = node_run['flight'].n_frames + AGAIN
+    assert int(values['frames_processed']) == n and int(values['frames_dropped']) == 0
+    # The one failed frame is the driver's bad input (see test_bad_input_...).
+    assert int(values['frames_received']) == n + 1 and int(values['frames_failed']) == 1
     assert int(values['imu_gaps']) == 0
     assert values['extrinsic.camera'].startswith('/tf_static: base_link <- camera_color_')
 
@@ -191,14 +198,31 @@ def test_save_map_and_reset(node_run):
     assert values['resets'] == '1'
 
 
-@pytest.mark.parametrize('args, expect', [
+def test_bad_input_is_counted_and_survived(node_run):
+    # The node logged a warning for each and went on (it stopped with exit code 0 on SIGINT).
+    assert node_run['result']['bad_input_seen'], node_run['logs']
+    values = node_run['result']['records']['/diagnostics'][-1]['status'][0]['values']
+    assert values['bad.frame_invalid'] == '1' and values['bad.imu_time_backwards'] == '1'
+    assert "unsupported image encoding 'yuv422'" in node_run['logs']
+
+
+INVALID = [
     (['-p', 'engine.map.resolution:=-1.0'], 'map.resolution: must be > 0'),
     (['-p', 'engine.map.resolutoin:=0.05'], 'did you mean engine.map.resolution'),
     (['-p', 'node.qos_reliability:=sometimes'], "node.qos_reliability: must be 'best_effort'"),
-])
-def test_invalid_parameters_stop_the_node_with_one_line(ros_venv, ros_env, args, expect):
-    res = subprocess.run([str(ros_venv / 'bin' / 'vssm-node'), '--ros-args', *args],
-                         env=ros_env, capture_output=True, text=True, timeout=120)
-    out = res.stdout + res.stderr
-    assert res.returncode == 2, out
-    assert expect in out and 'Traceback' not in out, out
+]
+
+
+def test_invalid_parameters_stop_the_node_with_one_line(ros_venv, ros_env):
+    procs = [subprocess.Popen([str(ros_venv / 'bin' / 'vssm-node'), '--ros-args', *args],
+                              env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for args, _ in INVALID]
+    try:
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out, (_, expect) in zip(procs, outs, INVALID):
+        assert p.returncode == 2, out
+        assert expect in out and 'Traceback' not in out, out
+        assert len([line for line in out.splitlines() if 'vssm' in line]) == 1, out

@@ -96,7 +96,7 @@ class PredictionScorer:
         if self.last_made_ns is None or frame.stamp_ns - self.last_made_ns >= self.period_ns:
             h, w = small.depth.shape
             camera = (small.K, small.T_body_cam, w, h)
-            pred = engine.predict(self.horizon_ns * 1e-9, camera=camera)
+            pred = engine.predict(horizon_s=self.horizon_ns * 1e-9, camera=camera)
             est = engine.estimate()
             static = engine.render(est.T_world_body @ small.T_body_cam, small.K, w, h)['depth']
             self.pending.append(_Pending(frame.stamp_ns, frame.stamp_ns + self.horizon_ns,
@@ -150,7 +150,7 @@ class PredictionScorer:
             h = self.horizon_ns * 1e-9
             plot_image_strip(out / 'prediction_strip.png', [
                 (f'observed depth (t+{h:g} s)', [f.depth for f, _ in picked]),
-                (f'predicted depth (at t)', [p.pred['depth'] for _, p in picked]),
+                ('predicted depth (at t)', [p.pred['depth'] for _, p in picked]),
                 ('predicted std [m]', [p.pred['depth_std'] for _, p in picked], (0.0, std_max)),
                 ('|error| [m]', err, (0.0, 2.0 * std_max)),
                 ('observed colour', [f.rgb for f, _ in picked]),

@@ -14,7 +14,8 @@ learned model are evaluated open loop on ``val``. Writes, atomically:
 Example::
 
     vssm-train-dynamics ../shared/data/blackbird_clover_5p0 --out out/dynamics
-    vssm-train-dynamics ../shared/data/blackbird_clover_5p0 --eval out/dynamics/dynamics.safetensors
+    vssm-train-dynamics ../shared/data/blackbird_clover_5p0 \
+        --eval out/dynamics/dynamics.safetensors
 """
 
 from __future__ import annotations
@@ -48,17 +49,17 @@ def sequence(flight: FlightLog, controls: str) -> StateSequence:
                                      flight.controls(controls))
 
 
-def evaluate(model: LearnedDynamics, val: StateSequence, cfg: DynamicsTrainConfig
+def evaluate(model: LearnedDynamics, val: FlightLog, cfg: DynamicsTrainConfig
              ) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Open-loop table on ``val``: the engineered f_T (with the configured IMU noise, as the
-    engine uses it) and the learned model."""
+    """Open-loop table on ``val``: 'euler', the engineered f_T on the raw IMU (with the
+    configured IMU noise, as the engine uses it), whatever the model's controls, and the learned
+    model on its controls."""
     P0 = initial_covariance(cfg)
-    euler = LearnedDynamics.engineered(cfg.euler_acc_noise, cfg.euler_gyro_noise, cfg.gravity,
-                                       controls=model.controls)
+    euler = LearnedDynamics.engineered(cfg.euler_acc_noise, cfg.euler_gyro_noise, cfg.gravity)
     kw = dict(horizons_s=cfg.eval_horizons_s, every_s=cfg.eval_every_s, P0=P0,
               samples=cfg.eval_samples, seed=cfg.seed)
-    return {'euler': open_loop_eval(euler, val, residual=False, **kw),
-            'learned': open_loop_eval(model, val, **kw)}
+    return {'euler': open_loop_eval(euler, sequence(val, 'imu'), residual=False, **kw),
+            'learned': open_loop_eval(model, sequence(val, model.controls), **kw)}
 
 
 def train(data: Path, out: Path, cfg: DynamicsTrainConfig, log=print) -> Dict[str, Any]:
@@ -75,12 +76,12 @@ def train(data: Path, out: Path, cfg: DynamicsTrainConfig, log=print) -> Dict[st
         f'({va.t[-1] - va.t[0]:.1f} s), controls {cfg.controls!r}, '
         f'{sum(p.numel() for p in model.parameters())} parameters')
     history = fit(model, train_seq, val_seq, cfg, log=log)
-    table = evaluate(model, val_seq, cfg)
+    table = evaluate(model, va, cfg)
     report = {'data': str(data), 'config': to_dict(cfg), 'fit': history,
               'evaluation': {'split': 'val', **table},
               'seconds_total': time.perf_counter() - t0}
-    save_dynamics(out / WEIGHTS_FILE, model, report={k: report[k] for k in
-                                                    ('data', 'config', 'evaluation')})
+    summary = {k: report[k] for k in ('data', 'config', 'evaluation')}
+    save_dynamics(out / WEIGHTS_FILE, model, report=summary)
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2, allow_nan=False) + '\n')
     return report
 
@@ -124,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             model, _ = load_dynamics(args.eval)
             cfg = dataclasses.replace(cfg, controls=model.controls)
             va = load_blackbird_split(data / 'val', calibrated=cfg.calibrated)
-            table = evaluate(model, sequence(va, cfg.controls), cfg)
+            table = evaluate(model, va, cfg)
         else:
             report = train(data, Path(args.out), cfg, log=log)
             table = report['evaluation']

@@ -4,7 +4,10 @@
 
 1. **Occupancy probability** per map voxel: its signed distance has the posterior
    N(sdf, (sdf_noise / sqrt(weight))²) (``VoxelMap``), so ``P(occupied) = P(sdf <= 0) =
-   Φ(-sdf / std)``; voxels never observed get ``unknown_occupancy``.
+   Φ(-sdf / std)``. The map only holds voxels near surfaces, so the free space that depth rays
+   passed through is recorded beside it (``FreeSpace``, carved with each keyframe); voxels in
+   such space are free, voxels neither near a surface nor seen through get
+   ``unknown_occupancy``.
 2. **Cost grid**: voxels are pooled into cells of about ``resolution`` metres, each cell taking
    its most occupied voxel (conservative). Cells with ``P >= occupied_threshold`` are obstacles
    (by default this includes unknown space). The Euclidean distance ``d`` of every cell to the
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,17 +39,75 @@ from vssm_ros.errors import StateError
 Tensor = torch.Tensor
 
 
-def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float) -> Tuple[Tensor, Tensor]:
-    """P(occupied) of every voxel and whether it was ever observed.
+class FreeSpace:
+    """Cells (of the cost grid) seen to be free: in front of a measured surface, in view.
+
+    The cells pool ``factor`` map voxels per axis, as ``cost_field`` does. A keyframe's depth
+    image marks every cell whose centre projects into the image in front of the measured depth
+    (by more than a truncation plus a cell: the map's surface band decides there). Projecting
+    cells (rather than marching rays) leaves no gaps between diverging rays at range.
+
+    Args:
+        vmap: the map whose voxel grid the cells pool.
+        resolution: the wanted cell size (metres; rounded to whole voxels).
+    """
+
+    def __init__(self, vmap: VoxelMap, resolution: float):
+        self.factor = max(1, int(round(resolution / vmap.resolution)))
+        self.resolution = self.factor * vmap.resolution
+        # Cell (0, 0, 0) pools voxels 0 .. f-1: its centre is (f - 1) / 2 voxels from voxel 0.
+        self.origin = vmap.origin + 0.5 * (self.factor - 1) * vmap.resolution
+        x, y, z = (-(-d // self.factor) for d in vmap.dims)
+        self.seen = torch.zeros((z, y, x), dtype=torch.bool, device=vmap.device)
+        zz, yy, xx = torch.meshgrid(*(torch.arange(n, device=vmap.device) for n in (z, y, x)),
+                                    indexing='ij')
+        idx = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3).to(vmap.dtype)
+        self._centres = self.origin + idx * self.resolution  # (Z*Y*X, 3), row-major like seen
+        self.margin = vmap.cfg.truncation + self.resolution
+
+    def reset(self) -> None:
+        self.seen.zero_()
+
+    def carve(self, depth: Tensor, K: Tensor, T_world_cam: Tensor, near: float = 0.1) -> None:
+        """Mark the cells seen free in one depth image.
+
+        Shape: depth (H, W) metres, NaN invalid; K (3, 3); T_world_cam (4, 4).
+        """
+        h, w = depth.shape
+        pc = (self._centres - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
+        z = pc[:, 2]
+        zs = torch.where(z > near, z, torch.ones_like(z))
+        u = torch.round(K[0, 0] * pc[:, 0] / zs + K[0, 2])
+        v = torch.round(K[1, 1] * pc[:, 1] / zs + K[1, 2])
+        inside = (z > near) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+        pix = (v.clamp(0, h - 1) * w + u.clamp(0, w - 1)).long()
+        d = depth.reshape(-1)[pix]
+        free = inside & torch.isfinite(d) & (z < d - self.margin)
+        self.seen.view(-1).logical_or_(free)
+
+
+def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float,
+                          free: Optional[FreeSpace] = None) -> Tuple[Tensor, Tensor]:
+    """P(occupied) of every voxel and whether it was observed (near a surface, or in free
+    space that rays passed through).
 
     Returns: ``p`` (Z, Y, X) and ``known`` (Z, Y, X) bool.
     """
     mu = vmap.sdf[0, 0]
     w = vmap.weight[0, 0]
-    known = w > 0
+    near_surface = w > 0
     std = vmap.cfg.sdf_noise / torch.sqrt(w.clamp(min=1e-12))
     p = 0.5 * torch.erfc(mu / (std * math.sqrt(2.0)))
-    return torch.where(known, p, torch.full_like(p, unknown_occupancy)), known
+    p = torch.where(near_surface, p, torch.full_like(p, unknown_occupancy))
+    if free is None:
+        return p, near_surface
+    f = free.factor
+    seen = free.seen
+    for dim in range(3):
+        seen = seen.repeat_interleave(f, dim=dim)
+    seen = seen[:p.shape[0], :p.shape[1], :p.shape[2]]
+    free_voxel = seen & ~near_surface
+    return torch.where(free_voxel, torch.zeros_like(p), p), near_surface | seen
 
 
 def distance_transform(obstacle: Tensor, resolution: float, max_distance: float) -> Tensor:
@@ -186,9 +247,11 @@ def _resample(waypoints: Tensor, step: float) -> Tensor:
     return torch.cat((pts, waypoints[-1:]))
 
 
-def cost_field(vmap: VoxelMap, cfg: CostConfig) -> CostField:
-    """The cost field of a map posterior (see the module docstring)."""
-    p, known = occupancy_probability(vmap, cfg.unknown_occupancy)
+def cost_field(vmap: VoxelMap, cfg: CostConfig, free: Optional[FreeSpace] = None
+               ) -> CostField:
+    """The cost field of a map posterior and the free space seen (see the module docstring).
+    """
+    p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free)
     f = max(1, int(round(cfg.resolution / vmap.resolution)))
     if f > 1:
         p = F.max_pool3d(p[None, None], f, stride=f, ceil_mode=True)[0, 0]

@@ -29,7 +29,7 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
-from vssm_ros.core.cost import CostField, cost_field
+from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, initial_state, propagate_constant_velocity,
                                     propagate_imu)
 from vssm_ros.core.field import VoxelMap
@@ -63,6 +63,9 @@ class SlamEngine:
             raise StateError(f'engine.device is {cfg.device!r} but CUDA is not available')
         self.dtype = torch.float64 if cfg.dtype == 'float64' else torch.float32
         self.map = VoxelMap(cfg.map, self.device, self.dtype)
+        # Free space seen through by keyframe rays, for the collision cost (the map itself
+        # only holds voxels near surfaces).
+        self.free_space = FreeSpace(self.map, cfg.cost.resolution)
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._gen = torch.Generator(device=self.device)
         self.dynamics = None
@@ -75,6 +78,7 @@ class SlamEngine:
     def reset(self) -> None:
         """Forget the map, the trajectory and buffered IMU samples."""
         self.map.reset()
+        self.free_space.reset()
         self._gen.manual_seed(self.cfg.inference.seed)
         self.state: Optional[GaussianState] = None
         self.last_stamp_ns: Optional[int] = None
@@ -201,6 +205,7 @@ class SlamEngine:
         t0 = time.perf_counter()
         if first or self._is_keyframe(post):
             T_world_cam = post.T @ T_body_cam
+            self.free_space.carve(depth, K, T_world_cam, self.cfg.render.near)
             self.map.fuse(depth, rgb, K, T_world_cam, depth_sigma(depth, self.cfg.sensor),
                           pose_var=self._world_var(post))
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
@@ -320,9 +325,9 @@ class SlamEngine:
     # ------------------------------------------------------------------ prediction, cost
 
     @torch.no_grad()
-    def predict(self, horizon_s: float, controls: Optional[np.ndarray] = None,
-                control_dt: Optional[float] = None, n_samples: Optional[int] = None,
-                times: Optional[Sequence[float]] = None, render: bool = True,
+    def predict(self, controls: Optional[np.ndarray] = None, horizon_s: Optional[float] = None,
+                n_samples: Optional[int] = None, times: Optional[Sequence[float]] = None,
+                control_dt: Optional[float] = None, render: bool = True,
                 camera: Optional[Tuple[np.ndarray, np.ndarray, int, int]] = None
                 ) -> Dict[str, Any]:
         """Where the drone goes and what it will see: the transition rolled out from the
@@ -336,13 +341,14 @@ class SlamEngine:
         without any IMU the constant-velocity model predicts.
 
         Args:
-            horizon_s: how far ahead (seconds).
             controls: future ``(acc, gyro)`` IMU samples, body frame, one per ``control_dt``;
-                fewer than the horizon needs: the last is held. Shape: (N, 6).
-            control_dt: their spacing (seconds; default ``predict.control_dt``).
+                fewer than the horizon needs: the last is held. None: hold the most recent
+                IMU sample. Shape: (N, 6).
+            horizon_s: how far ahead (seconds; default ``predict.horizon_s``).
             n_samples: trajectory samples (default ``predict.samples``).
             times: future times (seconds after the last frame) to render (default: the
                 horizon).
+            control_dt: spacing of the controls (seconds; default ``predict.control_dt``).
             render: render images at ``times``.
             camera: ``(K (3, 3), T_body_cam (4, 4), width, height)``; default: the last
                 frame's.
@@ -358,9 +364,10 @@ class SlamEngine:
         """
         if self.state is None:
             raise StateError('predict: no frame processed yet')
+        pc, mc = self.cfg.predict, self.cfg.motion
+        horizon_s = pc.horizon_s if horizon_s is None else float(horizon_s)
         if not horizon_s > 0:
             raise StateError(f'predict: horizon_s must be > 0, got {horizon_s}')
-        pc, mc = self.cfg.predict, self.cfg.motion
         dt = float(control_dt or pc.control_dt)
         n = max(1, int(math.ceil(horizon_s / dt - 1e-9)))
         S = int(n_samples or pc.samples)
@@ -413,13 +420,14 @@ class SlamEngine:
     @torch.no_grad()
     def cost_field(self) -> CostField:
         """The collision cost-to-go of the current map posterior (``engine.cost``)."""
-        return cost_field(self.map, self.cfg.cost)
+        return cost_field(self.map, self.cfg.cost, self.free_space)
 
     # ------------------------------------------------------------------ state I/O
 
     def state_dict(self) -> Dict:
         """Everything needed to resume: tensors (by name) and JSON-able metadata."""
         tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
+        tensors['cost.free_space'] = self.free_space.seen.detach().cpu()
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
                 'last_stamp_ns': self.last_stamp_ns,
                 'map_dims': list(self.map.dims), 'resolution': self.map.resolution}
@@ -444,6 +452,10 @@ class SlamEngine:
                              f'{list(self.map.dims)}: load it with the config it was made with')
         self.reset()
         self.map.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('map.')})
+        if 'cost.free_space' in tensors:   # absent in states saved before the cost field
+            seen = tensors['cost.free_space'].to(self.device, torch.bool)
+            if seen.shape == self.free_space.seen.shape:
+                self.free_space.seen.copy_(seen)
         if 'state.R' in tensors:
             self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
                                          for k in ('R', 'p', 'v', 'cov', 'omega')))

@@ -23,7 +23,7 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core.learned_dynamics import LearnedDynamics
 from vssm_ros.data.atomic import atomic_write_bytes
-from vssm_ros.data.export import _safetensors_header
+from vssm_ros.data.export import read_container
 from vssm_ros.errors import ConfigError, StateError
 
 PathLike = Union[str, os.PathLike]
@@ -61,27 +61,14 @@ def load_dynamics(path: PathLike) -> Tuple[LearnedDynamics, Dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise StateError(f'dynamics weights not found: {path}') from err
-    except OSError as err:
-        raise StateError(f'cannot read dynamics weights {path}: {err}') from err
-    meta = _safetensors_header(data, path).get('__metadata__') or {}
-    if meta.get('format') != WEIGHTS_FORMAT:
-        raise StateError(f'{path} is not a vssm_ros dynamics weights file (format '
-                         f'{meta.get("format")!r}, expected {WEIGHTS_FORMAT!r}; written by '
-                         'vssm-train-dynamics)')
-    if meta.get('format_version') != str(WEIGHTS_VERSION):
-        raise StateError(f'dynamics weights {path} have container version '
-                         f'{meta.get("format_version")!r}; this build reads {WEIGHTS_VERSION}')
+    data, meta = read_container(path, WEIGHTS_FORMAT, WEIGHTS_VERSION,
+                                'dynamics weights file')
     try:
         model_meta = json.loads(meta['meta'])
         report = json.loads(meta.get('report', '{}'))
         tensors = load(data)
     except (KeyError, json.JSONDecodeError, SafetensorError, ValueError, RuntimeError) as err:
-        raise StateError(f'dynamics weights {path} are corrupt: {err}') from err
+        raise StateError(f'dynamics weights file {path} is corrupt: {err}') from err
     model = LearnedDynamics.from_state(tensors, model_meta)
     return model.eval(), report
 

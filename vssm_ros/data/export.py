@@ -46,7 +46,7 @@ _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short':
 _PLY_MAX_HEADER = 64 * 1024
 
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'write_ply', 'read_ply',
-           'save_checkpoint', 'load_checkpoint']
+           'save_checkpoint', 'load_checkpoint', 'read_container']
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,22 +182,50 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
     atomic_write_bytes(path, save(tensors, metadata=header))
 
 
-def _safetensors_header(data: bytes, path: Path) -> Dict[str, Any]:
+def _safetensors_header(data: bytes, path: Path, what: str = 'checkpoint') -> Dict[str, Any]:
     """The JSON header of a safetensors file (8-byte little-endian length, then JSON)."""
     if len(data) < 8:
-        raise StateError(f'{path} is not a vssm_ros checkpoint: only {len(data)} bytes')
+        raise StateError(f'{path} is not a vssm_ros {what}: only {len(data)} bytes')
     (n,) = struct.unpack('<Q', data[:8])
     if n > len(data) - 8:
-        raise StateError(f'{path} is not a vssm_ros checkpoint (or is truncated): header length '
+        raise StateError(f'{path} is not a vssm_ros {what} (or is truncated): header length '
                          f'{n} exceeds the file size {len(data)}')
     try:
         header = json.loads(data[8:8 + n].decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StateError(f'{path} is not a vssm_ros checkpoint: unreadable safetensors header '
+        raise StateError(f'{path} is not a vssm_ros {what}: unreadable safetensors header '
                          f'({err})') from err
     if not isinstance(header, dict):
-        raise StateError(f'{path} is not a vssm_ros checkpoint: header is not a mapping')
+        raise StateError(f'{path} is not a vssm_ros {what}: header is not a mapping')
     return header
+
+
+def read_container(path: PathLike, fmt: str, version: int, what: str
+                   ) -> Tuple[bytes, Dict[str, str]]:
+    """The bytes and the metadata header of a vssm_ros safetensors file.
+
+    Args:
+        fmt, version: the ``format`` and ``format_version`` the header must carry.
+        what: what the file is, for the error messages (e.g. 'checkpoint').
+
+    Raises:
+        StateError: a missing or unreadable file, or one of another format or version.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise StateError(f'{what} not found: {path}') from err
+    except OSError as err:
+        raise StateError(f'cannot read {what} {path}: {err}') from err
+    meta = _safetensors_header(data, path, what).get('__metadata__') or {}
+    if meta.get('format') != fmt:
+        raise StateError(f'{path} is not a vssm_ros {what} (safetensors metadata has format '
+                         f'{meta.get("format")!r}, expected {fmt!r})')
+    if meta.get('format_version') != str(version):
+        raise StateError(f'{what} {path} has container version {meta.get("format_version")!r}; '
+                         f'this build reads {version}')
+    return data, meta
 
 
 def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -214,21 +242,7 @@ def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise StateError(f'checkpoint not found: {path}') from err
-    except OSError as err:
-        raise StateError(f'cannot read checkpoint {path}: {err}') from err
-    meta = _safetensors_header(data, path).get('__metadata__') or {}
-    if meta.get('format') != CHECKPOINT_FORMAT:
-        raise StateError(f'{path} is not a vssm_ros checkpoint (safetensors metadata has format '
-                         f'{meta.get("format")!r}, expected {CHECKPOINT_FORMAT!r})')
-    if meta.get('format_version') != str(CHECKPOINT_VERSION):
-        raise StateError(f'checkpoint {path} has container version '
-                         f'{meta.get("format_version")!r}; this build reads '
-                         f'{CHECKPOINT_VERSION}')
+    data, meta = read_container(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, 'checkpoint')
     try:
         state_meta = json.loads(meta['meta'])
         config = json.loads(meta['config'])

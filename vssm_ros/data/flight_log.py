@@ -26,6 +26,8 @@ from typing import Union
 
 import numpy as np
 
+from vssm_ros.data.atomic import atomic_open
+from vssm_ros.data.transforms import matrix_to_quat
 from vssm_ros.errors import SourceError
 
 PathLike = Union[str, os.PathLike]
@@ -146,3 +148,40 @@ def _read_hdf5(path: Path, keys) -> dict:
             return {k: np.asarray(fh[k][()], dtype=np.float64) for k in keys}
     except OSError as err:
         raise SourceError(f'{path}: not a readable HDF5 file ({err})') from err
+
+
+def write_blackbird_split(path: PathLike, flight: FlightLog) -> None:
+    """Write a flight in the layout ``load_blackbird_split`` reads (raw and calibrated IMU
+    equal), e.g. to train or test on synthetic flights. Needs h5py."""
+    try:
+        import h5py
+    except ImportError as err:
+        raise SourceError('writing data.hdf5 needs h5py: pip install h5py') from err
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    gt = np.concatenate((flight.t[:, None], flight.p, flight.q, flight.v), axis=1)
+    with atomic_open(path / GROUND_TRUTH_FILE, 'w', encoding='utf-8') as fh:
+        fh.write('# ts x y z qx qy qz qw vx vy vz\n')
+        np.savetxt(fh, gt, fmt='%.12f')
+    # h5py writes through its own file handle: write beside, then rename (atomic).
+    tmp = path / f'.{HDF5_FILE}.tmp'
+    with h5py.File(tmp, 'w') as fh:
+        fh['ts'] = flight.t
+        for key, value in (('accel', flight.acc), ('gyro', flight.gyro)):
+            fh[f'{key}_raw'] = value
+            fh[f'{key}_calib'] = value
+        fh['thrust'] = flight.thrust
+    os.replace(tmp, path / HDF5_FILE)
+
+
+def synthetic_flight_log(flight) -> FlightLog:
+    """A ``vssm_ros.data.synthetic.SyntheticFlight`` at its IMU stamps as a FlightLog (body
+    frame = IMU frame). Its collective thrust is the body-z specific force (no drag)."""
+    gt = flight.gt_imu
+    acc = flight.imu.acc
+    thrust = np.zeros_like(acc)
+    thrust[:, 2] = flight.imu.acc_true[:, 2]
+    return FlightLog(t=gt.stamps_ns * 1e-9, p=gt.T_world_body[:, :3, 3].copy(),
+                     q=matrix_to_quat(gt.T_world_body[:, :3, :3]), v=gt.v_world.copy(),
+                     acc=acc.copy(), gyro=flight.imu.gyro.copy(), thrust=thrust,
+                     name='synthetic')

@@ -69,8 +69,8 @@ def plot_cost_slice(path_png: PathLike, grid: np.ndarray, origin_xy: Sequence[fl
     extent = (origin_xy[0], origin_xy[0] + nx * resolution,
               origin_xy[1], origin_xy[1] + ny * resolution)
     img = np.ma.masked_less(grid.astype(np.float64), 0)
-    cmap = ListedColormap(colormaps['magma_r'](np.linspace(0.0, 0.9, 101)))
-    cmap.set_bad((0.55, 0.6, 0.7))
+    cmap = ListedColormap(colormaps['magma_r'](np.linspace(0.0, 0.9, 101))).with_extremes(
+        bad=(0.55, 0.6, 0.7))
     fig = Figure(figsize=(6.4, 6.4 * ny / max(nx, 1) + 0.8))
     ax = fig.subplots()
     im = ax.imshow(img, origin='lower', extent=extent, cmap=cmap, vmin=0, vmax=100,

@@ -60,6 +60,9 @@ ODOM_BUFFER = 2000
 ODOM_MAX_GAP_S = 0.1
 """map -> odom needs two external odometry samples at most this far apart (seconds) around a
 frame's stamp, or one within ``sync.slop_s`` of it."""
+OUTPUT_DEFER = 4
+"""While the engine lags, rate-limited outputs wait for an idle moment, at most this many
+periods."""
 LOG_THROTTLE_S = 5.0
 """The same kind of warning is logged at most once per this many seconds."""
 LATENCY_WINDOW = 200
@@ -157,8 +160,8 @@ class LiveSlam:
         self.engine: Optional[SlamEngine] = None
         self.camera_frame = ''
         self.last_estimate: Optional[Estimate] = None
-        self.last_step_s: Optional[float] = None
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.steps_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         o = cfg.outputs
         self.path = outputs.PathAccumulator(types, cfg.frames.map_frame, o.path_max_poses)
         self._map_due = outputs.StampRateLimiter(o.map_cloud_period_s)
@@ -222,6 +225,7 @@ class LiveSlam:
             return
         with self._cond:
             self._count('imu_received')
+            self._last_rx['imu'] = time.monotonic()
             if not np.isfinite(sample.acc.sum() + sample.gyro.sum()):
                 self._bad('imu_non_finite', f'{self.topics["imu"]}: non-finite IMU sample at '
                           f'{stamp} ns dropped')
@@ -339,14 +343,15 @@ class LiveSlam:
             'frames_received': c['frames_received'], 'frames_processed': c['frames_processed'],
             'frames_dropped': c['frames_dropped'], 'frames_failed': c['frames_failed'],
             'unpaired_camera_messages': unpaired,
-            'imu_received': c['imu_received'],
+            'imu_received': c['imu_received'], 'imu_overflow': c['imu_overflow'],
             'imu_gaps': self.engine.n_imu_gaps if self.engine is not None else 0,
-            'resets': c['resets'],
+            'resets': c['resets'], 'time_jumps': c['time_jumps'],
         }
         bad = {k: v for k, v in c.items() if k.startswith('bad.')}
         values.update(sorted(bad.items()))
-        if self.last_step_s is not None:
-            values['step_ms'] = 1e3 * self.last_step_s
+        if self.steps_s:
+            values['step_ms'] = 1e3 * self.steps_s[-1]
+            values['step_p50_ms'] = 1e3 * float(np.median(self.steps_s))
         if self.latencies_s:
             lat = np.array(self.latencies_s)
             values['latency_p50_ms'] = 1e3 * float(np.percentile(lat, 50))
@@ -356,12 +361,19 @@ class LiveSlam:
             values['position_std_m'] = float(np.sqrt(max(np.trace(est.cov[:3, :3]), 0.0)))
         values.update({f'extrinsic.{k}': v for k, v in self.extrinsics.items()})
         level, text = M.DIAG_OK, 'tracking'
+        now = time.monotonic()
         missing = [self.topics[r] for r in self.roles if r not in last_rx]
+        # Inputs silent for two periods while the colour images come: why nothing is paired.
+        stale = [self.topics[r] for r in self.roles if r in last_rx and 'rgb' in last_rx
+                 and last_rx['rgb'] - last_rx[r] > 2 * self.cfg.node.diagnostics_period_s]
         if c['frames_processed'] == 0:
             level = M.DIAG_WARN
             text = ('waiting for /tf_static extrinsics' if waiting else
                     f'no frame yet; nothing received on {", ".join(missing)}' if missing else
                     'no frame processed yet')
+        elif (stale or missing) and now - last_rx.get('rgb', -np.inf) < 1.0:
+            level = M.DIAG_WARN
+            text = f'colour images arrive but nothing (recent) on {", ".join(missing + stale)}'
         elif new['frames_dropped']:
             level, text = M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped '
                                         '(newest frame wins)')
@@ -424,12 +436,12 @@ class LiveSlam:
                 self.engine.add_imu(sample)
             t0 = time.perf_counter()
             est = self.engine.step(frame)
-            self.last_step_s = time.perf_counter() - t0
+            self.steps_s.append(time.perf_counter() - t0)
             self._publish_pose(est)
             self.latencies_s.append((self.clock_ns() - stamp) * 1e-9)
             self._count('frames_processed')
             self.last_estimate = est
-            if self._predicted_due.due(stamp):
+            if self._output_due(self._predicted_due, stamp):
                 h, w = frame.depth.shape
                 K, pw, ph, _ = outputs.prediction_camera(frame.K, w, h,
                                                          self.cfg.outputs.predicted_max_width)
@@ -437,10 +449,22 @@ class LiveSlam:
                 for name, msg in outputs.predicted_image_msgs(self.types, render, stamp,
                                                               self.camera_frame).items():
                     self.publish(name, msg)
-            if self._map_due.due(stamp):
+            if self._output_due(self._map_due, stamp):
                 pts = self.engine.map_points()
                 self.publish(outputs.MAP_CLOUD, outputs.map_cloud_msg(
                     self.types, pts, stamp, self.cfg.frames.map_frame))
+
+    def _output_due(self, limiter: outputs.StampRateLimiter, stamp: int) -> bool:
+        """Whether a rate-limited output (a full render, the map cloud) is due. While a newer
+        frame waits, tracking comes first: the output is put off to a later frame, for at most
+        ``OUTPUT_DEFER`` periods."""
+        with self._cond:
+            waiting = self._mailbox is not None
+        last = limiter.last_ns
+        if (waiting and last is not None and limiter.period_ns > 0
+                and 0 <= stamp - last < OUTPUT_DEFER * limiter.period_ns):
+            return False
+        return limiter.due(stamp)
 
     def _publish_pose(self, est: Estimate) -> None:
         t, frames = self.types, self.cfg.frames
@@ -549,9 +573,12 @@ class LiveSlam:
     # ------------------------------------------------------------------ IMU
 
     def _wait_for_imu(self, stamp: int) -> None:
-        """Wait (at most ``node.imu_wait_s``) until IMU samples up to ``stamp`` arrived."""
+        """Wait (at most ``node.imu_wait_s``) until IMU samples up to ``stamp`` arrived; not
+        when the IMU has been silent for a second (it stopped, or there is none)."""
         deadline = time.monotonic() + self.cfg.node.imu_wait_s
         with self._cond:
+            if time.monotonic() - self._last_rx.get('imu', -np.inf) > 1.0:
+                return
             while (self._imu_last is not None and self._imu_last < stamp and not self._stop
                    and time.monotonic() < deadline):
                 self._cond.wait(max(deadline - time.monotonic(), 0.0))

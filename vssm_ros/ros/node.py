@@ -28,12 +28,15 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
 
 from vssm_ros.data import outputs
 from vssm_ros.data.messages import MsgTypes
@@ -106,10 +109,6 @@ class VssmNode(Node):
         return pubs
 
     def _make_subscriptions(self) -> List[Any]:
-        from geometry_msgs.msg import PoseStamped
-        from sensor_msgs.msg import CameraInfo, Image, Imu
-        from tf2_msgs.msg import TFMessage
-
         n = self.cfg.node
         reliability = (ReliabilityPolicy.BEST_EFFORT if n.qos_reliability == 'best_effort'
                        else ReliabilityPolicy.RELIABLE)
@@ -118,35 +117,51 @@ class VssmNode(Node):
             return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                               reliability=reliability, durability=DurabilityPolicy.VOLATILE)
 
-        group = ReentrantCallbackGroup()   # LiveSlam's intake is thread-safe
+        def subscribe(cls: Any, topic: str, callback: Any, qos: QoSProfile) -> Any:
+            # One mutually exclusive group per subscription: each topic's messages are handled
+            # one at a time, in order, while different topics run in parallel (LiveSlam's
+            # intake is thread-safe).
+            return self.create_subscription(cls, topic, self._guarded(callback), qos,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
+
         t = self.live.topics
-        subs = []
-        for role, cls in (('rgb', Image), ('depth', Image), ('camera_info', CameraInfo)):
-            if t[role]:
-                subs.append(self.create_subscription(
-                    cls, t[role], lambda msg, r=role: self.live.on_camera(r, msg),
-                    sensor(n.qos_depth), callback_group=group))
-        subs.append(self.create_subscription(Imu, t['imu'], self.live.on_imu,
-                                             sensor(n.imu_qos_depth), callback_group=group))
-        subs.append(self.create_subscription(
-            TFMessage, t['tf_static'], self.live.on_tf_static,
-            QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                       reliability=ReliabilityPolicy.RELIABLE), callback_group=group))
+        subs = [subscribe(cls, t[role], lambda msg, r=role: self.live.on_camera(r, msg),
+                          sensor(n.qos_depth))
+                for role, cls in (('rgb', Image), ('depth', Image), ('camera_info', CameraInfo))
+                if t[role]]
+        subs.append(subscribe(Imu, t['imu'], self.live.on_imu, sensor(n.imu_qos_depth)))
+        subs.append(subscribe(TFMessage, t['tf_static'], self.live.on_tf_static,
+                              QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                         reliability=ReliabilityPolicy.RELIABLE)))
         if not self.cfg.frames.standalone:   # map -> odom needs the external odom -> body
-            subs.append(self.create_subscription(TFMessage, '/tf', self.live.on_tf,
-                                                 QoSProfile(depth=100), callback_group=group))
+            subs.append(subscribe(TFMessage, '/tf', self.live.on_tf, QoSProfile(depth=100)))
         if t['ground_truth']:
-            subs.append(self.create_subscription(PoseStamped, t['ground_truth'],
-                                                 self.live.on_ground_truth,
-                                                 sensor(n.qos_depth), callback_group=group))
+            subs.append(subscribe(PoseStamped, t['ground_truth'], self.live.on_ground_truth,
+                                  sensor(n.qos_depth)))
         return subs
+
+    def _guarded(self, callback: Any) -> Any:
+        """``callback``, with any exception logged instead of stopping the executor."""
+        def run(msg: Any) -> None:
+            try:
+                callback(msg)
+            except Exception as err:   # a bug in one message must not stop the node
+                self.get_logger().error(f'input callback failed: {type(err).__name__}: {err}',
+                                        throttle_duration_sec=5.0)
+        return run
 
     def _publish(self, name: str, msg: Any) -> None:
         self._pubs[name].publish(msg)
 
     def _log(self, level: str, text: str) -> None:
+        # One call site per severity: rclpy's logger refuses a call site whose severity changes.
         logger = self.get_logger()
-        {'info': logger.info, 'warn': logger.warning, 'error': logger.error}[level](text)
+        if level == 'info':
+            logger.info(text)
+        elif level == 'warn':
+            logger.warning(text)
+        else:
+            logger.error(text)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
