@@ -120,6 +120,8 @@ def main(argv=None) -> int:
         'latency_ms': _percentiles(lat),
         'latency_ms_after_first': _percentiles(lat[1:]),
         'step_p50_ms': float(diag.get('step_p50_ms', 'nan')),
+        'frame_p50_ms': float(diag.get('frame_p50_ms', 'nan')),
+        'frame_mean_ms': float(diag.get('frame_mean_ms', 'nan')),
         'loadavg_before': load0, 'loadavg_after': os.getloadavg(), 'cpus': os.cpu_count(),
     }
     rows = [('flight', f'{result["flight"]["duration_s"]:g} s, {result["flight"]["size"]} @ '
@@ -131,7 +133,9 @@ def main(argv=None) -> int:
             ('frames dropped (newest wins)', str(result['frames_dropped'])),
             ('IMU samples received', str(result['imu_received'])),
             ('engine step in the node', f'p50 {result["step_p50_ms"]:.0f} ms (SlamEngine.step '
-                                        'only)')]
+                                        'only)'),
+            ('worker time per frame', f'p50 {result["frame_p50_ms"]:.0f} ms, mean '
+                                      f'{result["frame_mean_ms"]:.0f} ms (with the outputs)')]
     for key, label in (('latency_ms', 'latency stamp -> odometry'),
                        ('latency_ms_after_first', '  without the first frame')):
         q = result[key]

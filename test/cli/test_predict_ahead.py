@@ -62,6 +62,9 @@ def test_predictions_are_scored_and_written(predicted):
     assert 0 < m['median_abs_err_m'] < 0.5
     assert 0.5 < m['within_2sigma'] <= 1.0 and 0.2 < m['valid_fraction'] <= 1.0
     assert m['static_median_abs_err_m'] > 0
+    cost = json.loads((predicted['out'] / 'metrics.json').read_text())['cost']
+    assert 0 <= cost['path_collision_probability'] <= 1 and 0 <= cost['path_cost_max'] <= 1
+    assert 0 < cost['known_fraction'] < 1 and cost['resolution_m'] == pytest.approx(0.1)
     assert 'prediction' in predicted['stdout'] and '2σ' in predicted['stdout']
 
 

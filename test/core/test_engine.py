@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """SlamEngine: stepping, stamp order, outputs, IMU handling and its gap fallback, reset."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,21 @@ def test_reported_covariance_includes_map_anchor(flight):
     other = _engine(flight)
     other.load_state_dict(eng.state_dict())
     np.testing.assert_allclose(other.estimate().cov, est.cov, rtol=1e-6)
+
+
+@pytest.mark.parametrize('tilt', [[0.3, -0.2, 0.1], [0.0, 0.0, 0.0], [np.pi, 0.0, 0.0]])
+def test_init_pose_gravity_aligns_the_accelerometer_with_up(flight, tilt):
+    from scipy.spatial.transform import Rotation
+
+    R_world_body = Rotation.from_rotvec(tilt).as_matrix()
+    acc = R_world_body.T @ G  # at rest the accelerometer reads gravity's reaction, body frame
+    f0 = flight.frame(0, noise=False)
+    eng = SlamEngine(dataclasses.replace(CFG, init_pose='gravity'))
+    for k in range(5):
+        eng.add_imu(ImuSample(stamp_ns=f0.stamp_ns - (5 - k) * 1_000_000, acc=acc,
+                              gyro=np.zeros(3)))
+    R = eng.step(f0).T_world_body[:3, :3]
+    np.testing.assert_allclose(R @ acc / np.linalg.norm(acc), [0, 0, 1], atol=1e-6)
+    # Without IMU, or with an explicit first pose, the first body frame stays as given.
+    assert np.allclose(SlamEngine(dataclasses.replace(CFG, init_pose='gravity'))
+                       .step(f0).T_world_body, np.eye(4))

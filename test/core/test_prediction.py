@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vssm_ros.config import (EngineConfig, InferenceConfig, MapConfig, PredictionConfig,
-                             SyntheticConfig)
+from vssm_ros.config import (CostConfig, EngineConfig, InferenceConfig, MapConfig,
+                             PredictionConfig, SyntheticConfig)
 from vssm_ros.core.cost import CostField
 from vssm_ros.core.dynamics import initial_state
 from vssm_ros.core.engine import SlamEngine
@@ -25,7 +25,7 @@ CFG = EngineConfig(dtype='float64',
                    map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size),
                                  resolution=0.1, truncation=0.3),
-                   predict=PredictionConfig(samples=8))
+                   predict=PredictionConfig(samples=8), cost=CostConfig(max_distance=1.0))
 FAST = dataclasses.replace(CFG, dtype='float32',
                            inference=InferenceConfig(rays=256, track_iters=4))
 G = np.array([0.0, 0.0, 9.81])

@@ -10,6 +10,9 @@ the prediction is scored on it (``vssm_ros.eval.prediction``): median absolute d
 the fraction of pixels inside ±2σ. For scale, the same frame is also compared with the image
 rendered from where the drone was when it predicted ("static": no motion predicted).
 
+At the end, the collision cost field of the final map is evaluated along the flown path and
+sliced at its median height.
+
 Images are rendered at most ``max_width`` pixels wide (every s-th pixel of larger frames): each
 prediction renders one image per trajectory sample.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vssm_ros.core.engine import SlamEngine
@@ -88,6 +92,8 @@ class PredictionScorer:
         self._z: List[np.ndarray] = []
         self._static: List[np.ndarray] = []
         self._pixels = 0
+        self._slice: Optional[Dict[str, Any]] = None
+        self._path_xy = np.zeros((0, 2))
 
     def on_frame(self, engine: SlamEngine, frame: Frame) -> None:
         """Call after ``engine.step(frame)`` succeeded: scores due predictions, maybe predicts."""
@@ -135,9 +141,25 @@ class PredictionScorer:
                 'static_median_abs_err_m': float(np.median(static)) if static.size else None,
                 'per_prediction': self.scored}
 
-    def write_images(self, out: Path, engine: SlamEngine, path_xyz: np.ndarray) -> None:
-        """prediction_strip.png, the last scored prediction's depth / std / colour PNGs and
-        cost_slice.png (at the median height of ``path_xyz``, the path drawn on it)."""
+    def cost(self, engine: SlamEngine, path_xyz: np.ndarray) -> Dict[str, Any]:
+        """The collision cost of the final map along the flown path (``path_xyz`` (N, 3), map
+        frame): its collision probability and largest cost, and the slice at its median height
+        (kept for ``write_images``)."""
+        field = engine.cost_field()
+        height = float(np.median(path_xyz[:, 2])) if len(path_xyz) else 0.0
+        self._slice = field.slice(height)
+        self._path_xy = path_xyz[:, :2]
+        path = torch.as_tensor(path_xyz, dtype=field.cost.dtype, device=field.cost.device)
+        known = field.known.float().mean()
+        return {'slice_height_m': self._slice['height'], 'resolution_m': field.resolution,
+                'known_fraction': float(known),
+                'path_collision_probability': float(field.collision_probability(path))
+                if len(path_xyz) else None,
+                'path_cost_max': float(field.cost_at(path).max()) if len(path_xyz) else None}
+
+    def write_images(self, out: Path) -> None:
+        """prediction_strip.png, the last scored prediction's depth / std / colour PNGs and,
+        after ``cost``, cost_slice.png (the flown path drawn on it)."""
         if self.previews:
             idx = np.unique(np.round(np.linspace(0, len(self.previews) - 1,
                                                  min(STRIP_PREDICTIONS, len(self.previews))))
@@ -164,11 +186,10 @@ class PredictionScorer:
             _write_png(out / 'predicted_depth_std.png',
                        colorize_depth(s, 0.0, s_hi, mask_nonpositive=False))
             _write_png(out / 'predicted_color.png', last.pred['color'])
-        field = engine.cost_field()
-        height = float(np.median(path_xyz[:, 2])) if len(path_xyz) else 0.0
-        sl = field.slice(height)
-        plot_cost_slice(out / 'cost_slice.png', sl['data'], sl['origin_xy'], sl['resolution'],
-                        sl['height'], path_xy=path_xyz[:, :2])
+        sl = self._slice
+        if sl is not None:
+            plot_cost_slice(out / 'cost_slice.png', sl['data'], sl['origin_xy'],
+                            sl['resolution'], sl['height'], path_xy=self._path_xy)
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:

@@ -17,9 +17,10 @@ the input images, viewable in RViz or Foxglove (see ``vssm_ros.cli.out_bag``).
 
 With ``--predict-horizon S`` it also predicts, every ``engine.predict.period_s``, the depth and
 colour S seconds ahead, scores each prediction on the frame that arrives then (``prediction`` in
-metrics.json) and writes ``prediction_strip.png``, ``predicted_depth.png``,
-``predicted_depth_std.png``, ``predicted_color.png`` and the collision cost slice
-``cost_slice.png`` (see ``vssm_ros.cli.predict_ahead``).
+metrics.json), reports the collision cost of the final map along the flown path (``cost``) and
+writes ``prediction_strip.png``, ``predicted_depth.png``, ``predicted_depth_std.png``,
+``predicted_color.png`` and the collision cost slice ``cost_slice.png`` (see
+``vssm_ros.cli.predict_ahead``).
 
 Example::
 
@@ -380,8 +381,9 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
 
     if scorer is not None:
         metrics['prediction'] = scorer.metrics()
+        metrics['cost'] = scorer.cost(engine, T_est[:, :3, 3])
         if plots:
-            scorer.write_images(out, engine, T_est[:, :3, 3])
+            scorer.write_images(out)
     metrics['memory'] = {'peak_rss_mb': peak_rss_mb(), 'peak_gpu_mb': _peak_gpu_mb(device)}
     metrics['out_dir'] = str(out)
     metrics = jsonable(metrics)

@@ -42,6 +42,8 @@ from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
 STATE_VERSION = 2
+GRAVITY_SAMPLES = 50
+"""IMU samples averaged for the initial gravity direction (engine.init_pose 'gravity')."""
 
 
 class SlamEngine:
@@ -67,6 +69,7 @@ class SlamEngine:
         # only holds voxels near surfaces).
         self.free_space = FreeSpace(self.map, cfg.cost.resolution)
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
+        self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
         self.dynamics = None
         if dynamics is not None:   # inference only: no autograd graph through the transition
@@ -164,7 +167,8 @@ class SlamEngine:
         t0 = time.perf_counter()
         dt = 0.0 if self.last_stamp_ns is None else (frame.stamp_ns - self.last_stamp_ns) * 1e-9
         if self.state is None:
-            self.state = initial_state(self._t(self.T_world_body0))
+            T0 = self._gravity_aligned() if self._align_gravity else self.T_world_body0
+            self.state = initial_state(self._t(T0))
             prior = self.state
             first = True
         else:
@@ -223,6 +227,27 @@ class SlamEngine:
         self.n_frames += 1
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
+
+    def _gravity_aligned(self) -> np.ndarray:
+        """``T_world_body0`` turned by the smallest rotation that takes the mean specific force
+        of the latest queued IMU samples to world +z (at rest it points up); unchanged without
+        IMU. Shape: (4, 4)."""
+        samples = list(self._imu)[-GRAVITY_SAMPLES:] or (
+            [self._last_imu] if self._last_imu is not None else [])
+        T = self.T_world_body0.copy()
+        if not samples:
+            return T
+        a = np.mean([s.acc for s in samples], axis=0)
+        norm = float(np.linalg.norm(a))
+        if not np.isfinite(norm) or norm < 1e-6:
+            return T
+        axis = np.cross(a / norm, [0.0, 0.0, 1.0])
+        angle = math.atan2(float(np.linalg.norm(axis)), float(a[2] / norm))
+        if np.linalg.norm(axis) < 1e-9:  # already up, or upside down (turn about x)
+            axis = np.array([1.0, 0.0, 0.0])
+        rotvec = torch.as_tensor(axis / np.linalg.norm(axis) * angle, dtype=torch.float64)
+        T[:3, :3] = lie.so3_exp(rotvec).numpy() @ T[:3, :3]
+        return T
 
     def _anchor_of(self, rays, res: Dict, T_world_cam: torch.Tensor) -> torch.Tensor:
         """Pose variance (position, rotation) of the map where the used rays hit it: the
