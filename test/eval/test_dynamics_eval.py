@@ -43,6 +43,7 @@ def test_exact_imu_gives_exact_rollouts_and_noise_sets_calibration():
 def test_shipped_weights_beat_euler_on_the_real_val_flight(blackbird_dir):
     """The issue's bar, on the val split (not used for fitting): learned <= 0.7 x Euler at 1 s,
     95% coverage at 1 s in [0.80, 0.99]."""
+    pytest.importorskip('h5py')
     model, report = load_dynamics(resolve_weights('blackbird_clover_imu'))
     model = model.to(torch.float64)
     val = load_blackbird_split(blackbird_dir / 'val')

@@ -61,8 +61,8 @@ class FreeSpace:
         self.seen = torch.zeros((z, y, x), dtype=torch.bool, device=vmap.device)
         zz, yy, xx = torch.meshgrid(*(torch.arange(n, device=vmap.device) for n in (z, y, x)),
                                     indexing='ij')
-        idx = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3).to(vmap.dtype)
-        self._centres = self.origin + idx * self.resolution  # (Z*Y*X, 3), row-major like seen
+        idx = torch.stack((xx, yy, zz), dim=-1).to(vmap.dtype)
+        self._centres = self.origin + idx * self.resolution  # (Z, Y, X, 3)
         self.margin = vmap.cfg.truncation + self.resolution
 
     def reset(self) -> None:
@@ -74,7 +74,30 @@ class FreeSpace:
         Shape: depth (H, W) metres, NaN invalid; K (3, 3); T_world_cam (4, 4).
         """
         h, w = depth.shape
-        pc = (self._centres - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
+        valid = torch.isfinite(depth)
+        if not bool(valid.any()):
+            return
+        reach = float(depth[valid].max()) - self.margin
+        if reach <= near:
+            return
+        # Only the cells in the bounding box of the frustum up to the farthest depth.
+        corners = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [0.0, h - 1.0], [w - 1.0, h - 1.0]],
+                               dtype=depth.dtype, device=depth.device)
+        rays = torch.stack(((corners[:, 0] - K[0, 2]) / K[0, 0],
+                            (corners[:, 1] - K[1, 2]) / K[1, 1],
+                            torch.ones(4, dtype=depth.dtype, device=depth.device)), dim=-1)
+        ends = torch.cat((rays * reach, torch.zeros(1, 3, dtype=depth.dtype,
+                                                    device=depth.device)))
+        ends = ends @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
+        lo = torch.floor((ends.min(0).values - self.origin) / self.resolution).long()
+        hi = torch.ceil((ends.max(0).values - self.origin) / self.resolution).long() + 1
+        size = torch.tensor(self.seen.shape[::-1], device=lo.device)   # x, y, z
+        lo, hi = lo.clamp(min=0), torch.minimum(hi, size)
+        if bool((hi <= lo).any()):
+            return
+        (x0, y0, z0), (x1, y1, z1) = lo.tolist(), hi.tolist()
+        block = self._centres[z0:z1, y0:y1, x0:x1]
+        pc = (block.reshape(-1, 3) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
         z = pc[:, 2]
         zs = torch.where(z > near, z, torch.ones_like(z))
         u = torch.round(K[0, 0] * pc[:, 0] / zs + K[0, 2])
@@ -83,7 +106,7 @@ class FreeSpace:
         pix = (v.clamp(0, h - 1) * w + u.clamp(0, w - 1)).long()
         d = depth.reshape(-1)[pix]
         free = inside & torch.isfinite(d) & (z < d - self.margin)
-        self.seen.view(-1).logical_or_(free)
+        self.seen[z0:z1, y0:y1, x0:x1] |= free.reshape(block.shape[:3])
 
 
 def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float,

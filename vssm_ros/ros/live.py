@@ -35,6 +35,7 @@ from vssm_ros.config import VssmConfig, to_dict
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
+from vssm_ros.data.dynamics_io import dynamics_for_engine
 from vssm_ros.data.export import load_checkpoint, save_checkpoint
 from vssm_ros.data.sources import frame_from_messages, resolve_extrinsic
 from vssm_ros.data.sync import StampPairer
@@ -158,6 +159,8 @@ class LiveSlam:
         self.R_body_imu: Optional[np.ndarray] = None
         self.extrinsics: Dict[str, str] = {}
         self.engine: Optional[SlamEngine] = None
+        # Loaded once, so a bad engine.motion.weights fails at start-up, not at the first frame.
+        self.dynamics = dynamics_for_engine(cfg.engine)
         self.camera_frame = ''
         self.last_estimate: Optional[Estimate] = None
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
@@ -318,7 +321,7 @@ class LiveSlam:
         except VssmError as err:
             return False, str(err)
         with self._engine_lock:
-            engine = SlamEngine(self.cfg.engine)
+            engine = SlamEngine(self.cfg.engine, dynamics=self.dynamics)
             try:
                 engine.load_state_dict(state)
             except (VssmError, KeyError) as err:
@@ -437,7 +440,8 @@ class LiveSlam:
         self._wait_for_imu(stamp)
         with self._engine_lock:
             if self.engine is None:
-                self.engine = SlamEngine(self.cfg.engine, self._initial_pose(stamp))
+                self.engine = SlamEngine(self.cfg.engine, self._initial_pose(stamp),
+                                         dynamics=self.dynamics)
             for sample in self._take_imu():
                 self.engine.add_imu(sample)
             t0 = time.perf_counter()
