@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from vssm_ros.cli.replay import INIT_MAX_DIFF_S, initial_pose
 from vssm_ros.config import VssmConfig, to_dict
@@ -393,6 +394,8 @@ class LiveSlam:
     # ------------------------------------------------------------------ worker
 
     def _run(self) -> None:
+        if self.cfg.node.torch_threads > 0:   # from the thread that runs the engine
+            torch.set_num_threads(self.cfg.node.torch_threads)
         while True:
             with self._cond:
                 while self._mailbox is None and not self._stop:

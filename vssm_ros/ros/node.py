@@ -204,6 +204,12 @@ class VssmNode(Node):
         super().destroy_node()
 
 
+EXECUTOR_THREADS = 2
+"""Callback threads: callbacks only convert and queue, the engine has its own thread."""
+GIL_SWITCH_INTERVAL_S = 0.0002
+"""Python's GIL switch interval in the node (see ``main``)."""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the node until shut down (Ctrl-C, SIGTERM). Returns the exit code: 0, or 2 for an
     invalid configuration."""
@@ -219,7 +225,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'invalid configuration: {err}')
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=3)
+    # The engine's step is thousands of short torch calls, each releasing and retaking the
+    # GIL; with the default 5 ms switch interval a busy callback thread makes every retake
+    # wait, which slowed step() several-fold in the live runs (at low CPU load).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()
