@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """vssm-replay: run the SLAM engine over a recording and report accuracy and speed.
 
-INPUT is a ROS 1 ``.bag``, a ROS 2 bag directory (sqlite3 or mcap) or a TUM RGB-D folder.
+INPUT is a ROS 1 ``.bag``, a ROS 2 bag directory (sqlite3 or mcap), a TUM RGB-D folder or a
+folder of frames with timestamps (Blackbird layout, ``docs/blackbird.md``).
 Writes to the output directory:
 
 - ``trajectory.tum``: base_link in map, one line per processed frame, image stamps (exact ns);
@@ -52,11 +53,11 @@ from vssm_ros.data.dynamics_io import dynamics_for_engine
 from vssm_ros.data.export import save_checkpoint, write_ply
 from vssm_ros.data.outputs import prediction_camera
 from vssm_ros.data.sources import Source, open_source
-from vssm_ros.data.trajectory import write_tum_trajectory
+from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose, write_tum_trajectory
 from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
 from vssm_ros.eval.metrics import associate, depth_l1, trajectory_metrics
 from vssm_ros.eval.report import aligned_position_calibration, latency_stats, summary_table
-from vssm_ros.types import Estimate, Frame, ImuSample, PoseSample
+from vssm_ros.types import Estimate, Frame, ImuSample
 
 PathLike = Union[str, os.PathLike]
 
@@ -66,8 +67,6 @@ INIT_POSES = ('identity', 'gravity', 'ground_truth')
 engine's."""
 GT_MAX_DIFF_S = 0.02
 """Largest stamp difference (seconds) between an estimate and its ground-truth pose."""
-INIT_MAX_DIFF_S = 0.1
-"""Largest stamp difference (seconds) between the first frame and the pose it starts from."""
 STRIP_FRAMES = 4
 """Frames shown in depth_strip.png, spread over the run."""
 STRIP_MAX_WIDTH = 320
@@ -79,21 +78,6 @@ OUTPUTS = ('trajectory.tum', 'map.ply', 'checkpoint.safetensors', 'metrics.json'
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
-
-
-def initial_pose(ground_truth: Sequence[PoseSample], stamp_ns: int,
-                 max_diff_s: float = INIT_MAX_DIFF_S) -> Optional[np.ndarray]:
-    """The ground-truth pose nearest in time to ``stamp_ns`` (within ``max_diff_s``), else None.
-
-    Shape: (4, 4).
-    """
-    if not ground_truth:
-        return None
-    stamps = np.array([p.stamp_ns for p in ground_truth], dtype=np.int64)
-    i = int(np.argmin(np.abs(stamps - stamp_ns)))
-    if abs(int(stamps[i]) - stamp_ns) > max_diff_s * 1e9:
-        return None
-    return np.asarray(ground_truth[i].T_world_body, dtype=np.float64).copy()
 
 
 def peak_rss_mb() -> float:
@@ -458,9 +442,12 @@ def _plot_strip(path: Path, strip: List[Tuple[Frame, Estimate, Dict[str, np.ndar
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='vssm-replay',
-        description='Run VSSM-LM SLAM over a recording (ROS 1 bag, ROS 2 bag directory or TUM '
-                    'RGB-D folder); write the trajectory, map, checkpoint, metrics and plots.')
-    p.add_argument('input', metavar='INPUT', help='.bag file, ROS 2 bag directory or TUM folder')
+        description='Run VSSM-LM SLAM over a recording (ROS 1 bag, ROS 2 bag directory, TUM '
+                    'RGB-D folder or Blackbird-style frames folder); write the trajectory, map, '
+                    'checkpoint, metrics and plots.')
+    p.add_argument('input', metavar='INPUT',
+                   help='.bag file, ROS 2 bag directory, TUM folder or frames folder '
+                        '(docs/blackbird.md)')
     p.add_argument('--config', action='append', default=[], metavar='YAML',
                    help='config file (plain or ROS 2 parameter YAML); repeatable, later ones '
                         'override earlier ones')

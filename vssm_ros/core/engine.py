@@ -252,15 +252,13 @@ class SlamEngine:
     def _anchor_of(self, rays, res: Dict, T_world_cam: torch.Tensor) -> torch.Tensor:
         """Pose variance (position, rotation) of the map where the used rays hit it: the
         uncertainty of the map frame the new pose was tracked against. Shape: (2,)."""
-        used = res['w'] > 0
-        pts_cam = rays.dirs[used] * rays.d_obs[used, None]
-        pts = T_world_cam[:3, 3] + pts_cam @ T_world_cam[:3, :3].t()
+        # Masks, not boolean indexing: no host sync or dynamic shapes in the per-frame loop.
+        pts = T_world_cam[:3, 3] + (rays.dirs * rays.d_obs[:, None]) @ T_world_cam[:3, :3].t()
         var = self.map.anchor_at(pts)
-        ok = torch.isfinite(var).all(dim=-1)
-        if not bool(ok.any()):
-            return self.anchor_var
-        wt = res['w'][used][ok]
-        return (var[ok] * wt[:, None]).sum(0) / wt.sum()
+        w = torch.where(torch.isfinite(var).all(dim=-1), res['w'], torch.zeros_like(res['w']))
+        total = w.sum()
+        mean = (torch.nan_to_num(var) * w[:, None]).sum(0) / total.clamp(min=1e-12)
+        return torch.where(total > 0, mean, self.anchor_var)
 
     def _world_var(self, state: GaussianState) -> torch.Tensor:
         """Isotropic position and rotation variance of a state in the world (m², rad²): its

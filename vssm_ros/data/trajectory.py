@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from vssm_ros.data.atomic import atomic_write_text
 from vssm_ros.data.transforms import matrix_to_quat, quat_to_matrix
 from vssm_ros.errors import SourceError
+from vssm_ros.types import PoseSample
 
 PathLike = Union[str, os.PathLike]
 
@@ -135,3 +136,22 @@ def _format_ns(stamp_ns: int) -> str:
     sign = '-' if stamp_ns < 0 else ''
     sec, nsec = divmod(abs(stamp_ns), 1_000_000_000)
     return f'{sign}{sec}.{nsec:09d}'
+
+
+INIT_MAX_DIFF_S = 0.1
+"""Largest stamp difference (seconds) between the first frame and the pose it starts from."""
+
+
+def initial_pose(ground_truth: Sequence[PoseSample], stamp_ns: int,
+                 max_diff_s: float = INIT_MAX_DIFF_S) -> Optional[np.ndarray]:
+    """The ground-truth pose nearest in time to ``stamp_ns`` (within ``max_diff_s``), else None.
+
+    Shape: (4, 4).
+    """
+    if not ground_truth:
+        return None
+    stamps = np.array([p.stamp_ns for p in ground_truth], dtype=np.int64)
+    i = int(np.argmin(np.abs(stamps - stamp_ns)))
+    if abs(int(stamps[i]) - stamp_ns) > max_diff_s * 1e9:
+        return None
+    return np.asarray(ground_truth[i].T_world_body, dtype=np.float64).copy()

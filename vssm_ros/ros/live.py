@@ -31,7 +31,6 @@ from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from vssm_ros.cli.replay import INIT_MAX_DIFF_S, initial_pose
 from vssm_ros.config import VssmConfig, to_dict
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data import messages as M
@@ -41,6 +40,7 @@ from vssm_ros.data.export import load_checkpoint, save_checkpoint
 from vssm_ros.data.sources import frame_from_messages, resolve_extrinsic
 from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
+from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose
 from vssm_ros.data.transforms import invert, matrix_to_quat, quat_to_matrix, xyzquat_to_matrix
 from vssm_ros.errors import ConfigError, MessageError, SyncError, VssmError
 from vssm_ros.types import Estimate, ImuSample, PoseSample
