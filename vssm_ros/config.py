@@ -400,7 +400,8 @@ class MotionConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Online inference: propagate, track (Gauss-Newton), map (closed form on keyframes)."""
+    """Online inference: propagate, track (Gauss-Newton), refine the window (Gauss-Newton), map
+    (closed form on keyframes)."""
 
     rays: int = 1024
     """Rays (pixels) sampled per frame for tracking."""
@@ -418,13 +419,23 @@ class InferenceConfig:
     """Clamp on one Gauss-Newton rotation step (degrees)."""
     min_valid_rays: int = 50
     """Below this many usable rays the frame is not tracked (prediction kept, covariance grows)."""
+    window: int = 4
+    """Frames in the sliding window: a keyframe is fused into the map only after the frames up
+    to ``window - 1`` after it have been tracked, and its state is refined jointly with theirs
+    (rays and transitions, map fixed) first, so the map is built from smoothed poses. 1: fuse a
+    keyframe at its tracked pose at once (a filter, no refinement)."""
+    window_rays: int = 512
+    """Rays per frame (of those tracked) kept for the window refinement."""
+    window_iters: int = 2
+    """Gauss-Newton iterations of the window refinement."""
     seed: int = 0
     """Seed of the ray sampler."""
 
     def __post_init__(self):
-        for k in ('rays', 'keyframe_every', 'min_valid_rays'):
+        for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'window_rays'):
             _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
-        _check(self.track_iters >= 0, 'inference.track_iters', 'must be >= 0')
+        for k in ('track_iters', 'window_iters'):
+            _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ constant velocity (linear and angular) with white-acceleration noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 
@@ -71,15 +72,18 @@ def initial_state(T_world_body: torch.Tensor, pos_std: float = 1e-4, rot_std: fl
                          torch.zeros(3, device=dev, dtype=dt))
 
 
-def propagate_imu(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor, dt: torch.Tensor,
-                  cfg: MotionConfig, b_a: torch.Tensor | None = None,
-                  b_g: torch.Tensor | None = None) -> GaussianState:
-    """Predict the next state from IMU samples (body frame) between two frames.
+def imu_transition(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor,
+                   dt: torch.Tensor, cfg: MotionConfig, b_a: torch.Tensor | None = None,
+                   b_g: torch.Tensor | None = None) -> Tuple[GaussianState, torch.Tensor]:
+    """f_T of a state's mean with IMU samples (body frame) between two frames.
 
     Args:
         acc: specific force. Shape: (N, 3).
         gyro: angular rate. Shape: (N, 3).
         dt: duration each sample is held. Shape: (N,).
+    Returns:
+        The predicted state, whose ``cov`` is the process noise Q alone, and the Jacobian F of
+        the predicted error w.r.t. the state's error. Shape of F: (9, 9).
     """
     zeros = torch.zeros(3, device=acc.device, dtype=acc.dtype)
     b_a = zeros if b_a is None else b_a
@@ -105,14 +109,36 @@ def propagate_imu(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor, d
     G[0:3, 6:9] = Ri
     G[3:6, 0:3] = eye
     G[6:9, 3:6] = Ri
-    cov = F @ state.cov @ F.t() + G @ pre.cov @ G.t()
     omega = (gyro - b_g).mean(dim=0)
-    return GaussianState(R, p, v, 0.5 * (cov + cov.t()), omega)
+    return GaussianState(R, p, v, G @ pre.cov @ G.t(), omega), F
 
 
-def propagate_constant_velocity(state: GaussianState, dt: float, cfg: MotionConfig
-                                ) -> GaussianState:
-    """Predict the next state with constant linear and angular velocity."""
+def propagate_imu(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor, dt: torch.Tensor,
+                  cfg: MotionConfig, b_a: torch.Tensor | None = None,
+                  b_g: torch.Tensor | None = None) -> GaussianState:
+    """Predict the next state from IMU samples (body frame) between two frames.
+
+    Args:
+        acc: specific force. Shape: (N, 3).
+        gyro: angular rate. Shape: (N, 3).
+        dt: duration each sample is held. Shape: (N,).
+    """
+    pred, F = imu_transition(state, acc, gyro, dt, cfg, b_a, b_g)
+    return _with_propagated_cov(pred, F, state.cov)
+
+
+def _with_propagated_cov(pred: GaussianState, F: torch.Tensor, P: torch.Tensor
+                         ) -> GaussianState:
+    """``pred`` (cov = Q) with cov ``F P F^T + Q``."""
+    cov = F @ P @ F.t() + pred.cov
+    pred.cov = 0.5 * (cov + cov.t())
+    return pred
+
+
+def constant_velocity_transition(state: GaussianState, dt: float, cfg: MotionConfig
+                                 ) -> Tuple[GaussianState, torch.Tensor]:
+    """Constant linear and angular velocity for ``dt`` seconds: the predicted state, whose
+    ``cov`` is the white-acceleration process noise Q alone, and the Jacobian F (9, 9)."""
     dev, dty = state.p.device, state.p.dtype
     eye = torch.eye(3, device=dev, dtype=dty)
     p = state.p + state.v * dt
@@ -128,5 +154,11 @@ def propagate_constant_velocity(state: GaussianState, dt: float, cfg: MotionConf
     Q[6:9, 0:3] = eye * qa * dt ** 2 / 2
     Q[6:9, 6:9] = eye * qa * dt
     Q[3:6, 3:6] = eye * qg * dt ** 3 / 3
-    cov = F @ state.cov @ F.t() + Q
-    return GaussianState(R, p, state.v.clone(), 0.5 * (cov + cov.t()), state.omega.clone())
+    return GaussianState(R, p, state.v.clone(), Q, state.omega.clone()), F
+
+
+def propagate_constant_velocity(state: GaussianState, dt: float, cfg: MotionConfig
+                                ) -> GaussianState:
+    """Predict the next state with constant linear and angular velocity."""
+    pred, F = constant_velocity_transition(state, dt, cfg)
+    return _with_propagated_cov(pred, F, state.cov)

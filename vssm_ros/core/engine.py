@@ -8,9 +8,12 @@ Per RGB-D frame (DESIGN section 2, online inference):
    constant-velocity prior without IMU);
 2. track: Gauss-Newton on the new state with the map fixed, on sampled pixels; q(z_t) is the
    Laplace approximation at the optimum;
-3. map: the closed-form map posterior q(M) given the state is updated with the frame when it is
-   a keyframe (see ``VoxelMap``); keyframes are kept in a bounded buffer;
-4. the state is frozen: its posterior stays as the estimate.
+3. window and map: a keyframe opens a window; once ``inference.window - 1`` more frames are
+   tracked, the window's states are refined jointly (``core.window``: rays and transitions,
+   map fixed), then the closed-form map posterior q(M) given the states is updated with the
+   keyframe at its refined pose (see ``VoxelMap``). Block-coordinate ascent on the joint:
+   states given the map, then the map given the states. Keyframes are kept in a bounded buffer;
+4. states leaving the window are frozen: their posterior stays as the estimate.
 
 The drivers (ROS node, replay CLI) convert inputs to ``Frame`` / ``ImuSample`` and call
 ``add_imu`` and ``step``; ``render`` and ``map_points`` serve outputs.
@@ -30,14 +33,16 @@ from vssm_ros.config import EngineConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
-from vssm_ros.core.dynamics import (GaussianState, initial_state, propagate_constant_velocity,
-                                    propagate_imu)
+from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
+                                    propagate_constant_velocity, propagate_imu, imu_transition)
 from vssm_ros.core.field import VoxelMap
-from vssm_ros.core.learned_dynamics import LearnedDynamics, propagate_learned
-from vssm_ros.core.posterior import depth_sigma, make_rays, track
+from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
+                                            propagate_learned)
+from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
+from vssm_ros.core.window import Transition, WindowFrame, refine_window
 from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
@@ -89,6 +94,10 @@ class SlamEngine:
         self._last_imu: Optional[ImuSample] = None
         self.keyframes: Deque[Dict] = collections.deque(maxlen=64)
         self._frames_since_kf = 0
+        # The open window: the keyframe waiting to be fused (its images) and the frames from
+        # it on (see core.window).
+        self._window: list = []
+        self._pending: Optional[Dict] = None
         self.n_frames = 0
         self.n_imu_gaps = 0
         self.n_untracked = 0
@@ -174,6 +183,7 @@ class SlamEngine:
         else:
             first = False
             imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
+            transition = self._transition(imu, dt)
             if imu is not None and self.dynamics is not None:
                 prior = propagate_learned(self.state, *imu, self.dynamics)
             elif imu is not None:
@@ -185,6 +195,7 @@ class SlamEngine:
         # 2. track
         t0 = time.perf_counter()
         valid = torch.isfinite(depth)
+        rays: Optional[RayBatch] = None
         if first:
             post = prior
         else:
@@ -205,17 +216,26 @@ class SlamEngine:
             post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         timings['track'] = time.perf_counter() - t0
 
-        # 3. map (closed form, keyframes)
+        # 3. window and map (closed form, keyframes)
         t0 = time.perf_counter()
+        if self._pending is not None and rays is not None:
+            n = inf.window_rays
+            self._window.append(WindowFrame(frame.stamp_ns, post.clone(), RayBatch(
+                rays.q_body[:n], rays.depths[:n], rays.d_obs[:n], rays.valid[:n],
+                rays.dirs[:n]), transition))
         if first or self._is_keyframe(post):
-            T_world_cam = post.T @ T_body_cam
-            self.free_space.carve(depth, K, T_world_cam, self.cfg.render.near)
-            self.map.fuse(depth, rgb, K, T_world_cam, depth_sigma(depth, self.cfg.sensor),
-                          pose_var=self._world_var(post))
+            post = self._close_window(post)
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
+            self._pending = {'depth': depth, 'rgb': rgb, 'K': K, 'T_body_cam': T_body_cam,
+                             'anchor_var': self.anchor_var}
+            self._window = [WindowFrame(frame.stamp_ns, post.clone(), None, None)]
+            if first or inf.window <= 1:
+                post = self._close_window(post)
         else:
             self._frames_since_kf += 1
+            if len(self._window) >= inf.window:
+                post = self._close_window(post)
         timings['map'] = time.perf_counter() - t0
 
         # 4. freeze
@@ -227,6 +247,50 @@ class SlamEngine:
         self.n_frames += 1
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
+
+    def flush(self) -> None:
+        """Close the open window now: refine its states and fuse its keyframe into the map
+        (``step`` does this once the window is full; call it before reading the final map)."""
+        if self.state is not None:
+            self.state = self._close_window(self.state)
+
+    def _close_window(self, newest: GaussianState) -> GaussianState:
+        """Refine the window's states, fuse its keyframe into the map at the refined pose, and
+        freeze them.
+
+        Args:
+            newest: the posterior of the newest frame, the window's last.
+        Returns:
+            The newest state's posterior after refinement (``newest`` itself when the window
+            holds the keyframe alone or none is open).
+        """
+        pending, window = self._pending, self._window
+        self._pending, self._window = None, []
+        if pending is None:
+            return newest
+        inf = self.cfg.inference
+        kf = window[0].filtered
+        if len(window) > 1:
+            refined = refine_window(self.map, window, inf.window_iters, self.cfg.render,
+                                    self.cfg.sensor, self.cfg.sensor.ray_info_scale,
+                                    inf.max_step_translation, inf.max_step_rotation_deg)
+            kf, newest = refined[0], refined[-1]
+            self.keyframes[-1]['T_world_body'] = kf.T.clone()
+        T_world_cam = kf.T @ pending['T_body_cam']
+        self.free_space.carve(pending['depth'], pending['K'], T_world_cam, self.cfg.render.near)
+        self.map.fuse(pending['depth'], pending['rgb'], pending['K'], T_world_cam,
+                      depth_sigma(pending['depth'], self.cfg.sensor),
+                      pose_var=self._world_var(kf, pending['anchor_var']))
+        return newest
+
+    def _transition(self, imu, dt: float) -> Transition:
+        """The transition from the current state to the next frame, for the window."""
+        mc = self.cfg.motion
+        if imu is not None and self.dynamics is not None:
+            return lambda s: learned_transition(s, *imu, self.dynamics)
+        if imu is not None:
+            return lambda s: imu_transition(s, *imu, mc)
+        return lambda s: constant_velocity_transition(s, dt, mc)
 
     def _gravity_aligned(self) -> np.ndarray:
         """``T_world_body0`` turned by the smallest rotation that takes the mean specific force
@@ -260,11 +324,12 @@ class SlamEngine:
         mean = (torch.nan_to_num(var) * w[:, None]).sum(0) / total.clamp(min=1e-12)
         return torch.where(total > 0, mean, self.anchor_var)
 
-    def _world_var(self, state: GaussianState) -> torch.Tensor:
+    def _world_var(self, state: GaussianState, anchor_var: torch.Tensor) -> torch.Tensor:
         """Isotropic position and rotation variance of a state in the world (m², rad²): its
-        covariance relative to the map plus the map's own anchor. Shape: (2,)."""
+        covariance relative to the map plus the anchor of the map it was tracked against.
+        Shape: (2,)."""
         rel = torch.diagonal(state.cov)[:6]
-        return torch.stack((rel[:3].mean(), rel[3:].mean())) + self.anchor_var
+        return torch.stack((rel[:3].mean(), rel[3:].mean())) + anchor_var
 
     def _is_keyframe(self, state: GaussianState) -> bool:
         inf = self.cfg.inference
@@ -448,7 +513,9 @@ class SlamEngine:
     # ------------------------------------------------------------------ state I/O
 
     def state_dict(self) -> Dict:
-        """Everything needed to resume: tensors (by name) and JSON-able metadata."""
+        """Everything needed to resume: tensors (by name) and JSON-able metadata. The open
+        window is closed first (``flush``): its keyframe is in the saved map."""
+        self.flush()
         tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
         tensors['cost.free_space'] = self.free_space.seen.detach().cpu()
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,

@@ -46,8 +46,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from vssm_ros.config import MotionConfig
 from vssm_ros.core import lie
-from vssm_ros.core.dynamics import GaussianState
+from vssm_ros.core.dynamics import GaussianState, imu_transition
 from vssm_ros.errors import StateError
 
 Tensor = torch.Tensor
@@ -404,3 +405,15 @@ def propagate_learned(state: GaussianState, acc: Tensor, gyro: Tensor, dt: Tenso
                         P0=state.cov)
     return GaussianState(lie.orthonormalize(out['R']), out['p'], out['v'], out['cov'],
                          gyro.mean(dim=0))
+
+
+def learned_transition(state: GaussianState, acc: Tensor, gyro: Tensor, dt: Tensor,
+                       model: LearnedDynamics) -> Tuple[GaussianState, Tensor]:
+    """The learned transition of a state's mean, like ``dynamics.imu_transition``: the predicted
+    state, whose ``cov`` is the process noise alone, and the Jacobian F (9, 9). F is f_T's: the
+    covariance rollout ignores the MLP's state Jacobian too."""
+    out = model.rollout(state.R, state.p, state.v, torch.cat((acc, gyro), dim=-1), dt,
+                        P0=torch.zeros_like(state.cov))
+    _, F = imu_transition(state, acc, gyro, dt, MotionConfig(gravity=model.gravity))
+    return GaussianState(lie.orthonormalize(out['R']), out['p'], out['v'], out['cov'],
+                         gyro.mean(dim=0)), F

@@ -1,0 +1,168 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Sliding-window refinement: exact Gaussian smoothing without rays; rays and IMU pull an
+erroneous old state back; the engine fuses keyframes only once their window is refined."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vssm_ros.config import EngineConfig, InferenceConfig, MapConfig, SyntheticConfig
+from vssm_ros.core.camera import pixel_rays, sample_pixels
+from vssm_ros.core.dynamics import GaussianState, imu_transition, propagate_imu
+from vssm_ros.core.engine import SlamEngine
+from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.posterior import depth_sigma, make_rays
+from vssm_ros.core.window import WindowFrame, refine_window
+from vssm_ros.data.synthetic import generate_flight
+from vssm_ros.types import Frame, ImuSample
+
+F64 = torch.float64
+SYN = SyntheticConfig(duration_s=3, width=64, height=48)
+ECFG = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
+                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size)))
+
+
+def _t(x):
+    return torch.as_tensor(np.asarray(x), dtype=F64)
+
+
+@pytest.fixture(scope='module')
+def flight():
+    return generate_flight(SYN)
+
+
+def _imu_args(flight, k):
+    """True IMU samples from frame k to k+1 (zero-order hold): propagate_imu's arguments."""
+    t0, t1 = flight.frame_stamps_ns[k], flight.frame_stamps_ns[k + 1]
+    imu = flight.imu
+    sel = (imu.stamps_ns >= t0) & (imu.stamps_ns < t1)
+    stamps = np.append(imu.stamps_ns[sel], t1)
+    return (_t(imu.acc_true[sel]), _t(imu.gyro_true[sel]), _t(np.diff(stamps) * 1e-9),
+            ECFG.motion)
+
+
+def _imu_step(flight, k):
+    args = _imu_args(flight, k)
+    return lambda s: imu_transition(s, *args)
+
+
+def _true_state(flight, k, cov):
+    T = _t(flight.gt_frames.T_world_body[k])
+    return GaussianState(T[:3, :3], T[:3, 3], _t(flight.gt_frames.v_world[k]), cov,
+                         torch.zeros(3, dtype=F64))
+
+
+def _rays(flight, k, valid=True, n=256):
+    frame = flight.frame(k, noise=False)
+    depth = _t(frame.depth)
+    ok_pix = torch.isfinite(depth)
+    idx, ok = sample_pixels(ok_pix, n, torch.Generator().manual_seed(k))
+    w = depth.shape[1]
+    uv = torch.stack(((idx % w).to(F64), (idx // w).to(F64)), dim=-1)
+    ok = ok & valid
+    return make_rays(pixel_rays(_t(frame.K), uv), depth.reshape(-1)[idx], ok,
+                     _t(frame.T_body_cam), ECFG.render)
+
+
+def test_without_rays_the_window_is_the_exact_gaussian_smoother(flight):
+    """Prior and transitions only: the means stay put (all residuals are zero) and the newest
+    state's marginal is the propagated covariance, F P F^T + Q twice."""
+    P0 = torch.diag(_t([0.01 ** 2] * 3 + [math.radians(1.0) ** 2] * 3 + [0.1 ** 2] * 3))
+    s0 = _true_state(flight, 10, P0)
+    steps = [_imu_step(flight, 10), _imu_step(flight, 11)]
+    s1 = propagate_imu(s0, *_imu_args(flight, 10))
+    s2 = propagate_imu(s1, *_imu_args(flight, 11))
+    empty = VoxelMap(ECFG.map, 'cpu', F64)
+    frames = [WindowFrame(0, s0, None, None),
+              WindowFrame(1, s1, _rays(flight, 11, valid=False), steps[0]),
+              WindowFrame(2, s2, _rays(flight, 12, valid=False), steps[1])]
+    out = refine_window(empty, frames, 2, ECFG.render, ECFG.sensor, 1.0, 0.05, 3.0)
+    for got, want in zip(out, (s0, s1, s2)):
+        assert torch.allclose(got.p, want.p, atol=1e-9)
+        assert torch.allclose(got.R, want.R, atol=1e-9)
+    assert torch.allclose(out[0].cov, P0, rtol=1e-6, atol=1e-14)
+    assert torch.allclose(out[2].cov, s2.cov, rtol=1e-4, atol=1e-12)
+
+
+def test_later_frames_pull_an_erroneous_old_state_back(flight):
+    """The oldest state is off by 2 cm and 0.5 degrees (within its std); the later frames are
+    right and see the map: refinement moves the oldest most of the way back to the truth."""
+    ks = [20, 21, 22, 23]
+    m = VoxelMap(ECFG.map, 'cpu', F64)
+    for k in ks:
+        fr = flight.frame(k, noise=False)
+        d = _t(fr.depth)
+        m.fuse(d, None, _t(fr.K), _t(flight.T_world_cam(k)), depth_sigma(d, ECFG.sensor))
+    P0 = torch.diag(_t([0.03 ** 2] * 3 + [math.radians(1.0) ** 2] * 3 + [0.1 ** 2] * 3))
+    truth0 = _true_state(flight, ks[0], P0)
+    wrong = truth0.boxplus(_t([0.02, -0.01, 0.005, 0.0, 0.0, math.radians(0.5), 0, 0, 0]))
+    P = torch.diag(_t([0.005 ** 2] * 3 + [math.radians(0.3) ** 2] * 3 + [0.05 ** 2] * 3))
+    frames = [WindowFrame(0, wrong, None, None)]
+    for j, k in enumerate(ks[1:]):
+        frames.append(WindowFrame(j + 1, _true_state(flight, k, P), _rays(flight, k),
+                                  _imu_step(flight, k - 1)))
+    out = refine_window(m, frames, 3, ECFG.render, ECFG.sensor, 0.02, 0.05, 3.0)
+
+    def err(s):
+        e = s.boxminus(truth0)
+        return float(e[:3].norm()), math.degrees(float(e[3:6].norm()))
+
+    e_p, e_r = err(wrong)
+    r_p, r_r = err(out[0])
+    assert r_p < 0.3 * e_p and r_r < 0.3 * e_r, (e_p, e_r, r_p, r_r)
+    # The later states, right to begin with, are pulled by the oldest less than it moved.
+    for f, s in zip(frames[1:], out[1:]):
+        assert float((s.p - f.filtered.p).norm()) < 0.5 * e_p
+    # Information only adds: every refined marginal is tighter than the oldest's prior.
+    assert float(torch.diagonal(out[0].cov)[:3].sum()) < float(torch.diagonal(P0)[:3].sum())
+
+
+def _run(flight, window, n=22):
+    # A keyframe every 5 frames whatever the motion.
+    cfg = EngineConfig(map=ECFG.map, init_pose='ground_truth',
+                       inference=InferenceConfig(window=window, keyframe_every=5))
+    eng = SlamEngine(cfg, T_world_body0=flight.gt_frames.T_world_body[0])
+    fused = []
+    orig = eng.map.fuse
+
+    def fuse(*a, **k):
+        fused.append(eng.n_frames)
+        return orig(*a, **k)
+    eng.map.fuse = fuse
+    i = 0
+    for it in flight.items():
+        if isinstance(it, ImuSample):
+            eng.add_imu(it)
+        elif isinstance(it, Frame):
+            eng.step(it)
+            i += 1
+            if i == n:
+                break
+    return eng, fused
+
+
+def test_engine_fuses_a_keyframe_once_its_window_is_full(flight):
+    eng1, fused1 = _run(flight, 1)
+    eng4, fused4 = _run(flight, 4)
+    # Window 1: each keyframe is fused in its own step; window 4: three frames later. The
+    # first frame anchors the map at once.
+    assert fused1 == [0, 5, 10, 15, 20]
+    assert fused4 == [0, 8, 13, 18]
+    # The keyframe of frame 20, whose window is still open, is fused by flush(); then
+    # nothing is open.
+    eng4.flush()
+    assert fused4 == [0, 8, 13, 18, 22]
+    eng4.flush()
+    assert len(fused4) == 5
+
+
+def test_window_config_is_checked():
+    from vssm_ros.errors import ConfigError
+    with pytest.raises(ConfigError, match='inference.window'):
+        InferenceConfig(window=0)
+    with pytest.raises(ConfigError, match='inference.window_iters'):
+        InferenceConfig(window_iters=-1)
+

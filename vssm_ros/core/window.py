@@ -1,0 +1,121 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Sliding-window refinement: the states of the last few frames jointly, the map fixed.
+
+The window is ``z_0 .. z_{W-1}``. Its objective is the negative log joint of what the window
+sees, the map held fixed (DESIGN section 2, online inference, step 3):
+
+    E = 1/2 |z_0 ⊟ z_0^filt|²_{P_0^-1}                        (everything before: q(z_0))
+      + sum_k 1/2 |z_k+1 ⊟ f(z_k, u_k)|²_{Q_k^-1}             (transition)
+      + sum_{k>=1} 1/2 sum_i rho((d_ik - E[d_ik | z_k, M]) / sigma_ik)   (rays)
+
+``z_0^filt, P_0`` is the oldest state's filtered posterior, which already holds its own rays, so
+they are not counted again. Gauss-Newton on the 9W-vector of tangent errors; the posterior of
+each state is its block of ``H^-1`` (Laplace). In a linear-Gaussian model the newest state's
+smoothed posterior equals the filtered one: what the window buys is the OLDER states, seen
+again with the frames after them (and relinearisation). The engine refines before a keyframe
+is fused, with the keyframe oldest, so the map is built from smoothed poses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from vssm_ros.config import RenderConfig, SensorConfig
+from vssm_ros.core import lie
+from vssm_ros.core.dynamics import GaussianState
+from vssm_ros.core.posterior import RayBatch, linearise
+
+Transition = Callable[[GaussianState], Tuple[GaussianState, torch.Tensor]]
+"""The transition from the previous frame: state -> (predicted state whose ``cov`` is the
+process noise Q, Jacobian F (9, 9)), e.g. ``dynamics.imu_transition`` with its samples bound."""
+
+
+@dataclass
+class WindowFrame:
+    """One frame of the window.
+
+    Attributes:
+        stamp_ns: image stamp.
+        filtered: the state's posterior from tracking (past information only).
+        rays: rays kept for refinement (a subset of those tracked).
+        transition: the transition from the previous frame; None for the oldest.
+    """
+
+    stamp_ns: int
+    filtered: GaussianState
+    rays: RayBatch
+    transition: Optional[Transition]
+
+
+def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConfig,
+                  scfg: SensorConfig, info_scale: float, max_step_t: float,
+                  max_step_r_deg: float) -> List[GaussianState]:
+    """Jointly refine the window's states (map fixed).
+
+    Args:
+        frames: oldest first; every frame but the first has a transition.
+        iters: Gauss-Newton iterations (the Hessian is refreshed once more at the end).
+        info_scale: scale on the depth information (``SensorConfig.ray_info_scale``).
+        max_step_t, max_step_r_deg: clamp on each state's step (metres, degrees).
+    Returns:
+        The refined posteriors, oldest first, each with its marginal covariance. Shape of each
+        ``cov``: (9, 9).
+    """
+    W = len(frames)
+    dev, dtype = frames[0].filtered.p.device, frames[0].filtered.p.dtype
+    # The 9W system is small, and transition information (1/Q ~ 1e7 for 50 ms of IMU) next to
+    # ray information needs double precision.
+    f64 = torch.float64
+    states = [f.filtered.clone() for f in frames]
+    P0_inv = torch.linalg.inv(frames[0].filtered.cov.to(f64))
+    eye9 = torch.eye(9, device=dev, dtype=f64)
+    # Q and F at the filtered states: steps between frames are close to linear. The floor on
+    # Q keeps a single held IMU sample (rank-deficient δp/δv noise) invertible.
+    Q_inv, A = [None], [None]
+    for k in range(1, W):
+        pred, F = frames[k].transition(states[k - 1])
+        Q_inv.append(torch.linalg.inv(pred.cov.to(f64) + 1e-10 * eye9))
+        A.append(F.to(f64))
+    H = None
+    for it in range(iters + 1):
+        H = torch.zeros(9 * W, 9 * W, device=dev, dtype=f64)
+        b = torch.zeros(9 * W, device=dev, dtype=f64)
+        H[:9, :9] += P0_inv
+        b[:9] += P0_inv @ states[0].boxminus(frames[0].filtered).to(f64)
+        for k in range(1, W):
+            pred, _ = frames[k].transition(states[k - 1])
+            e = states[k].boxminus(pred).to(f64)
+            J = torch.cat((-A[k], eye9), dim=1)  # d e / d (δz_k-1, δz_k)
+            s = slice(9 * (k - 1), 9 * (k + 1))
+            H[s, s] += J.t() @ Q_inv[k] @ J
+            b[s] += J.t() @ (Q_inv[k] @ e)
+            lin = linearise(field, frames[k].rays, states[k].R, states[k].p, rcfg, scfg)
+            Jr = lin['J'].to(f64)
+            wr = (lin['w'] * info_scale).to(f64)
+            o = 9 * k
+            H[o:o + 6, o:o + 6] += Jr.t() @ (Jr * wr[:, None])
+            b[o:o + 6] += (Jr * wr[:, None]).t() @ lin['r'].to(f64)
+        if it == iters:
+            break
+        H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
+        delta = -torch.linalg.solve(H_d, b).reshape(W, 9)
+        nt = torch.linalg.norm(delta[:, :3], dim=1)
+        nr = torch.linalg.norm(delta[:, 3:6], dim=1)
+        scale = torch.minimum(torch.ones_like(nt),
+                              torch.minimum(max_step_t / (nt + 1e-12),
+                                            math.radians(max_step_r_deg) / (nr + 1e-12)))
+        delta = (delta * scale[:, None]).to(dtype)
+        states = [s.boxplus(d) for s, d in zip(states, delta)]
+    cov = torch.linalg.inv(H)
+    out = []
+    for k, s in enumerate(states):
+        c = cov[9 * k:9 * k + 9, 9 * k:9 * k + 9]
+        s.cov = (0.5 * (c + c.t())).to(dtype)
+        s.R = lie.orthonormalize(s.R)
+        out.append(s)
+    return out
