@@ -165,4 +165,3 @@ def test_window_config_is_checked():
         InferenceConfig(window=0)
     with pytest.raises(ConfigError, match='inference.window_iters'):
         InferenceConfig(window_iters=-1)
-

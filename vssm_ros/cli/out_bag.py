@@ -123,16 +123,20 @@ class ReplayBag:
         return outputs.diagnostics_msg(self.types, int(est.stamp_ns), outputs.DIAGNOSTIC_NAME,
                                        level, text, values)
 
-    def finish(self, engine: Any) -> Dict[str, int]:
-        """Record the final map (unless just recorded, or map clouds are off) and move the bag
-        into place.
+    def finish(self, engine: Any, map_changed: bool = False) -> Dict[str, int]:
+        """Record the final map (unless just recorded and not changed since, or map clouds are
+        off) and move the bag into place.
+
+        Args:
+            map_changed: the map changed after the last frame (``SlamEngine.flush``).
 
         Returns:
             Messages written per topic.
         """
         try:
             sched, last = self.schedule, self.last_stamp_ns
-            if sched.map_due.period_ns >= 0 and last is not None and sched.last_map_ns != last:
+            if sched.map_due.period_ns >= 0 and last is not None and (
+                    map_changed or sched.last_map_ns != last):
                 name, msg = sched.map_cloud(engine, last)
                 self._write(name, last, msg)
         except BaseException:

@@ -288,6 +288,8 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t_start
+    # The last keyframe's window: into the map before the map is written.
+    flushed = engine.flush() if engine is not None else False
 
     if engine is None or not stamps:
         if recorder is not None:
@@ -298,7 +300,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         raise StateError(f'none of the {received} frames could be processed; first error: '
                          f'{first_errors[0] if first_errors else "?"}')
 
-    bag_counts = recorder.finish(engine) if recorder is not None else None
+    bag_counts = recorder.finish(engine, flushed) if recorder is not None else None
     n = len(stamps)
     stamps_ns = np.array(stamps, dtype=np.int64)
     T_est = np.stack(poses)  # (N, 4, 4)

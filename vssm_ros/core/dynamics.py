@@ -21,7 +21,7 @@ import torch
 
 from vssm_ros.config import MotionConfig
 from vssm_ros.core import lie
-from vssm_ros.core.imu import preintegrate
+from vssm_ros.core.imu import Preintegrated, preintegrate
 
 
 @dataclass
@@ -90,14 +90,26 @@ def imu_transition(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor,
     b_g = zeros if b_g is None else b_g
     pre = preintegrate(acc, gyro, dt, b_a, b_g, acc_noise=cfg.acc_noise,
                        gyro_noise=cfg.gyro_noise)
-    g = torch.tensor([0.0, 0.0, -cfg.gravity], device=acc.device, dtype=acc.dtype)
+    return preintegrated_transition(state, pre, cfg.gravity, (gyro - b_g).mean(dim=0))
+
+
+def preintegrated_transition(state: GaussianState, pre: Preintegrated, gravity: float,
+                             omega: torch.Tensor) -> Tuple[GaussianState, torch.Tensor]:
+    """``imu_transition`` with the samples already preintegrated (they do not depend on the
+    state, so a transition applied to many states integrates them once).
+
+    Args:
+        omega: angular velocity (body) to carry in the predicted state. Shape: (3,).
+    """
+    dev, dty = state.p.device, state.p.dtype
+    g = torch.tensor([0.0, 0.0, -gravity], device=dev, dtype=dty)
     T = pre.delta_t
     Ri = state.R
     p = state.p + state.v * T + 0.5 * g * T * T + Ri @ pre.delta_p
     v = state.v + g * T + Ri @ pre.delta_v
     R = lie.orthonormalize(Ri @ pre.delta_R)
-    eye = torch.eye(3, device=acc.device, dtype=acc.dtype)
-    F = torch.zeros(9, 9, device=acc.device, dtype=acc.dtype)
+    eye = torch.eye(3, device=dev, dtype=dty)
+    F = torch.zeros(9, 9, device=dev, dtype=dty)
     F[0:3, 0:3] = eye
     F[0:3, 3:6] = -Ri @ lie.hat(pre.delta_p)
     F[0:3, 6:9] = eye * T
@@ -105,11 +117,10 @@ def imu_transition(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor,
     F[6:9, 3:6] = -Ri @ lie.hat(pre.delta_v)
     F[6:9, 6:9] = eye
     # Preintegration noise is ordered (δφ, δv, δp) in the frame of state i.
-    G = torch.zeros(9, 9, device=acc.device, dtype=acc.dtype)
+    G = torch.zeros(9, 9, device=dev, dtype=dty)
     G[0:3, 6:9] = Ri
     G[3:6, 0:3] = eye
     G[6:9, 3:6] = Ri
-    omega = (gyro - b_g).mean(dim=0)
     return GaussianState(R, p, v, G @ pre.cov @ G.t(), omega), F
 
 
@@ -124,11 +135,11 @@ def propagate_imu(state: GaussianState, acc: torch.Tensor, gyro: torch.Tensor, d
         dt: duration each sample is held. Shape: (N,).
     """
     pred, F = imu_transition(state, acc, gyro, dt, cfg, b_a, b_g)
-    return _with_propagated_cov(pred, F, state.cov)
+    return with_propagated_cov(pred, F, state.cov)
 
 
-def _with_propagated_cov(pred: GaussianState, F: torch.Tensor, P: torch.Tensor
-                         ) -> GaussianState:
+def with_propagated_cov(pred: GaussianState, F: torch.Tensor,
+                        P: torch.Tensor) -> GaussianState:
     """``pred`` (cov = Q) with cov ``F P F^T + Q``."""
     cov = F @ P @ F.t() + pred.cov
     pred.cov = 0.5 * (cov + cov.t())
@@ -161,4 +172,4 @@ def propagate_constant_velocity(state: GaussianState, dt: float, cfg: MotionConf
                                 ) -> GaussianState:
     """Predict the next state with constant linear and angular velocity."""
     pred, F = constant_velocity_transition(state, dt, cfg)
-    return _with_propagated_cov(pred, F, state.cov)
+    return with_propagated_cov(pred, F, state.cov)

@@ -34,7 +34,8 @@ from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
-                                    propagate_constant_velocity, propagate_imu, imu_transition)
+                                    preintegrated_transition, with_propagated_cov)
+from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.field import VoxelMap
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
@@ -186,10 +187,9 @@ class SlamEngine:
             transition = self._transition(imu, dt)
             if imu is not None and self.dynamics is not None:
                 prior = propagate_learned(self.state, *imu, self.dynamics)
-            elif imu is not None:
-                prior = propagate_imu(self.state, *imu, self.cfg.motion)
             else:
-                prior = propagate_constant_velocity(self.state, dt, self.cfg.motion)
+                pred, F = transition(self.state)
+                prior = with_propagated_cov(pred, F, self.state.cov)
         timings['propagate'] = time.perf_counter() - t0
 
         # 2. track
@@ -248,11 +248,17 @@ class SlamEngine:
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
         """Close the open window now: refine its states and fuse its keyframe into the map
-        (``step`` does this once the window is full; call it before reading the final map)."""
-        if self.state is not None:
-            self.state = self._close_window(self.state)
+        (``step`` does this once the window is full; call it before reading the final map).
+
+        Returns:
+            Whether a keyframe was fused (the map changed).
+        """
+        if self.state is None or self._pending is None:
+            return False
+        self.state = self._close_window(self.state)
+        return True
 
     def _close_window(self, newest: GaussianState) -> GaussianState:
         """Refine the window's states, fuse its keyframe into the map at the refined pose, and
@@ -284,12 +290,16 @@ class SlamEngine:
         return newest
 
     def _transition(self, imu, dt: float) -> Transition:
-        """The transition from the current state to the next frame, for the window."""
+        """The transition from the current state to the next frame (the propagate step, and
+        the window's factor between the two)."""
         mc = self.cfg.motion
         if imu is not None and self.dynamics is not None:
             return lambda s: learned_transition(s, *imu, self.dynamics)
         if imu is not None:
-            return lambda s: imu_transition(s, *imu, mc)
+            acc, gyro, dts = imu
+            pre = preintegrate(acc, gyro, dts, acc_noise=mc.acc_noise, gyro_noise=mc.gyro_noise)
+            omega = gyro.mean(dim=0)
+            return lambda s: preintegrated_transition(s, pre, mc.gravity, omega)
         return lambda s: constant_velocity_transition(s, dt, mc)
 
     def _gravity_aligned(self) -> np.ndarray:
