@@ -35,8 +35,8 @@ from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
                                     preintegrated_transition, with_propagated_cov)
-from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
