@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Any, Deque, Dict, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -97,7 +97,7 @@ class SlamEngine:
         self._frames_since_kf = 0
         # The open window: the keyframe waiting to be fused (its images) and the frames from
         # it on (see core.window).
-        self._window: list = []
+        self._window: List[WindowFrame] = []
         self._pending: Optional[Dict] = None
         self.n_frames = 0
         self.n_imu_gaps = 0

@@ -98,6 +98,20 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
     return {'r': r, 'J': J, 'w': w, 'depth': depth, 'hit': hit}
 
 
+def clamp_step(delta: torch.Tensor, max_t: float, max_r_deg: float) -> torch.Tensor:
+    """A Gauss-Newton step scaled down (direction kept) so that its translation is at most
+    ``max_t`` metres and its rotation at most ``max_r_deg`` degrees; no host sync.
+
+    Shape: (..., 9) -> (..., 9), per state (δp, δφ, δv).
+    """
+    nt = torch.linalg.norm(delta[..., :3], dim=-1)
+    nr = torch.linalg.norm(delta[..., 3:6], dim=-1)
+    scale = torch.minimum(torch.ones_like(nt),
+                          torch.minimum(max_t / (nt + 1e-12),
+                                        math.radians(max_r_deg) / (nr + 1e-12)))
+    return delta * scale[..., None]
+
+
 def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderConfig,
           scfg: SensorConfig, max_step_t: float, max_step_r: float, min_rays: int,
           info_scale: float = 1.0) -> Dict:
@@ -109,7 +123,6 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
         ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual),
         ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth.
     """
-    dev, dt = prior.p.device, prior.p.dtype
     P_inv = torch.linalg.inv(prior.cov)
     state = prior.clone()
     H = P_inv
@@ -132,13 +145,7 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
         b = P_inv @ e
         b[:6] += Jw.t() @ r
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
-        delta = -torch.linalg.solve(H_d, b)
-        nt = torch.linalg.norm(delta[:3])
-        nr = torch.linalg.norm(delta[3:6])
-        scale = torch.minimum(torch.ones((), device=dev, dtype=dt),
-                              torch.minimum(max_step_t / (nt + 1e-12),
-                                            math.radians(max_step_r) / (nr + 1e-12)))
-        state = state.boxplus(delta * scale)
+        state = state.boxplus(clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r))
     if n_used >= min_rays:
         rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)

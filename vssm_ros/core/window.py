@@ -19,7 +19,6 @@ is fused, with the keyframe oldest, so the map is built from smoothed poses.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
@@ -28,7 +27,7 @@ import torch
 from vssm_ros.config import RenderConfig, SensorConfig
 from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
-from vssm_ros.core.posterior import RayBatch, linearise
+from vssm_ros.core.posterior import RayBatch, clamp_step, linearise
 
 Transition = Callable[[GaussianState], Tuple[GaussianState, torch.Tensor]]
 """The transition from the previous frame: state -> (predicted state whose ``cov`` is the
@@ -74,13 +73,8 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
     states = [f.filtered.clone() for f in frames]
     P0_inv = torch.linalg.inv(frames[0].filtered.cov.to(f64))
     eye9 = torch.eye(9, device=dev, dtype=f64)
-    # Q and F at the filtered states: steps between frames are close to linear. The floor on
-    # Q keeps a single held IMU sample (rank-deficient δp/δv noise) invertible.
-    Q_inv, A = [None], [None]
-    for k in range(1, W):
-        pred, F = frames[k].transition(states[k - 1])
-        Q_inv.append(torch.linalg.inv(pred.cov.to(f64) + 1e-10 * eye9))
-        A.append(F.to(f64))
+    Q_inv: List[torch.Tensor] = []
+    A: List[torch.Tensor] = []
     H = None
     for it in range(iters + 1):
         H = torch.zeros(9 * W, 9 * W, device=dev, dtype=f64)
@@ -88,12 +82,18 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
         H[:9, :9] += P0_inv
         b[:9] += P0_inv @ states[0].boxminus(frames[0].filtered).to(f64)
         for k in range(1, W):
-            pred, _ = frames[k].transition(states[k - 1])
+            pred, F = frames[k].transition(states[k - 1])
+            if it == 0:
+                # Q and F stay at the filtered states: steps between frames are close to
+                # linear. The floor on Q keeps a single held IMU sample (rank-deficient δp/δv
+                # noise) invertible.
+                Q_inv.append(torch.linalg.inv(pred.cov.to(f64) + 1e-10 * eye9))
+                A.append(F.to(f64))
             e = states[k].boxminus(pred).to(f64)
-            J = torch.cat((-A[k], eye9), dim=1)  # d e / d (δz_k-1, δz_k)
+            J = torch.cat((-A[k - 1], eye9), dim=1)  # d e / d (δz_k-1, δz_k)
             s = slice(9 * (k - 1), 9 * (k + 1))
-            H[s, s] += J.t() @ Q_inv[k] @ J
-            b[s] += J.t() @ (Q_inv[k] @ e)
+            H[s, s] += J.t() @ Q_inv[k - 1] @ J
+            b[s] += J.t() @ (Q_inv[k - 1] @ e)
             lin = linearise(field, frames[k].rays, states[k].R, states[k].p, rcfg, scfg)
             Jr = lin['J'].to(f64)
             wr = (lin['w'] * info_scale).to(f64)
@@ -103,13 +103,8 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
         if it == iters:
             break
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
-        delta = -torch.linalg.solve(H_d, b).reshape(W, 9)
-        nt = torch.linalg.norm(delta[:, :3], dim=1)
-        nr = torch.linalg.norm(delta[:, 3:6], dim=1)
-        scale = torch.minimum(torch.ones_like(nt),
-                              torch.minimum(max_step_t / (nt + 1e-12),
-                                            math.radians(max_step_r_deg) / (nr + 1e-12)))
-        delta = (delta * scale[:, None]).to(dtype)
+        delta = clamp_step(-torch.linalg.solve(H_d, b).reshape(W, 9), max_step_t,
+                           max_step_r_deg).to(dtype)
         states = [s.boxplus(d) for s, d in zip(states, delta)]
     cov = torch.linalg.inv(H)
     out = []
