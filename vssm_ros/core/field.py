@@ -26,8 +26,6 @@ from vssm_ros.config import MapConfig
 from vssm_ros.errors import StateError
 
 
-_NEIGHBOURS = torch.tensor([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1],
-                            [0, 0, -1]])
 
 
 class VoxelMap:
@@ -134,8 +132,9 @@ class VoxelMap:
         """Closed-form posterior update with one depth image (projective signed distances).
 
         Candidate voxels are those met by samples along the pixels' rays from ``2 truncation``
-        in front of the observed depth to ``truncation`` behind it (space further in front keeps
-        its value: free unless observed otherwise, the grid's initial value). Each candidate's
+        in front of the observed depth to ``truncation`` behind it, and their 26 neighbours (space
+        further in front keeps its value: free unless observed otherwise, the grid's initial
+        value). Each candidate's
         signed distance is then computed exactly by projecting its centre into the image, with
         bilinear depth where the four neighbours agree.
 
@@ -171,19 +170,8 @@ class VoxelMap:
         z = (d_ok[:, None] + offs).clamp(min=1e-3)  # (P, S)
         pts = (dirs[:, None, :] * z[..., None]).reshape(-1, 3)
         pts = pts @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
-        dims = torch.tensor(self.dims, device=dev)
         X, Y = self.dims[0], self.dims[1]
-
-        def unique_inside(idx: torch.Tensor) -> torch.Tensor:
-            idx = idx[((idx >= 0) & (idx < dims)).all(dim=-1)]
-            flat = torch.unique((idx[:, 2] * Y + idx[:, 1]) * X + idx[:, 0])
-            return torch.stack((flat % X, (flat // X) % Y, flat // (X * Y)), dim=-1)
-
-        vox = unique_inside(torch.round((pts - self.origin) / self.resolution).long())
-        # Rays are sparser than voxels at range (a 160 px wide image at 5 m spaces them ~4 cm
-        # apart), so the 6-neighbours join the candidates: a voxel next to a surface that no
-        # ray met would stay free and let rays through the surface.
-        vox = unique_inside((vox[:, None, :] + _NEIGHBOURS.to(dev)).reshape(-1, 3))
+        vox = self._dilated_voxels(torch.round((pts - self.origin) / self.resolution).long())
         flat = (vox[:, 2] * Y + vox[:, 1]) * X + vox[:, 0]
         # 2. exact projective signed distance of each candidate
         pc = (self.voxel_centres(vox) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
@@ -228,6 +216,40 @@ class VoxelMap:
             cview[:, cflat] = (cview[:, cflat] * cw_old + col.t() * cw) / cw_safe
             self.color_weight.view(-1)[cflat] = cw_new.clamp(max=cfg.max_weight)
         return int(flat.numel())
+
+    def _dilated_voxels(self, idx: torch.Tensor) -> torch.Tensor:
+        """The voxels in the grid within one voxel (26-neighbourhood) of the given ones.
+
+        Rays are sparser than voxels at range (a 160 px wide image at 5 m spaces them ~4 cm
+        apart): a voxel next to a surface that no ray met would stay free (+truncation) and
+        pull rendered surfaces behind their true place through the trilinear queries. The
+        dilation runs on a boolean grid over the candidates' bounding box, which is much
+        cheaper than de-duplicating 27 offsets per voxel.
+
+        Args:
+            idx: integer (x, y, z) voxel indices, possibly outside the grid. Shape: (N, 3).
+        Returns:
+            Unique (x, y, z) indices inside the grid. Shape: (M, 3).
+        """
+        dims = torch.tensor(self.dims, device=self.device)
+        idx = idx[((idx >= 0) & (idx < dims)).all(dim=-1)]
+        if idx.shape[0] == 0:
+            return idx
+        lo = (idx.min(dim=0).values - 1).clamp(min=0)
+        hi = torch.minimum(idx.max(dim=0).values + 1, dims - 1)
+        ext = (hi - lo + 1).tolist()
+        loc = idx - lo
+        grid = torch.zeros((ext[2], ext[1], ext[0]), device=self.device, dtype=torch.bool)
+        grid[loc[:, 2], loc[:, 1], loc[:, 0]] = True
+        for axis in range(3):  # separable: dilate along z, y, x in turn
+            n = grid.shape[axis]
+            if n < 2:
+                continue
+            out = grid.clone()
+            out.narrow(axis, 1, n - 1).logical_or_(grid.narrow(axis, 0, n - 1))
+            out.narrow(axis, 0, n - 1).logical_or_(grid.narrow(axis, 1, n - 1))
+            grid = out
+        return grid.nonzero().flip(-1) + lo
 
     # ------------------------------------------------------------------ export
 
