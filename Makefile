@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 ROS_VENV ?= .venv-ros
 ROS_STAMP := $(ROS_VENV)/.installed
 
-.PHONY: demo test bench venv ros-venv clean
+.PHONY: demo test bench bench-seeds venv ros-venv clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ test: $(STAMP) $(ROS_STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/vssm-bench
+
+# The demo on three synthetic flights (about 4 minutes): gate map/tracking changes on it.
+bench-seeds: $(STAMP)
+	$(PY) tools/seed_sweep.py --seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) $(ROS_VENV) .cache build *.egg-info
