@@ -198,6 +198,8 @@ class CostField:
         g = (pts - self.origin) / (self.resolution * (size - 1).clamp(min=1)) * 2.0 - 1.0
         out = F.grid_sample(self.cost[None, None], g.reshape(1, 1, 1, -1, 3), mode='bilinear',
                             padding_mode='border', align_corners=True).reshape(-1)
+        # Interpolating costs in [0, 1] stays in [0, 1]; float32 weights can overshoot by an ulp.
+        out = out.clamp(0.0, 1.0)
         return torch.where(inside, out, torch.ones_like(out))
 
     def slice(self, height: float) -> Dict:

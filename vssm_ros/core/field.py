@@ -26,8 +26,6 @@ from vssm_ros.config import MapConfig
 from vssm_ros.errors import StateError
 
 
-
-
 class VoxelMap:
     """Occupancy (via signed distance) and colour grids with per-voxel observation weights.
 
