@@ -130,11 +130,10 @@ class VoxelMap:
         """Closed-form posterior update with one depth image (projective signed distances).
 
         Candidate voxels are those met by samples along the pixels' rays from ``2 truncation``
-        in front of the observed depth to ``truncation`` behind it, and their 26 neighbours (space
-        further in front keeps its value: free unless observed otherwise, the grid's initial
-        value). Each candidate's
-        signed distance is then computed exactly by projecting its centre into the image, with
-        bilinear depth where the four neighbours agree.
+        in front of the observed depth to ``truncation`` behind it, and their 26 neighbours
+        (space further in front keeps its value: free unless observed otherwise, the grid's
+        initial value). Each candidate's signed distance is then computed exactly by projecting
+        its centre into the image, with bilinear depth where the four neighbours agree.
 
         Args:
             depth: metres, NaN invalid. Shape: (H, W).
