@@ -17,7 +17,6 @@ from vssm_ros.core.field import VoxelMap
 from vssm_ros.core.posterior import depth_sigma, make_rays
 from vssm_ros.core.window import WindowFrame, refine_window
 from vssm_ros.data.synthetic import generate_flight
-from vssm_ros.types import Frame, ImuSample
 
 F64 = torch.float64
 SYN = SyntheticConfig(duration_s=3, width=64, height=48)
@@ -120,7 +119,7 @@ def test_later_frames_pull_an_erroneous_old_state_back(flight):
     assert float(torch.diagonal(out[0].cov)[:3].sum()) < float(torch.diagonal(P0)[:3].sum())
 
 
-def _run(flight, window, n=22):
+def _run(feed, flight, window, n=22):
     # A keyframe every 5 frames whatever the motion.
     cfg = EngineConfig(map=ECFG.map, init_pose='ground_truth',
                        inference=InferenceConfig(window=window, keyframe_every=5))
@@ -132,21 +131,13 @@ def _run(flight, window, n=22):
         fused.append(eng.n_frames)
         return orig(*a, **k)
     eng.map.fuse = fuse
-    i = 0
-    for it in flight.items():
-        if isinstance(it, ImuSample):
-            eng.add_imu(it)
-        elif isinstance(it, Frame):
-            eng.step(it)
-            i += 1
-            if i == n:
-                break
+    feed(eng, flight.items(), n)
     return eng, fused
 
 
-def test_engine_fuses_a_keyframe_once_its_window_is_full(flight):
-    eng1, fused1 = _run(flight, 1)
-    eng4, fused4 = _run(flight, 4)
+def test_engine_fuses_a_keyframe_once_its_window_is_full(flight, feed_frames):
+    eng1, fused1 = _run(feed_frames, flight, 1)
+    eng4, fused4 = _run(feed_frames, flight, 4)
     # Window 1: each keyframe is fused in its own step; window 4: three frames later. The
     # first frame anchors the map at once.
     assert fused1 == [0, 5, 10, 15, 20]

@@ -14,7 +14,6 @@ from vssm_ros.data.export import (CHECKPOINT_FORMAT, load_checkpoint, read_ply, 
                                   write_ply)
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.errors import SourceError, StateError
-from vssm_ros.types import Frame, ImuSample
 
 
 def _cloud(n, seed=0):
@@ -88,22 +87,14 @@ def test_ply_rejects_bad_inputs(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def engine_and_flight():
+def engine_and_flight(feed_frames):
     """An engine after 3 frames of a small synthetic flight (a coarse map keeps it fast)."""
     flight = generate_flight(SyntheticConfig(duration_s=1.0, width=48, height=36,
                                              camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
     cfg = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5), bounds_max=(8.5, 6.5, 3.5),
                                      resolution=0.1, truncation=0.3))
     engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0])
-    frames = 0
-    for item in flight.items():
-        if isinstance(item, ImuSample):
-            engine.add_imu(item)
-        elif isinstance(item, Frame):
-            engine.step(item)
-            frames += 1
-            if frames == 3:
-                break
+    feed_frames(engine, flight.items(), 3)
     return engine, flight, cfg
 
 
