@@ -151,6 +151,10 @@ def test_specialisation_values():
     ({'frames': {'standalone': 'yes'}}, 'frames.standalone'),
     ({'frames': {'T_body_imu': [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0]}}, 'frames.T_body_imu'),
     ({'engine': {'dtype': 'float16'}}, 'engine.dtype'),
+    ({'engine': {'map': {'observed_floor': 0.0}}}, 'map.observed_floor'),
+    ({'engine': {'map': {'observed_floor': 1.5}}}, 'map.observed_floor'),
+    ({'engine': {'inference': {'track_stop_translation': -1e-4}}},
+     'inference.track_stop_translation'),
     ({'topcis': {'rgb': '/a'}}, 'topcis'),
     ({'sync': 3}, 'sync'),
 ])

@@ -296,6 +296,13 @@ class MapConfig:
     the map there (rounded to whole voxels). A pose tracked against the map is only as certain
     in the world as the map it was tracked against; this makes the reported covariance grow
     with drift while exploring and shrink again on revisits."""
+    observed_floor: float = 0.5
+    """Signed-distance queries interpolate over the observed corners of their cell only, so
+    that never-observed voxels (free by default) next to a fused surface, at the edge of a
+    fused view or behind it, do not pull the surface deeper; where the observed corners' share
+    of the trilinear weight is below this floor, the value fades to free (+truncation). 1:
+    plain trilinear (unobserved corners count as free); lower values extrapolate further. On
+    the synthetic flights 0.5 cut seed 1's ATE from ~5.3 to ~3.4 cm (0.25: 3.7 cm)."""
 
     def __post_init__(self):
         _check(len(self.bounds_min) == 3 and len(self.bounds_max) == 3, 'map.bounds_min/max',
@@ -312,6 +319,8 @@ class MapConfig:
             n *= int(math.ceil((b - a) / self.resolution)) + 1
         _check(n <= 200_000_000, 'map.resolution', f'grid of {n} voxels is too large')
         _check(self.freeze_weight >= 0, 'map.freeze_weight', 'must be >= 0')
+        _check(0 < self.observed_floor <= 1, 'map.observed_floor',
+               f'must be in (0, 1], got {self.observed_floor}')
         for k in ('logit_slope', 'sdf_noise', 'max_weight'):
             _check(getattr(self, k) > 0, f'map.{k}', 'must be > 0')
 
@@ -406,7 +415,13 @@ class InferenceConfig:
     rays: int = 1024
     """Rays (pixels) sampled per frame for tracking."""
     track_iters: int = 8
-    """Gauss-Newton iterations for the new state (map fixed)."""
+    """Most Gauss-Newton iterations for the new state (map fixed)."""
+    track_stop_translation: float = 5e-5
+    """Tracking stops early once a step moves the pose less than this (metres) and less than
+    ``track_stop_rotation_deg``; 0 disables early stopping. On the demo flight the median step
+    is below 0.05 mm after 3 iterations."""
+    track_stop_rotation_deg: float = 0.003
+    """Rotation threshold of the early stop (degrees); 0 disables early stopping."""
     keyframe_translation: float = 0.3
     """A new keyframe when the body moved this far (metres) since the last one."""
     keyframe_rotation_deg: float = 15.0
@@ -437,6 +452,8 @@ class InferenceConfig:
         for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'window_rays'):
             _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
         for k in ('track_iters', 'window_iters'):
+            _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
+        for k in ('track_stop_translation', 'track_stop_rotation_deg'):
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
 
 

@@ -84,6 +84,11 @@ class PoseSample:
         return _seconds(self.stamp_ns)
 
 
+TIMING_COUNTS = ('rays_used', 'track_iters')
+"""Keys of ``Estimate.timings`` that are counts, not seconds: usable depth rays, and the
+Gauss-Newton steps the tracker took."""
+
+
 @dataclass
 class Estimate:
     """The engine's posterior for one frame.
@@ -95,7 +100,8 @@ class Estimate:
             nav_msgs/Odometry (translation and rotation both about the map frame's axes),
             including the uncertainty of the map the pose was tracked against. Shape: (6, 6).
         v_world: posterior mean linear velocity in the world frame. Shape: (3,).
-        timings: seconds spent per stage ('propagate', 'track', 'map', 'total', ...).
+        timings: seconds spent per stage ('propagate', 'track', 'map', 'total', ...), and
+            the counts named in ``TIMING_COUNTS``.
     """
 
     stamp_ns: int

@@ -24,7 +24,7 @@ from vssm_ros.config import VssmConfig
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
 from vssm_ros.data.bags import BagLayout, BagWriter, bag_msg_types
-from vssm_ros.types import Estimate, Frame
+from vssm_ros.types import TIMING_COUNTS, Estimate, Frame
 
 PathLike = Union[str, os.PathLike]
 
@@ -113,9 +113,9 @@ class ReplayBag:
         rays = est.timings.get('rays_used')
         tracked = rays is None or rays >= self.cfg.engine.inference.min_valid_rays
         values: Dict[str, Any] = {'frames_processed': self.n_frames}
-        values.update({f'{k}_ms': 1e3 * v for k, v in est.timings.items() if k != 'rays_used'})
-        if rays is not None:
-            values['rays_used'] = int(rays)
+        values.update({f'{k}_ms': 1e3 * v for k, v in est.timings.items()
+                       if k not in TIMING_COUNTS})
+        values.update({k: int(est.timings[k]) for k in TIMING_COUNTS if k in est.timings})
         pos_std = np.sqrt(np.clip(np.diag(est.cov)[:3], 0.0, None))
         values['position_std_m'] = float(np.linalg.norm(pos_std))
         level, text = ((M.DIAG_OK, 'tracking') if tracked else

@@ -57,7 +57,7 @@ from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose, write_tum_tr
 from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
 from vssm_ros.eval.metrics import associate, depth_l1, trajectory_metrics
 from vssm_ros.eval.report import aligned_position_calibration, latency_stats, summary_table
-from vssm_ros.types import Estimate, Frame, ImuSample
+from vssm_ros.types import TIMING_COUNTS, Estimate, Frame, ImuSample
 
 PathLike = Union[str, os.PathLike]
 
@@ -322,9 +322,9 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
             'step_frames_per_s': n / sum(latencies) if sum(latencies) > 0 else None,
             'step_latency': latency_stats(latencies),
             'stages_mean_ms': {k: 1e3 * v / n for k, v in stage_sums.items()
-                               if k != 'rays_used'},
-            'rays_used_mean': stage_sums['rays_used'] / n if 'rays_used' in stage_sums
-            else None,
+                               if k not in TIMING_COUNTS},
+            **{f'{k}_mean': stage_sums[k] / n if k in stage_sums else None
+               for k in TIMING_COUNTS},
         },
     }
 

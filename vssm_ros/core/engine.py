@@ -206,9 +206,11 @@ class SlamEngine:
                              self.cfg.render)
             res = track(self.map, rays, prior, inf.track_iters, self.cfg.render,
                         self.cfg.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
-                        inf.min_valid_rays, self.cfg.sensor.ray_info_scale)
+                        inf.min_valid_rays, self.cfg.sensor.ray_info_scale,
+                        inf.track_stop_translation, inf.track_stop_rotation_deg)
             post = res['state']
             timings['rays_used'] = float(res['n_used'])
+            timings['track_iters'] = float(res['iters'])
             if res['n_used'] < inf.min_valid_rays:
                 self.n_untracked += 1
             else:

@@ -11,7 +11,9 @@ closed form (the fast path of PRISM) and map uncertainty exists per cell. Unobse
 cost-to-go treats them as unknown.
 
 Queries are trilinear (``grid_sample``), so both fields are defined at every point of R^3; outside
-the grid space is free and unknown.
+the grid space is free and unknown. The signed-distance query averages over the observed corners
+of a cell only (``MapConfig.observed_floor``): a surface at the edge of a fused view would
+otherwise be pulled deeper by the free space assumed just beyond it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ class VoxelMap:
         self.origin = lo.to(device=self.device, dtype=dtype)  # centre of voxel (0, 0, 0)
         self.resolution = float(cfg.resolution)
         x, y, z = self.dims
-        self._dist = torch.zeros((1, 1, z, y, x), device=self.device, dtype=dtype)
+        # Channel 0: shifted signed distance; channel 1: 1 where observed (for the
+        # weight-normalised query).
+        self._dist_seen = torch.zeros((1, 2, z, y, x), device=self.device, dtype=dtype)
+        self._dist = self._dist_seen[:, 0:1]
+        self._seen = self._dist_seen[:, 1:2]
         self.weight = torch.zeros_like(self._dist)
         self.color = torch.zeros((1, 3, z, y, x), device=self.device, dtype=dtype)
         self.color_weight = torch.zeros_like(self._dist)
@@ -83,8 +89,17 @@ class VoxelMap:
         return out.reshape(grid.shape[1], -1).t()
 
     def sdf_at(self, points: torch.Tensor) -> torch.Tensor:
-        """Posterior mean signed distance. Shape: (N, 3) -> (N,)."""
-        return self._sample(self._dist, points)[:, 0] + self.cfg.truncation
+        """Posterior mean signed distance, interpolated over the observed corners of each
+        point's cell (``MapConfig.observed_floor``). Shape: (N, 3) -> (N,).
+        """
+        floor = self.cfg.observed_floor
+        if floor >= 1.0:
+            return self._sample(self._dist, points)[:, 0] + self.cfg.truncation
+        # Unobserved corners hold 0 in the shifted grid, so the plain sample of the shifted
+        # distance is already the sum over observed corners; dividing by their weight share
+        # normalises it.
+        out = self._sample(self._dist_seen, points)
+        return out[:, 0] / out[:, 1].clamp(min=floor) + self.cfg.truncation
 
     def logits_at(self, points: torch.Tensor) -> torch.Tensor:
         """Posterior mean occupancy logits. Shape: (N, 3) -> (N,)."""
@@ -195,8 +210,10 @@ class VoxelMap:
         s_old = self._dist.view(-1)[flat] + cfg.truncation
         W_new = W_old + wgt
         W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
-        self._dist.view(-1)[flat] = (s_old * W_old + sdf * wgt) / W_safe - cfg.truncation
+        s_new = torch.where(W_new > 0, (s_old * W_old + sdf * wgt) / W_safe, s_old)
+        self._dist.view(-1)[flat] = s_new - cfg.truncation
         self.weight.view(-1)[flat] = W_new.clamp(max=cfg.max_weight)
+        self._seen.view(-1)[flat] = (W_new > 0).to(self.dtype)
         if pose_var is not None:
             cell = self._anchor_cells(vox[upd])
             self.anchor_weight.index_add_(0, cell, wgt)
@@ -292,11 +309,13 @@ class VoxelMap:
                                  f'the config gives {tuple(cur.shape)}')
             new = new.to(device=cur.device, dtype=cur.dtype)
             cur.copy_(new - self.cfg.truncation if key == 'sdf' else new)
+        self._seen.copy_((self.weight > 0).to(self.dtype))
 
     def reset(self) -> None:
         """Forget everything."""
         for g in self._grids().values():
             g.zero_()
+        self._seen.zero_()
 
 
 def _bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: float):

@@ -114,20 +114,27 @@ def clamp_step(delta: torch.Tensor, max_t: float, max_r_deg: float) -> torch.Ten
 
 def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderConfig,
           scfg: SensorConfig, max_step_t: float, max_step_r: float, min_rays: int,
-          info_scale: float = 1.0) -> Dict:
+          info_scale: float = 1.0, stop_t: float = 0.0, stop_r_deg: float = 0.0) -> Dict:
     """Posterior of one state given its rays, the map and the propagated prior.
 
     Args:
+        iters: most Gauss-Newton steps.
         info_scale: scale on the depth information (``SensorConfig.ray_info_scale``).
+        stop_t, stop_r_deg: stop early once a step moves less than both (metres, degrees);
+            0: always take ``iters`` steps.
     Returns:
         ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual),
-        ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth.
+        ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth,
+        ``iters`` (int) the steps taken.
     """
     P_inv = torch.linalg.inv(prior.cov)
     state = prior.clone()
     H = P_inv
     n_used = 0
     rmse = float('nan')
+    converged = False
+    steps = 0
+    stop = torch.tensor([stop_t, math.radians(stop_r_deg)], dtype=prior.p.dtype)
     for it in range(iters + 1):
         lin = linearise(field, rays, state.R, state.p, rcfg, scfg)
         w, J, r = lin['w'], lin['J'], lin['r']
@@ -139,16 +146,23 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
         Jw = J * (w * info_scale)[:, None]
         H = P_inv.clone()
         H[:6, :6] += J.t() @ Jw
-        if it == iters:
+        if it == iters or converged:
             break  # the final linearisation only refreshes the Hessian at the optimum
         e = state.boxminus(prior)
         b = P_inv @ e
         b[:6] += Jw.t() @ r
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
-        state = state.boxplus(clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r))
+        delta = clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r)
+        state = state.boxplus(delta)
+        steps += 1
+        if stop_t > 0 and stop_r_deg > 0:
+            # One host sync per step, as the ray count above already costs.
+            norms = torch.stack((torch.linalg.norm(delta[:3]), torch.linalg.norm(delta[3:6])))
+            converged = bool((norms.cpu() < stop).all())
     if n_used >= min_rays:
         rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)
     state.cov = 0.5 * (cov + cov.t())
     state.R = lie.orthonormalize(state.R)
-    return {'state': state, 'n_used': n_used, 'rmse': rmse, 'w': w, 'depth': lin['depth']}
+    return {'state': state, 'n_used': n_used, 'rmse': rmse, 'w': w, 'depth': lin['depth'],
+            'iters': steps}
