@@ -132,13 +132,20 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     H = P_inv
     n_used = 0
     rmse = float('nan')
+    early_stop = stop_t > 0 and stop_r_deg > 0
     converged = False
     steps = 0
-    stop = torch.tensor([stop_t, math.radians(stop_r_deg)], dtype=prior.p.dtype)
+    step_norms = None  # of the last step; read back with the next ray count (one sync each)
     for it in range(iters + 1):
         lin = linearise(field, rays, state.R, state.p, rcfg, scfg)
         w, J, r = lin['w'], lin['J'], lin['r']
-        n_used = int((w > 0).sum())
+        if step_norms is None:
+            n_used = int((w > 0).sum())
+        else:
+            n, nt, nr = torch.cat(((w > 0).sum().to(step_norms.dtype)[None],
+                                   step_norms)).tolist()
+            n_used = int(n)
+            converged = nt < stop_t and nr < math.radians(stop_r_deg)
         if n_used < min_rays:
             state = prior.clone()
             H = P_inv
@@ -155,10 +162,9 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
         delta = clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r)
         state = state.boxplus(delta)
         steps += 1
-        if stop_t > 0 and stop_r_deg > 0:
-            # One host sync per step, as the ray count above already costs.
-            norms = torch.stack((torch.linalg.norm(delta[:3]), torch.linalg.norm(delta[3:6])))
-            converged = bool((norms.cpu() < stop).all())
+        if early_stop:
+            step_norms = torch.stack((torch.linalg.norm(delta[:3]),
+                                      torch.linalg.norm(delta[3:6])))
     if n_used >= min_rays:
         rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)
