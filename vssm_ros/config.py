@@ -362,14 +362,17 @@ class SensorConfig:
     """Depth noise growth (1/metre): sigma(z) = a + b z²."""
     model_sigma: float = 0.004
     """Extra depth std (metres) for map discretisation error, added in quadrature."""
-    color_sigma: float = 0.1
-    """Colour noise std (intensity in [0, 1])."""
+    color_sigma: float = 0.02
+    """Std (grey intensity in [0, 1]) of the colour likelihood that tracking uses
+    (``inference.track_color``): camera noise plus the map's colour error (a voxel averages
+    the texture it covers). The synthetic camera (noise 2/255) takes 0.005 (config/demo.yaml)."""
     huber: float = 2.0
-    """Huber threshold on normalised depth residuals (robust to outliers and dynamics)."""
+    """Huber threshold on normalised depth and colour residuals (robust to outliers and
+    dynamics)."""
     ray_info_scale: float = 0.02
-    """Fraction of the sampled rays' depth information counted as independent. Neighbouring
-    rays see the same voxels, so their errors are correlated and counting every ray makes
-    the posterior over-confident; 1 / (rays per independent error) calibrates it."""
+    """Fraction of the sampled rays' depth and colour information counted as independent.
+    Neighbouring rays see the same voxels, so their errors are correlated and counting every
+    ray makes the posterior over-confident; 1 / (rays per independent error) calibrates it."""
 
     def __post_init__(self):
         for k in ('depth_sigma_a', 'model_sigma', 'color_sigma', 'huber'):
@@ -422,6 +425,10 @@ class InferenceConfig:
     is below 0.05 mm after 3 iterations."""
     track_stop_rotation_deg: float = 0.003
     """Rotation threshold of the early stop (degrees); 0 disables early stopping."""
+    track_color: bool = True
+    """Tracking uses the colour likelihood too: each ray's observed grey intensity against
+    the map's colour at its observed point (``sensor.color_sigma``). Depth alone leaves motion
+    along flat surfaces (a wall, the floor) to the IMU; texture constrains it."""
     keyframe_translation: float = 0.3
     """A new keyframe when the body moved this far (metres) since the last one."""
     keyframe_rotation_deg: float = 15.0
@@ -439,8 +446,9 @@ class InferenceConfig:
     to ``window - 1`` after it have been tracked, and its state is refined jointly with theirs
     (rays and transitions, map fixed) first, so the map is built from smoothed poses. 1 (the
     default): fuse a keyframe at its tracked pose at once, no refinement; on the demo flight
-    window 4 measured no gain (ATE 1.17 vs 1.12 cm: the keyframes' errors come from the map
-    they are tracked against, which all frames of a window share) and the map lags 3 frames."""
+    window 4 measured little gain (ATE 0.34 vs 0.38 cm with colour tracking, none without:
+    the keyframes' errors come from the map they are tracked against, which all frames of a
+    window share) and the map lags 3 frames."""
     window_rays: int = 512
     """Rays per frame (of those tracked) kept for the window refinement."""
     window_iters: int = 2

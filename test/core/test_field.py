@@ -100,6 +100,17 @@ def test_colour_near_surface_matches_image(plane_map):
     assert float(m.color_at(_column(0.5, -0.1, [1.8])).abs().max()) == 0.0
 
 
+def test_colour_interpolates_over_colour_observed_corners(plane_map):
+    # Voxel centres along this column sit at 1.90 (no colour: sdf 0.10 > truncation / 2),
+    # 1.95 and 2.00 (coloured). At 1.92 the coloured corner has 0.4 of the trilinear weight:
+    # the query reads its colour, not 0.4 of it (black where colour was never seen).
+    col, share = plane_map.color_and_share(_column(-0.5, 0.1, [1.92, 1.85, 1.97]))
+    assert torch.allclose(share, torch.tensor([0.4, 0.0, 1.0], dtype=F64), atol=1e-9)
+    assert torch.allclose(col[0], torch.tensor(RED, dtype=F64), atol=1e-9)
+    assert torch.allclose(col[2], torch.tensor(RED, dtype=F64), atol=1e-9)
+    assert float(col[1].abs().max()) == 0.0
+
+
 def test_surface_points_lie_on_the_plane(plane_map):
     m = plane_map
     pts = m.surface_points()

@@ -10,7 +10,7 @@ import torch
 
 from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig
 from vssm_ros.core import lie
-from vssm_ros.core.camera import pixel_rays, sample_pixels
+from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.field import VoxelMap
 from vssm_ros.core.posterior import depth_sigma, linearise, make_rays, track
@@ -33,20 +33,23 @@ class Scene:
     def __init__(self, flight, index, n_rays=512, seed=0):
         frame = flight.frame(index, noise=False)
         self.depth = _t(frame.depth)
+        self.rgb = _t(frame.rgb / 255.0)
         self.K = _t(frame.K)
         self.T_body_cam = _t(frame.T_body_cam)
         self.T_world_body = _t(flight.gt_frames.T_world_body[index])
         self.map = VoxelMap(ECFG.map, 'cpu', F64)
-        self.map.fuse(self.depth, _t(frame.rgb / 255.0), self.K, _t(flight.T_world_cam(index)),
+        self.map.fuse(self.depth, self.rgb, self.K, _t(flight.T_world_cam(index)),
                       depth_sigma(self.depth, ECFG.sensor))
         self.rays = self.make(torch.isfinite(self.depth), n_rays, seed)
+        self.rays_rgb = self.make(torch.isfinite(self.depth), n_rays, seed, color=True)
 
-    def make(self, valid, n_rays, seed):
+    def make(self, valid, n_rays, seed, color=False):
         idx, ok = sample_pixels(valid, n_rays, torch.Generator().manual_seed(seed))
         w = self.depth.shape[1]
         uv = torch.stack(((idx % w).to(F64), (idx // w).to(F64)), dim=-1)
         return make_rays(pixel_rays(self.K, uv), self.depth.reshape(-1)[idx], ok,
-                         self.T_body_cam, ECFG.render)
+                         self.T_body_cam, ECFG.render,
+                         self.rgb.reshape(-1, 3)[idx] if color else None)
 
     def prior(self, dp, axis, angle_deg):
         axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
@@ -144,6 +147,93 @@ def test_jacobian_matches_finite_differences(scene30):
         analytic = -lin['J'][:, j] * sigma
         rel = float((fd - analytic)[use].norm() / fd[use].norm())
         assert rel < 1e-4, (j, rel)
+
+
+def test_colour_jacobian_matches_finite_differences(scene30):
+    # The colour term's Jacobian against central differences of the map's intensity at the
+    # rays' observed points.
+    prior = scene30.prior((0.004, -0.003, 0.002), (1.0, -2.0, 0.5), 0.3)
+    R0, p0 = prior.R, prior.p
+    rays = scene30.rays_rgb
+    lin = linearise(scene30.map, rays, R0, p0, ECFG.render, ECFG.sensor)
+    use = lin['w_col'] > 0
+    assert int(use.sum()) > 300
+    assert int((use & (lin['w'] == 0)).sum()) == 0  # colour only where depth is usable
+
+    def intensity(R, p):
+        out = linearise(scene30.map, rays, R, p, ECFG.render, ECFG.sensor)
+        return rays.i_obs - out['r_col'] * ECFG.sensor.color_sigma
+
+    eps = 1e-7  # the trilinear gradient jumps at cell faces; one ray here is 4 um from one
+    for j in range(6):
+        d = torch.zeros(6, dtype=F64)
+        d[j] = eps
+        fd = (intensity(R0 @ lie.so3_exp(d[3:]), p0 + d[:3])
+              - intensity(R0 @ lie.so3_exp(-d[3:]), p0 - d[:3])) / (2 * eps)
+        analytic = -lin['J_col'][:, j] * ECFG.sensor.color_sigma
+        rel = float((fd - analytic)[use].norm() / fd[use].norm())
+        assert rel < 1e-4, (j, rel)
+
+
+@pytest.mark.parametrize('axis', [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)])
+def test_track_with_colour_converges_from_2cm_1deg(scene30, axis):
+    # Every 2 cm x 1 deg perturbation (along +-x/y/z, about +-body x/y/z) that depth alone
+    # leaves 5-26 mm off (8 of 36, the xfails below among them) converges with colour.
+    for dp in _DP6:
+        for angle in (1.0, -1.0):
+            prior = scene30.prior(dp, axis, angle)
+            e_p, e_r = scene30.errors(_track(scene30, prior, rays=scene30.rays_rgb)['state'])
+            assert e_p < 5e-3 and e_r < 0.2, (dp, angle, e_p, e_r)
+
+
+def _textured_wall(color):
+    """Tracking against a fronto-parallel wall 2 m ahead (body = camera at the origin,
+    looking along +z) with a smooth grey texture, the map fused from a view twice as wide as
+    the tracked one (so that no tracked ray sees the edge of the fused wall).
+
+    Returns:
+        the map and 512 rays (with their colour when ``color``).
+    """
+    h, w = 192, 256
+    K = _t([[120.0, 0.0, 127.5], [0.0, 120.0, 95.5], [0.0, 0.0, 1.0]])
+    dirs = pixel_rays(K, pixel_grid(h, w, dtype=F64))
+    X, Y = 2.0 * dirs[:, 0], 2.0 * dirs[:, 1]
+    inten = (0.5 + 0.2 * torch.sin(2 * math.pi * X / 0.5)
+             + 0.2 * torch.cos(2 * math.pi * Y / 0.4)).reshape(h, w)
+    rgb = inten[..., None].expand(h, w, 3)
+    depth = torch.full((h, w), 2.0, dtype=F64)
+    m = VoxelMap(MapConfig(bounds_min=(-2.5, -2.0, 1.0), bounds_max=(2.5, 2.0, 3.0)), 'cpu',
+                 F64)
+    m.fuse(depth, rgb, K, torch.eye(4, dtype=F64), depth_sigma(depth, ECFG.sensor))
+    centre = torch.zeros((h, w), dtype=torch.bool)
+    centre[h // 4:-h // 4, w // 4:-w // 4] = True
+    idx, ok = sample_pixels(centre, 512, torch.Generator().manual_seed(0))
+    rays = make_rays(dirs[idx], depth.reshape(-1)[idx], ok, torch.eye(4, dtype=F64),
+                     ECFG.render, rgb.reshape(-1, 3)[idx] if color else None)
+    return m, rays
+
+
+def test_colour_recovers_motion_along_a_textured_wall():
+    # Depth of a plane says nothing about motion within it (x, y, yaw about its normal); the
+    # colour likelihood does.
+    errs, stds = {}, {}
+    for color in (False, True):
+        m, rays = _textured_wall(color)
+        R = lie.so3_exp(_t([0.0, 0.0, math.radians(0.5)]))
+        prior = GaussianState(R, _t([0.02, -0.015, 0.0]), torch.zeros(3, dtype=F64),
+                              torch.diag(_t(PRIOR_STD) ** 2), torch.zeros(3, dtype=F64))
+        inf = ECFG.inference
+        post = track(m, rays, prior, 8, ECFG.render, ECFG.sensor, inf.max_step_translation,
+                     inf.max_step_rotation_deg, inf.min_valid_rays)['state']
+        errs[color] = (float(post.p.norm()),
+                       math.degrees(float(lie.so3_log(post.R).norm())))
+        stds[color] = torch.diagonal(post.cov)[:6].sqrt()
+    # Depth alone keeps the prior's 2.5 cm and 0.5 deg, and its std, in those directions.
+    assert errs[False] == pytest.approx((0.025, 0.5), rel=1e-4)
+    assert errs[True][0] < 2e-3 and errs[True][1] < 0.05, errs[True]
+    # The colour term's information is where depth had none: x, y and yaw.
+    for j in (0, 1, 5):
+        assert float(stds[True][j]) < 0.1 * float(stds[False][j]), j
 
 
 def _depth_var(scene, R, p):

@@ -202,8 +202,9 @@ class SlamEngine:
             idx, ok = sample_pixels(valid, inf.rays, self._gen)
             h, w = depth.shape
             uv = torch.stack(((idx % w).to(self.dtype), (idx // w).to(self.dtype)), dim=-1)
+            rgb_obs = rgb.reshape(-1, 3)[idx] if inf.track_color else None
             rays = make_rays(pixel_rays(K, uv), depth.reshape(-1)[idx], ok, T_body_cam,
-                             self.cfg.render)
+                             self.cfg.render, rgb_obs)
             res = track(self.map, rays, prior, inf.track_iters, self.cfg.render,
                         self.cfg.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
                         inf.min_valid_rays, self.cfg.sensor.ray_info_scale,
@@ -222,9 +223,8 @@ class SlamEngine:
         t0 = time.perf_counter()
         if self._pending is not None and rays is not None:
             n = inf.window_rays
-            self._window.append(WindowFrame(frame.stamp_ns, post.clone(), RayBatch(
-                rays.q_body[:n], rays.depths[:n], rays.d_obs[:n], rays.valid[:n],
-                rays.dirs[:n]), transition))
+            self._window.append(WindowFrame(frame.stamp_ns, post.clone(), rays.head(n),
+                                            transition))
         if first or self._is_keyframe(post):
             post = self._close_window(post)
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})

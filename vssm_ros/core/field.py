@@ -19,7 +19,7 @@ otherwise be pulled deeper by the free space assumed just beyond it.
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,10 @@ class VoxelMap:
         self._dist = self._dist_seen[:, 0:1]
         self._seen = self._dist_seen[:, 1:2]
         self.weight = torch.zeros_like(self._dist)
-        self.color = torch.zeros((1, 3, z, y, x), device=self.device, dtype=dtype)
+        # Channels 0-2: colour; channel 3: 1 where colour was observed (normalised queries).
+        self._color_seen = torch.zeros((1, 4, z, y, x), device=self.device, dtype=dtype)
+        self.color = self._color_seen[:, :3]
+        self._color_obs = self._color_seen[:, 3:]
         self.color_weight = torch.zeros_like(self._dist)
         # Pose uncertainty the map was fused with, on a coarse grid (it varies slowly):
         # weighted sums of (position, rotation) variance and the weights.
@@ -106,8 +109,21 @@ class VoxelMap:
         return -self.cfg.logit_slope * self.sdf_at(points)
 
     def color_at(self, points: torch.Tensor) -> torch.Tensor:
-        """Colour in [0, 1]. Shape: (N, 3) -> (N, 3)."""
-        return self._sample(self.color, points)
+        """Colour in [0, 1], interpolated over the corners whose colour was observed (0
+        where none was). Shape: (N, 3) -> (N, 3)."""
+        return self.color_and_share(points)[0]
+
+    def color_and_share(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Colour interpolated over the colour-observed corners of each point's cell, and
+        those corners' share of the trilinear weight (1: all observed).
+
+        Returns:
+            colour (N, 3) in [0, 1] and share (N,) in [0, 1].
+        """
+        out = self._sample(self._color_seen, points)
+        share = out[:, 3]
+        # Unobserved corners hold colour 0, so the plain sample is the observed corners' sum.
+        return out[:, :3] / share.clamp(min=1e-6)[:, None], share
 
     def weight_at(self, points: torch.Tensor) -> torch.Tensor:
         """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""
@@ -229,6 +245,7 @@ class VoxelMap:
             cview = self.color.view(3, -1)
             cview[:, cflat] = (cview[:, cflat] * cw_old + col.t() * cw) / cw_safe
             self.color_weight.view(-1)[cflat] = cw_new.clamp(max=cfg.max_weight)
+            self._color_obs.view(-1)[cflat] = (cw_new > 0).to(self.dtype)
         return int(flat.numel())
 
     def _dilated_voxels(self, idx: torch.Tensor) -> torch.Tensor:
@@ -310,12 +327,14 @@ class VoxelMap:
             new = new.to(device=cur.device, dtype=cur.dtype)
             cur.copy_(new - self.cfg.truncation if key == 'sdf' else new)
         self._seen.copy_((self.weight > 0).to(self.dtype))
+        self._color_obs.copy_((self.color_weight > 0).to(self.dtype))
 
     def reset(self) -> None:
         """Forget everything."""
         for g in self._grids().values():
             g.zero_()
         self._seen.zero_()
+        self._color_obs.zero_()
 
 
 def _bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: float):

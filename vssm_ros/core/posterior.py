@@ -2,11 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """The state posterior q(z_t): Gauss-Newton on the negative log joint, Laplace covariance.
 
-For the new state the objective is the depth likelihood of sampled rays given the map (fixed)
-plus the transition prior from the propagate step:
+For the new state the objective is the depth and colour likelihood of sampled rays given the
+map (fixed) plus the transition prior from the propagate step:
 
     E(z) = 1/2 sum_i rho((d_i - E[d_i | z, M]) / sigma_i)
+         + 1/2 sum_i rho((I_i - I_M(R q_i + p)) / sigma_c)
          + 1/2 (z ⊟ z_pred)^T P_pred^-1 (z ⊟ z_pred)
+
+where ``I_i`` is ray i's observed grey intensity, ``q_i`` its observed point (body frame) and
+``I_M`` the map's colour field in grey. The colour term is optional (``RayBatch.i_obs``).
 
 maximised over z by damped Gauss-Newton (iterated EKF). q(z_t) is the Gaussian at the optimum
 with covariance ``H^-1`` (Laplace), which is the maximiser of the ELBO within Gaussians to second
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -39,6 +43,8 @@ class RayBatch:
         d_obs: observed depth. Shape: (R,).
         valid: whether the ray is a real measurement. Shape: (R,).
         dirs: ray directions in the camera, z = 1. Shape: (R, 3).
+        q_obs: the observed point of each ray in the body frame. Shape: (R, 3).
+        i_obs: observed grey intensity in [0, 1], or None (no colour likelihood). Shape: (R,).
     """
 
     q_body: torch.Tensor
@@ -46,10 +52,19 @@ class RayBatch:
     d_obs: torch.Tensor
     valid: torch.Tensor
     dirs: torch.Tensor
+    q_obs: torch.Tensor
+    i_obs: Optional[torch.Tensor] = None
+
+    def head(self, n: int) -> 'RayBatch':
+        """The first ``n`` rays."""
+        return RayBatch(self.q_body[:n], self.depths[:n], self.d_obs[:n], self.valid[:n],
+                        self.dirs[:n], self.q_obs[:n],
+                        None if self.i_obs is None else self.i_obs[:n])
 
 
 def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
-              T_body_cam: torch.Tensor, cfg: RenderConfig) -> RayBatch:
+              T_body_cam: torch.Tensor, cfg: RenderConfig,
+              rgb_obs: Optional[torch.Tensor] = None) -> RayBatch:
     """Sample points of rays with a band around the observed depth.
 
     Args:
@@ -57,12 +72,15 @@ def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
         d_obs: observed depth (any value where invalid). Shape: (R,).
         valid: measurement validity. Shape: (R,).
         T_body_cam: camera in body. Shape: (4, 4).
+        rgb_obs: observed colour in [0, 1] (None: no colour likelihood). Shape: (R, 3).
     """
     d = torch.where(valid, d_obs, torch.ones_like(d_obs))
     depths = band_depths(d, cfg)
     pc = dirs_cam[:, None, :] * depths[..., None]
     q = pc @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
-    return RayBatch(q, depths, d, valid, dirs_cam)
+    q_obs = (dirs_cam * d[:, None]) @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
+    i_obs = None if rgb_obs is None else rgb_obs.mean(dim=-1)
+    return RayBatch(q, depths, d, valid, dirs_cam, q_obs, i_obs)
 
 
 def depth_sigma(d: torch.Tensor, cfg: SensorConfig) -> torch.Tensor:
@@ -95,7 +113,54 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
     a = r.abs()
     huber = torch.where(a <= scfg.huber, torch.ones_like(a), scfg.huber / a.clamp(min=1e-9))
     w = torch.where(usable, huber, torch.zeros_like(a))
-    return {'r': r, 'J': J, 'w': w, 'depth': depth, 'hit': hit}
+    out = {'r': r, 'J': J, 'w': w, 'depth': depth, 'hit': hit}
+    if rays.i_obs is not None:
+        out.update(_linearise_intensity(field, rays, R, p, usable, scfg))
+    return out
+
+
+def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor,
+                         usable: torch.Tensor, scfg: SensorConfig) -> Dict[str, torch.Tensor]:
+    """The colour likelihood's residuals: observed grey intensity against the map's colour
+    at the ray's observed point, ``(i_obs - I(R q_obs + p)) / color_sigma``, with their
+    Jacobian and robust weights (rays whose depth is usable and whose cell's colour was
+    observed at every corner).
+
+    Depth constrains a pose along the surfaces' normals only; on a textured plane, motion along
+    it shows in colour alone (coloured ICP's term, Park et al. 2017).
+
+    Returns:
+        ``r_col`` (R,), ``J_col`` (R, 6), ``w_col`` (R,).
+    """
+    x = (rays.q_obs @ R.t() + p).detach().requires_grad_(True)
+    with torch.enable_grad():
+        col, share = field.color_and_share(x)
+        inten = col.mean(dim=-1)
+        (g,) = torch.autograd.grad(inten.sum(), x)
+    J_p = g
+    J_r = torch.cross(rays.q_obs, g @ R, dim=-1)
+    r = (rays.i_obs - inten.detach()) / scfg.color_sigma
+    J = -torch.cat((J_p, J_r), dim=-1) / scfg.color_sigma
+    a = r.abs()
+    huber = torch.where(a <= scfg.huber, torch.ones_like(a), scfg.huber / a.clamp(min=1e-9))
+    ok = usable & (share.detach() > 0.999)
+    return {'r_col': r, 'J_col': J, 'w_col': torch.where(ok, huber, torch.zeros_like(a))}
+
+
+def normal_equations(lin: Dict[str, torch.Tensor], info_scale: float,
+                     dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The ray terms' Gauss-Newton information and gradient, ``J^T W J`` and ``J^T W r`` over
+    the depth and (where linearised) colour residuals, computed in ``dtype`` (None: the
+    residuals' own). Shape: (6, 6), (6,)."""
+    J, w, r = lin['J'], lin['w'], lin['r']
+    if 'r_col' in lin:
+        J = torch.cat((J, lin['J_col']))
+        w = torch.cat((w, lin['w_col']))
+        r = torch.cat((r, lin['r_col']))
+    if dtype is not None:
+        J, w, r = J.to(dtype), w.to(dtype), r.to(dtype)
+    Jw = J * (w * info_scale)[:, None]
+    return J.t() @ Jw, Jw.t() @ r
 
 
 def clamp_step(delta: torch.Tensor, max_t: float, max_r_deg: float) -> torch.Tensor:
@@ -119,7 +184,7 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
 
     Args:
         iters: most Gauss-Newton steps.
-        info_scale: scale on the depth information (``SensorConfig.ray_info_scale``).
+        info_scale: scale on the rays' information (``SensorConfig.ray_info_scale``).
         stop_t, stop_r_deg: stop early once a step moves less than both (metres, degrees);
             0: always take ``iters`` steps.
     Returns:
@@ -138,7 +203,7 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     step_norms = None  # of the last step; read back with the next ray count (one sync each)
     for it in range(iters + 1):
         lin = linearise(field, rays, state.R, state.p, rcfg, scfg)
-        w, J, r = lin['w'], lin['J'], lin['r']
+        w, r = lin['w'], lin['r']
         if step_norms is None:
             n_used = int((w > 0).sum())
         else:
@@ -150,14 +215,14 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
             state = prior.clone()
             H = P_inv
             break
-        Jw = J * (w * info_scale)[:, None]
+        JtJ, Jtr = normal_equations(lin, info_scale)
         H = P_inv.clone()
-        H[:6, :6] += J.t() @ Jw
+        H[:6, :6] += JtJ
         if it == iters or converged:
             break  # the final linearisation only refreshes the Hessian at the optimum
         e = state.boxminus(prior)
         b = P_inv @ e
-        b[:6] += Jw.t() @ r
+        b[:6] += Jtr
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
         delta = clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r)
         state = state.boxplus(delta)

@@ -27,7 +27,7 @@ import torch
 from vssm_ros.config import RenderConfig, SensorConfig
 from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
-from vssm_ros.core.posterior import RayBatch, clamp_step, linearise
+from vssm_ros.core.posterior import RayBatch, clamp_step, linearise, normal_equations
 
 Transition = Callable[[GaussianState], Tuple[GaussianState, torch.Tensor]]
 """The transition from the previous frame: state -> (predicted state whose ``cov`` is the
@@ -59,7 +59,7 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
     Args:
         frames: oldest first; every frame but the first has a transition.
         iters: Gauss-Newton iterations (the Hessian is refreshed once more at the end).
-        info_scale: scale on the depth information (``SensorConfig.ray_info_scale``).
+        info_scale: scale on the rays' information (``SensorConfig.ray_info_scale``).
         max_step_t, max_step_r_deg: clamp on each state's step (metres, degrees).
     Returns:
         The refined posteriors, oldest first, each with its marginal covariance. Shape of each
@@ -95,11 +95,10 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
             H[s, s] += J.t() @ Q_inv[k - 1] @ J
             b[s] += J.t() @ (Q_inv[k - 1] @ e)
             lin = linearise(field, frames[k].rays, states[k].R, states[k].p, rcfg, scfg)
-            Jr = lin['J'].to(f64)
-            wr = (lin['w'] * info_scale).to(f64)
+            JtJ, Jtr = normal_equations(lin, info_scale, f64)
             o = 9 * k
-            H[o:o + 6, o:o + 6] += Jr.t() @ (Jr * wr[:, None])
-            b[o:o + 6] += (Jr * wr[:, None]).t() @ lin['r'].to(f64)
+            H[o:o + 6, o:o + 6] += JtJ
+            b[o:o + 6] += Jtr
         if it == iters:
             break
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
