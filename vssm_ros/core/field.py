@@ -98,11 +98,8 @@ class VoxelMap:
         floor = self.cfg.observed_floor
         if floor >= 1.0:
             return self._sample(self._dist, points)[:, 0] + self.cfg.truncation
-        # Unobserved corners hold 0 in the shifted grid, so the plain sample of the shifted
-        # distance is already the sum over observed corners; dividing by their weight share
-        # normalises it.
-        out = self._sample(self._dist_seen, points)
-        return out[:, 0] / out[:, 1].clamp(min=floor) + self.cfg.truncation
+        # Unobserved corners hold 0 in the shifted grid.
+        return self._sample_observed(self._dist_seen, points, floor)[0][:, 0] + self.cfg.truncation
 
     def logits_at(self, points: torch.Tensor) -> torch.Tensor:
         """Posterior mean occupancy logits. Shape: (N, 3) -> (N,)."""
@@ -120,10 +117,21 @@ class VoxelMap:
         Returns:
             colour (N, 3) in [0, 1] and share (N,) in [0, 1].
         """
-        out = self._sample(self._color_seen, points)
-        share = out[:, 3]
-        # Unobserved corners hold colour 0, so the plain sample is the observed corners' sum.
-        return out[:, :3] / share.clamp(min=1e-6)[:, None], share
+        return self._sample_observed(self._color_seen, points, 1e-6)
+
+    def _sample_observed(self, grid: torch.Tensor, points: torch.Tensor, floor: float
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Trilinear read over the observed corners only, of a grid whose last channel flags
+        observed voxels and whose other channels hold 0 where unobserved: the plain sample is
+        then the observed corners' weighted sum, and dividing by their weight share (clamped
+        below at ``floor``) normalises it.
+
+        Returns:
+            values (N, C - 1) and the observed share (N,).
+        """
+        out = self._sample(grid, points)
+        share = out[:, -1]
+        return out[:, :-1] / share.clamp(min=floor)[:, None], share
 
     def weight_at(self, points: torch.Tensor) -> torch.Tensor:
         """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""

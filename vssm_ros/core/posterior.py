@@ -104,16 +104,14 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
         (g,) = torch.autograd.grad(out['depth'].sum(), x)
     depth = out['depth'].detach()
     hit = out['hit'].detach()
-    J_p = g.sum(dim=1)  # (R, 3)
-    J_r = torch.cross(rays.q_body, g @ R, dim=-1).sum(dim=1)  # q × (R^T g)
     sigma = torch.sqrt(depth_sigma(rays.d_obs, scfg) ** 2 + out['depth_var'].detach())
     r = (rays.d_obs - depth) / sigma
+    J_p = g.sum(dim=1)  # (R, 3)
+    J_r = torch.cross(rays.q_body, g @ R, dim=-1).sum(dim=1)  # q × (R^T g)
     J = -torch.cat((J_p, J_r), dim=-1) / sigma[:, None]  # d r / d (δp, δφ)
     usable = rays.valid & (hit > 0.5) & ((rays.d_obs - depth).abs() < 0.9 * rcfg.band)
-    a = r.abs()
-    huber = torch.where(a <= scfg.huber, torch.ones_like(a), scfg.huber / a.clamp(min=1e-9))
-    w = torch.where(usable, huber, torch.zeros_like(a))
-    out = {'r': r, 'J': J, 'w': w, 'depth': depth, 'hit': hit}
+    out = {'r': r, 'J': J, 'w': _robust_weight(r, usable, scfg.huber), 'depth': depth,
+           'hit': hit}
     if rays.i_obs is not None:
         out.update(_linearise_intensity(field, rays, R, p, usable, scfg))
     return out
@@ -137,14 +135,17 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
         col, share = field.color_and_share(x)
         inten = col.mean(dim=-1)
         (g,) = torch.autograd.grad(inten.sum(), x)
-    J_p = g
-    J_r = torch.cross(rays.q_obs, g @ R, dim=-1)
     r = (rays.i_obs - inten.detach()) / scfg.color_sigma
-    J = -torch.cat((J_p, J_r), dim=-1) / scfg.color_sigma
-    a = r.abs()
-    huber = torch.where(a <= scfg.huber, torch.ones_like(a), scfg.huber / a.clamp(min=1e-9))
+    J = -torch.cat((g, torch.cross(rays.q_obs, g @ R, dim=-1)), dim=-1) / scfg.color_sigma
     ok = usable & (share.detach() > 0.999)
-    return {'r_col': r, 'J_col': J, 'w_col': torch.where(ok, huber, torch.zeros_like(a))}
+    return {'r_col': r, 'J_col': J, 'w_col': _robust_weight(r, ok, scfg.huber)}
+
+
+def _robust_weight(r: torch.Tensor, usable: torch.Tensor, k: float) -> torch.Tensor:
+    """Huber weights of normalised residuals with threshold ``k``, 0 where not usable."""
+    a = r.abs()
+    huber = torch.where(a <= k, torch.ones_like(a), k / a.clamp(min=1e-9))
+    return torch.where(usable, huber, torch.zeros_like(a))
 
 
 def normal_equations(lin: Dict[str, torch.Tensor], info_scale: float,
