@@ -110,9 +110,7 @@ def test_specialisation_values():
         535.4, 539.2, 320.1, 247.6)
     assert tum.camera.depth_scale == 5000.0 and tum.camera.has_intrinsics
     assert tum.topics.imu == ''
-    # The map box holds the first camera frame (the map origin without an IMU).
-    m = tum.engine.map
-    assert all(lo < 0 < hi for lo, hi in zip(m.bounds_min, m.bounds_max))
+    assert tum.engine.map.observed_floor == 0.75
 
     rs = load_config([BASE, CONFIG / 'realsense.yaml'])
     assert rs.topics.rgb == '/camera/color/image_raw'
@@ -188,7 +186,7 @@ def test_dotted_ros_parameter_names_load(tmp_path):
     assert cfg.engine.map.resolution == 0.1 and cfg.engine.map.truncation == 0.25
     assert cfg.topics.imu == '/imu' and cfg.sync.queue_size == 7
     # Untouched keys of the same sections keep their defaults.
-    assert cfg.engine.map.bounds_min == VssmConfig().engine.map.bounds_min
+    assert cfg.engine.map.memory_mb == VssmConfig().engine.map.memory_mb
     assert cfg.topics.tf_static == '/tf_static'
 
 

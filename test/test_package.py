@@ -20,7 +20,10 @@ import vssm_ros
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_XML = REPO / 'package.xml'
 EXEC_DEPENDS = ['rclpy', 'sensor_msgs', 'geometry_msgs', 'nav_msgs', 'std_msgs', 'std_srvs',
-                'tf2_msgs', 'diagnostic_msgs', 'python3-numpy', 'python3-yaml']
+                'tf2_msgs', 'diagnostic_msgs', 'python3-numpy', 'python3-yaml',
+                # launch/drone.launch.py (rviz2 optional: see test/ros/test_package_xml.py)
+                'launch', 'launch_ros', 'ament_index_python', 'ros2bag', 'rosbag2_storage_mcap',
+                'rviz2']
 # Format 3: these come first, in this order, then any dependency tags, then export.
 HEAD = ['name', 'version', 'description', 'maintainer', 'license', 'url', 'author']
 DEPEND_TAGS = {'build_depend', 'build_export_depend', 'buildtool_depend',

@@ -31,12 +31,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:   # run as a script from a checkout
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'test' / 'ros'))   # the ROS test harness (player.py)
 
 from vssm_ros.config import SyntheticConfig, load_config  # noqa: E402
 from vssm_ros.data import outputs  # noqa: E402
 from vssm_ros.data.synthetic import generate_flight, realsense_layout  # noqa: E402
-from vssm_ros.ros.player import (OutputRecorder, Player, Session, flight_messages,  # noqa: E402
-                                 wait_until)
+from player import OutputRecorder, Player, Session, flight_messages, wait_until  # noqa: E402
 
 
 def _percentiles(ms):

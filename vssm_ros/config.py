@@ -147,7 +147,8 @@ class SyntheticConfig:
     room_size: Tuple[float, ...] = (8.0, 6.0, 3.0)
     """Room extent x, y, z (metres); the room spans [0, size] on each axis."""
     n_obstacles: int = 6
-    """Number of box and cylinder obstacles placed in the room."""
+    """Number of box and cylinder obstacles: in the room (layout 'room'); 4 x this many along
+    the walls (layout 'hall'); half this many, rounded up, in each room (layout 'rooms')."""
     acc_noise: float = 0.02
     """Accelerometer white noise density (m/s²/sqrt(Hz))."""
     gyro_noise: float = 0.002
@@ -176,8 +177,32 @@ class SyntheticConfig:
     """Time (seconds) the drone hovers at rest before it starts to move."""
     ramp_s: float = 2.0
     """Time (seconds) over which the flight speeds up smoothly from rest to full speed."""
+    layout: str = 'room'
+    """Scene and flight: 'room' (one room of room_size, a loop around its centre, the camera
+    facing the centre with a slow pan); 'hall' (one hall of hall_size, shelves, crates and
+    pillars along its walls, a large loop through its open middle 3.5 m from the walls, the
+    camera facing the walls with a pan); 'rooms' (four rooms of room_size each in a 2 x 2 grid,
+    joined by 1.8 m doorways in thin walls; the loop starts in one room and passes through the
+    others in turn and back, the camera looking along the direction of travel)."""
+    start: str = 'loop'
+    """Where the flight starts: 'loop' (hovering on the loop) or 'centre' (hovering at the
+    middle of the room or hall at 1.5 m, then spiralling out smoothly onto the loop, the radial
+    speed below 0.8 x peak_speed). Not with layout 'rooms' (its middle is a wall junction)."""
+    hall_size: Tuple[float, ...] = (32.0, 24.0, 4.0)
+    """Hall extent x, y, z (metres) of layout 'hall' (room_size is the room's for 'room' and
+    each room's for 'rooms')."""
 
     def __post_init__(self):
+        _check(self.layout in ('room', 'hall', 'rooms'), 'synthetic.layout',
+               f"must be 'room', 'hall' or 'rooms', got {self.layout!r}")
+        _check(self.start in ('loop', 'centre'), 'synthetic.start',
+               f"must be 'loop' or 'centre', got {self.start!r}")
+        _check(not (self.layout == 'rooms' and self.start == 'centre'), 'synthetic.start',
+               "'centre' is not available with layout 'rooms' (its middle is a wall junction); "
+               "use start 'loop'")
+        _check(len(self.hall_size) == 3 and min(self.hall_size) > 1.0, 'synthetic.hall_size',
+               'needs 3 extents > 1 m')
+        _check(self.n_obstacles >= 0, 'synthetic.n_obstacles', 'must be >= 0')
         for n in ('duration_s', 'peak_speed', 'fov_deg', 'camera_rate_hz', 'imu_rate_hz'):
             _check(getattr(self, n) > 0, f'synthetic.{n}', 'must be > 0')
         _check(self.width >= 8 and self.height >= 8, 'synthetic.width/height', 'must be >= 8')
@@ -271,12 +296,9 @@ class DynamicsTrainConfig:
 
 @dataclass(frozen=True)
 class MapConfig:
-    """The map posterior q(M): occupancy (signed-distance backed) and colour voxel grids."""
+    """The map posterior q(M): occupancy (signed-distance backed) and colour on sparse voxel
+    blocks, unbounded: blocks are allocated wherever keyframes observe surfaces."""
 
-    bounds_min: Tuple[float, ...] = (-1.0, -1.0, -0.5)
-    """Lower corner of the grid (metres, map frame)."""
-    bounds_max: Tuple[float, ...] = (9.0, 7.0, 3.5)
-    """Upper corner of the grid (metres, map frame)."""
     resolution: float = 0.03
     """Voxel edge length (metres)."""
     truncation: float = 0.09
@@ -291,11 +313,22 @@ class MapConfig:
     """Voxels whose weight reached this are no longer updated (0: never frozen). Freezing
     keeps later keyframes, whose poses carry accumulated drift, from dragging surfaces that
     earlier keyframes established, so revisits snap back to them."""
-    anchor_cell: float = 0.24
-    """Edge (metres) of the coarse cells that remember how uncertain the poses were that fused
-    the map there (rounded to whole voxels). A pose tracked against the map is only as certain
-    in the world as the map it was tracked against; this makes the reported covariance grow
-    with drift while exploring and shrink again on revisits."""
+    block_size: int = 8
+    """Voxels per block edge: the unit of allocation (a block is allocated where a keyframe
+    updates a voxel). Blocks also remember how uncertain the poses were that fused them: a pose
+    tracked against the map is only as certain in the world as the map it was tracked against,
+    so the reported covariance grows with drift while exploring and shrinks on revisits."""
+    memory_mb: float = 512.0
+    """Budget (MiB) of the active map blocks, a hard limit once the blocks around the drone
+    fit. Beyond it, the regions farthest from the drone move to disk (or host memory from a
+    GPU) and come back when the drone returns; nothing is dropped, and saving writes the
+    whole map."""
+    keep_radius: float = 10.0
+    """Evicted map regions within this distance (metres) of the drone come back, nearest
+    first, as far as the budget allows (making room by evicting farther ones). Keep it above
+    the camera's range."""
+    swap_dir: str = ''
+    """Directory for evicted map regions ('' : a temporary directory removed at exit)."""
     observed_floor: float = 0.5
     """Signed-distance queries interpolate over the observed corners of their cell only, so
     that never-observed voxels (free by default) next to a fused surface, at the edge of a
@@ -305,19 +338,13 @@ class MapConfig:
     the synthetic flights 0.5 cut seed 1's ATE from ~5.3 to ~3.4 cm (0.25: 3.7 cm)."""
 
     def __post_init__(self):
-        _check(len(self.bounds_min) == 3 and len(self.bounds_max) == 3, 'map.bounds_min/max',
-               'need 3 numbers each')
-        _check(all(a < b for a, b in zip(self.bounds_min, self.bounds_max)), 'map.bounds',
-               f'need bounds_min < bounds_max, got {self.bounds_min}, {self.bounds_max}')
         _check(self.resolution > 0, 'map.resolution', f'must be > 0, got {self.resolution}')
         _check(self.truncation >= 2 * self.resolution, 'map.truncation',
                'must be at least two voxels')
-        _check(self.anchor_cell >= self.resolution, 'map.anchor_cell',
-               f'must be at least one voxel ({self.resolution} m), got {self.anchor_cell}')
-        n = 1
-        for a, b in zip(self.bounds_min, self.bounds_max):
-            n *= int(math.ceil((b - a) / self.resolution)) + 1
-        _check(n <= 200_000_000, 'map.resolution', f'grid of {n} voxels is too large')
+        _check(2 <= self.block_size <= 32, 'map.block_size',
+               f'must be in [2, 32] voxels, got {self.block_size}')
+        _check(self.memory_mb >= 16, 'map.memory_mb', f'must be >= 16 MiB, got {self.memory_mb}')
+        _check(self.keep_radius > 0, 'map.keep_radius', 'must be > 0')
         _check(self.freeze_weight >= 0, 'map.freeze_weight', 'must be >= 0')
         _check(0 < self.observed_floor <= 1, 'map.observed_floor',
                f'must be in (0, 1], got {self.observed_floor}')
@@ -334,7 +361,9 @@ class RenderConfig:
     far: float = 8.0
     """Farthest sample depth (metres); rays that hit nothing report this depth."""
     samples: int = 64
-    """Samples per ray for full-image renders (outputs, prediction)."""
+    """Samples per ray for full-image renders (outputs, prediction); more where needed to
+    keep them 0.85 map truncations apart, else rays step over thin surfaces (104 at the
+    default 9 cm truncation and 8 m range)."""
     band_samples: int = 16
     """Samples per ray inside the band around the observed depth (inference)."""
     coarse_samples: int = 8
@@ -517,6 +546,12 @@ class CostConfig:
     unknown_occupancy: float = 0.5
     """Occupancy probability of never-observed voxels; at or above occupied_threshold (the
     default) unknown space is an obstacle: conservative."""
+    extent: Tuple[float, ...] = (12.0, 12.0, 4.0)
+    """Size x, y, z (metres) of the box around the drone over which the cost is computed (the
+    map is unbounded; the cost grid is local so its cost does not grow with the map)."""
+    carve_range: float = 6.0
+    """Free space is recorded from each keyframe up to this range (metres): it bounds the
+    per-keyframe cost; farther space is recorded as the drone comes closer."""
     free_below: float = 0.01
     """Collision probability: cells less likely occupied than this count as free. The map's
     evidence for free space is strongly correlated between cells (one depth ray clears many),
@@ -532,6 +567,9 @@ class CostConfig:
                'must be larger than robot_radius')
         _check(0 < self.occupied_threshold < 1, 'cost.occupied_threshold', 'must be in (0, 1)')
         _check(0 <= self.unknown_occupancy <= 1, 'cost.unknown_occupancy', 'must be in [0, 1]')
+        _check(self.carve_range > 0, 'cost.carve_range', 'must be > 0')
+        _check(len(self.extent) == 3 and min(self.extent) > 2 * self.resolution,
+               'cost.extent', f'needs 3 sizes of more than two cells, got {self.extent}')
 
 
 @dataclass(frozen=True)
@@ -580,6 +618,9 @@ class OutputsConfig:
     map_cloud_period_s: float = 1.0
     """Least time (seconds of image stamps) between two map clouds (~/map_cloud); 0: every
     frame, < 0: never."""
+    map_cloud_radius: float = 10.0
+    """~/map_cloud holds the map blocks within this distance (metres) of the drone, so its
+    cost stays bounded however large the map grows (the whole map: ~/save_map, map.ply)."""
     predicted_period_s: float = 0.5
     """Least time (seconds of image stamps) between two predicted images (~/predicted/depth,
     depth_std, color; a full-image render each); 0: every frame, < 0: never."""
@@ -587,12 +628,21 @@ class OutputsConfig:
     """Predicted images wider than this are rendered at 1/s of the input size (s the smallest
     integer that makes them fit; each pixel keeps its ray): a full 640x480 render costs about
     a second on a CPU. 0: always the input size."""
+    predicted_path_period_s: float = 0.5
+    """Least time (seconds of image stamps) between two predicted motions (~/predicted/path,
+    the mean rollout over engine.predict.horizon_s, and ~/predicted/pose, its end with the
+    samples' spread); 0: every frame, < 0: never."""
+    cost_slice_period_s: float = 2.0
+    """Least time (seconds of image stamps) between two collision cost slices (~/cost_slice,
+    nav_msgs/OccupancyGrid at the current flight height); 0: every frame, < 0: never."""
 
     def __post_init__(self):
         _check(self.path_max_poses >= 1, 'outputs.path_max_poses',
                f'must be >= 1, got {self.path_max_poses}')
         _check(self.predicted_max_width >= 0, 'outputs.predicted_max_width',
                f'must be >= 0, got {self.predicted_max_width}')
+        _check(self.map_cloud_radius > 0, 'outputs.map_cloud_radius',
+               f'must be > 0, got {self.map_cloud_radius}')
 
 
 @dataclass(frozen=True)
@@ -627,8 +677,19 @@ class NodeConfig:
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()
     4.5x slower on 2 cores (890 vs 197 ms p50 live on the demo flight)."""
+    mode: str = 'slam'
+    """'slam': map and track; 'localization': track against a map loaded at start-up
+    (node.map_path, which must exist) or with ~/load_map, never changing it; the pose is set
+    with /initialpose (2D: height, roll and pitch kept from the current estimate) or
+    ~/set_pose (full 6-DoF)."""
+    lockstep: bool = False
+    """Process every paired frame in order (no newest-frame-wins, IMU awaited up to each
+    frame's stamp), as the deterministic replay does: for tests and offline use, not for a
+    live camera (the node falls behind without dropping)."""
 
     def __post_init__(self):
+        _check(self.mode in ('slam', 'localization'), 'node.mode',
+               f"must be 'slam' or 'localization', got {self.mode!r}")
         _check(self.torch_threads >= 0, 'node.torch_threads',
                f'must be >= 0, got {self.torch_threads}')
         _check(self.qos_reliability in ('best_effort', 'reliable'), 'node.qos_reliability',
@@ -746,11 +807,23 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+_REMOVED = {
+    'map.bounds_min': 'the map is unbounded since map v2 (sparse blocks): delete it',
+    'map.bounds_max': 'the map is unbounded since map v2 (sparse blocks): delete it',
+    'map.anchor_cell': 'anchors are kept per map block since map v2: use map.block_size',
+}
+"""Keys that existed once, with what to do instead (matched on the name's last two parts)."""
+
+
 def from_dict(cls: Type[C], data: Dict[str, Any], prefix: str = '') -> C:
     """Build a config dataclass from a (nested) mapping, validating names, types and values."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    for u in unknown:
+        why = _REMOVED.get('.'.join((prefix + u).split('.')[-2:]))
+        if why:
+            raise ConfigError(f'{prefix + u} was removed: {why}')
     if unknown:
         raise ConfigError(f'unknown config key(s) {", ".join(prefix + u for u in unknown)}; '
                           f'known under {prefix or "top level"}: {", ".join(sorted(fields))}')

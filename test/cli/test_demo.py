@@ -17,10 +17,9 @@ def test_packaged_demo_config_is_found_and_valid():
     assert path.name == 'demo.yaml' and path.parent.name == 'config'
     cfg = load_config([path])
     assert cfg.topics.imu == '/camera/imu'
+    # The map frame is the synthetic world's; no map bounds (the map is unbounded).
     assert cfg.engine.init_pose == 'ground_truth'
-    # The default 8 x 6 x 3 m room with a 0.5 m margin.
-    assert cfg.engine.map.bounds_min == (-0.5, -0.5, -0.5)
-    assert cfg.engine.map.bounds_max == (8.5, 6.5, 3.5)
+    assert cfg.engine.sensor.color_sigma == 0.005
     with pytest.raises(ConfigError, match="'nope.yaml' not found"):
         config_path('nope.yaml')
 
@@ -48,6 +47,9 @@ def test_demo_runs_caches_and_summarises(tmp_path, capsys, monkeypatch):
     m = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
     assert m['frames']['processed'] == 11 and m['frames']['failed'] == 0
     assert m['init_from_ground_truth'] and m['ate']['rmse'] < 0.05
+    assert m['heldout_depth']['coverage'] > 0.5 and m['heldout_depth']['median_abs_m'] < 0.05
+    assert m['map']['total_blocks'] == m['map']['active_blocks'] > 0
+    assert 'map' in out and 'blocks' in out
     assert (tmp_path / 'out' / 'trajectory.png').is_file()
 
     # A second run finds the flight in the cache (the replay itself is stubbed: it ran above).

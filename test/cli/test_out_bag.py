@@ -21,6 +21,7 @@ from vssm_ros.data.export import read_ply
 from vssm_ros.data.sources import Source, open_source
 from vssm_ros.data.synthetic import generate_flight, write_flight
 from vssm_ros.data.trajectory import read_tum_trajectory
+from vssm_ros.data.transforms import pose_to_matrix
 from vssm_ros.errors import SourceError
 from vssm_ros.types import Frame
 
@@ -70,6 +71,12 @@ def test_topics_types_and_counts(run):
         '/vssm/predicted/depth': ('sensor_msgs/msg/Image', 4),
         '/vssm/predicted/depth_std': ('sensor_msgs/msg/Image', 4),
         '/vssm/predicted/color': ('sensor_msgs/msg/Image', 4),
+        '/vssm/predicted/path': ('nav_msgs/msg/Path', 4),
+        '/vssm/predicted/pose': ('geometry_msgs/msg/PoseWithCovarianceStamped', 4),
+        # every 2 s: at 0 s
+        '/vssm/cost_slice': ('nav_msgs/msg/OccupancyGrid', 1),
+        # one tracking status per frame
+        '/vssm/status': ('diagnostic_msgs/msg/DiagnosticStatus', 16),
         # every 1 s (0, 1.0 s) and the final map at 1.5 s
         '/vssm/map_cloud': ('sensor_msgs/msg/PointCloud2', 3),
         '/diagnostics': ('diagnostic_msgs/msg/DiagnosticArray', 2),
@@ -83,7 +90,8 @@ def test_topics_types_and_counts(run):
                             'messages': {k: v for k, (_, v) in got.items()}}
     meta = (run['bag'] / 'metadata.yaml').read_text()
     assert 'storage_identifier: mcap' in meta
-    assert meta.count('durability: transient_local') == 2   # /tf_static and the map cloud
+    # /tf_static, the map cloud and the cost slice
+    assert meta.count('durability: transient_local') == 3
     assert [p.name for p in run['root'].iterdir() if p.name.startswith('.')] == []
 
 
@@ -157,6 +165,77 @@ def test_map_and_predictions(run):
     (status,) = run['msgs']['/diagnostics'][-1][1].status
     values = {kv.key: kv.value for kv in status.values}
     assert status.level == M.DIAG_OK and values['frames_processed'] == '11'
+
+
+def _stamp(msg):
+    return M.header_stamp_ns(msg)
+
+
+def test_predicted_motion_starts_at_the_estimate_and_spreads(run):
+    cfg = load_config([config_path('demo.yaml')])
+    odom = {_stamp(m): m for _, m in run['msgs']['/vssm/odometry']}
+    paths = run['msgs']['/vssm/predicted/path']
+    poses = run['msgs']['/vssm/predicted/pose']
+    assert len(paths) == len(poses) == 4
+    pc = cfg.engine.predict
+    for (log_ns, path), (_, pose) in zip(paths, poses):
+        assert path.header.frame_id == pose.header.frame_id == 'map'
+        stamps = [_stamp(p) for p in path.poses]
+        assert len(stamps) == round(pc.horizon_s / pc.control_dt)
+        assert log_ns in odom and stamps[0] > log_ns and np.all(np.diff(stamps) > 0)
+        assert stamps[-1] - log_ns == pytest.approx(pc.horizon_s * 1e9, abs=1e6)
+        assert _stamp(pose) == stamps[-1] == _stamp(path)
+        o = odom[log_ns].pose.pose.position
+        first = path.poses[0].pose.position
+        # One control step (10 ms) from the estimate at under 5 m/s.
+        assert np.hypot(first.x - o.x, first.y - o.y) < 0.05
+        end = path.poses[-1].pose.position
+        p = pose.pose.pose.position
+        assert (p.x, p.y, p.z) == pytest.approx((end.x, end.y, end.z))
+        cov = np.asarray(pose.pose.covariance).reshape(6, 6)
+        assert np.all(np.linalg.eigvalsh(cov) > -1e-12) and np.trace(cov[:3, :3]) > 0
+
+
+def test_cost_slice_at_flight_height(run):
+    (log_ns, grid), = run['msgs']['/vssm/cost_slice']
+    odom = {_stamp(m): m for _, m in run['msgs']['/vssm/odometry']}
+    z = odom[log_ns].pose.pose.position.z
+    info = grid.info
+    data = np.asarray(grid.data, dtype=np.int8).reshape(info.height, info.width)
+    assert grid.header.frame_id == 'map' and _stamp(grid) == log_ns
+    assert abs(info.origin.position.z - z) <= info.resolution / 2 + 1e-6
+    assert data.min() >= -1 and data.max() <= 100
+    known = data[data >= 0]
+    assert known.size > 0.05 * data.size and known.max() > known.min(), 'cost varies'
+
+
+def test_status_and_twist(run):
+    statuses = run['msgs']['/vssm/status']
+    assert len(statuses) == 16
+    assert all(s.level == M.DIAG_OK and s.message == 'tracking' for _, s in statuses)
+    odoms = [m for _, m in run['msgs']['/vssm/odometry']]
+    rates = []
+    for prev, cur in zip(odoms, odoms[1:]):
+        R0 = pose_to_matrix(*_pose(prev))[:3, :3]
+        R1 = pose_to_matrix(*_pose(cur))[:3, :3]
+        dt = (_stamp(cur) - _stamp(prev)) * 1e-9
+        w = cur.twist.twist.angular
+        rates.append((w.x, w.y, w.z))
+        # Integrating the body rate over dt turns the previous attitude into this one.
+        w_dt = np.array(rates[-1]) * dt
+        angle = np.linalg.norm(w_dt)
+        K = np.array([[0, -w_dt[2], w_dt[1]], [w_dt[2], 0, -w_dt[0]], [-w_dt[1], w_dt[0], 0]])
+        Exp = np.eye(3) + (np.sin(angle) / angle * K + (1 - np.cos(angle)) / angle ** 2 * K @ K
+                           if angle > 1e-12 else K)
+        np.testing.assert_allclose(R0 @ Exp, R1, atol=1e-6)
+        cov = np.asarray(cur.twist.covariance).reshape(6, 6)
+        assert np.all(np.diag(cov) > 0) and np.allclose(cov, cov.T)
+    assert np.max(np.abs(rates)) > 1e-3, 'the flight turns: some rate is not zero'
+
+
+def _pose(odom):
+    p, q = odom.pose.pose.position, odom.pose.pose.orientation
+    return np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w])
 
 
 class _FailingSource(Source):

@@ -16,7 +16,7 @@ from vssm_ros.config import SyntheticConfig, load_config, to_dict
 from vssm_ros.data.export import load_checkpoint, read_ply
 from vssm_ros.data.sources import Source
 from vssm_ros.data.synthetic import generate_flight, write_flight
-from vssm_ros.data.trajectory import read_tum_trajectory
+from vssm_ros.data.trajectory import initial_pose, read_tum_trajectory
 from vssm_ros.types import Frame, PoseSample
 
 # 1.5 s at 10 Hz: 16 frames of 80x60, flying from the start (no hover).
@@ -103,7 +103,8 @@ def test_checkpoint_holds_the_state_and_config(replayed):
     sd, cfg = load_checkpoint(replayed['out'] / 'checkpoint.safetensors')
     assert sd['meta']['n_frames'] == 16
     assert sd['meta']['last_stamp_ns'] == int(replayed['flight'].frame_stamps_ns[-1])
-    assert cfg == json.loads(json.dumps(to_dict(load_config([config_path('demo.yaml')]))))
+    used = replay.load_replay_config([config_path('demo.yaml')], init_pose='ground_truth')
+    assert cfg == json.loads(json.dumps(to_dict(used)))
 
 
 def test_summary_is_printed(replayed):
@@ -192,10 +193,10 @@ def test_max_frames_stops_early(tmp_path):
 
 def test_initial_pose_picks_the_nearest_ground_truth():
     gt = [PoseSample(100 + 10**8 * i, np.diag([1.0, 1.0, 1.0, 1.0]) * (i + 1)) for i in range(3)]
-    assert replay.initial_pose(gt, 10**8 + 40)[0, 0] == 2.0
-    assert replay.initial_pose(gt, 2 * 10**8 + 10**7)[0, 0] == 3.0
-    assert replay.initial_pose(gt, 4 * 10**8) is None     # 0.2 s away: beyond the tolerance
-    assert replay.initial_pose([], 0) is None
+    assert initial_pose(gt, 10**8 + 40)[0, 0] == 2.0
+    assert initial_pose(gt, 2 * 10**8 + 10**7)[0, 0] == 3.0
+    assert initial_pose(gt, 4 * 10**8) is None     # 0.2 s away: beyond the tolerance
+    assert initial_pose([], 0) is None
 
 
 def test_spread_keeper_keeps_a_bounded_even_spread():

@@ -12,34 +12,69 @@ from scipy import ndimage
 from vssm_ros.config import CostConfig, MapConfig
 from vssm_ros.core.cost import (FreeSpace, cost_field, distance_transform,
                                 occupancy_probability)
-from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.map import VoxelMap
 from vssm_ros.errors import StateError
 
 WALL = (2.0, 2.3)   # x-extent of a wall filling the whole y-z range of the map (metres)
 
 
-def _wall_map(known_x_max=None):
-    """A 4 x 3 x 2 m map at 5 cm: the wall at x in WALL, everything observed three times (or
-    only up to ``known_x_max``), signed distances clamped at the truncation."""
-    cfg = MapConfig(bounds_min=(0.0, 0.0, 0.0), bounds_max=(4.0, 3.0, 2.0), resolution=0.05,
-                    truncation=0.15)
-    vmap = VoxelMap(cfg, torch.device('cpu'), torch.float32)
-    X, Y, Z = vmap.dims
-    x = vmap.origin[0] + torch.arange(X, dtype=torch.float32) * cfg.resolution
-    inside = torch.minimum(x - WALL[0], WALL[1] - x)  # > 0 inside the wall
-    sdf = (-inside).clamp(-cfg.truncation, cfg.truncation)
-    vmap._dist[:] = (sdf - cfg.truncation).reshape(1, 1, 1, 1, X)
-    vmap.weight[:] = 3.0
-    if known_x_max is not None:
-        vmap.weight[..., x > known_x_max] = 0.0
-        vmap._dist[..., x > known_x_max] = 0.0
+CFG = MapConfig(resolution=0.05, truncation=0.15, block_size=8)
+DIMS = (82, 62, 42)   # voxels of the 4 x 3 x 2 m box from the origin (whole cost cells)
+
+
+def _map_from_dense(sdf, weight):
+    """A map holding dense (Z, Y, X) grids of signed distance and weight from voxel 0."""
+    B = CFG.block_size
+    Z, Y, X = sdf.shape
+    nb = [-(-n // B) for n in (Z, Y, X)]
+    pad = [n * B for n in nb]
+    s = torch.full(pad, CFG.truncation)
+    w = torch.zeros(pad)
+    s[:Z, :Y, :X], w[:Z, :Y, :X] = sdf, weight
+    s = s.reshape(nb[0], B, nb[1], B, nb[2], B).permute(0, 2, 4, 1, 3, 5).reshape(-1, B, B, B)
+    w = w.reshape(nb[0], B, nb[1], B, nb[2], B).permute(0, 2, 4, 1, 3, 5).reshape(-1, B, B, B)
+    zz, yy, xx = torch.meshgrid(*(torch.arange(n) for n in nb), indexing='ij')
+    blocks = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3)
+    n = blocks.shape[0]
+    vmap = VoxelMap(CFG, torch.device('cpu'), torch.float32)
+    vmap.load_state_dict({'blocks': blocks, 'sdf': s, 'weight': w,
+                          'color': torch.zeros(n, 3, B, B, B), 'color_weight': torch.zeros_like(w),
+                          'anchor_sum': torch.zeros(n, 2), 'anchor_weight': torch.zeros(n)})
     return vmap
+
+
+def _voxel_x():
+    return torch.arange(DIMS[0], dtype=torch.float32) * CFG.resolution
+
+
+def _wall_map(known_x_max=None, band=None):
+    """A 4 x 3 x 2 m map at 5 cm: the wall at x in WALL, everything observed three times (or
+    only up to ``known_x_max``, or only within ``band`` of the wall's face), signed distances
+    clamped at the truncation."""
+    X, Y, Z = DIMS
+    x = _voxel_x()
+    inside = torch.minimum(x - WALL[0], WALL[1] - x)  # > 0 inside the wall
+    sdf = (-inside).clamp(-CFG.truncation, CFG.truncation).expand(Z, Y, X)
+    w = torch.full((X,), 3.0)
+    if known_x_max is not None:
+        w[x > known_x_max] = 0.0
+    if band is not None:
+        w[(x <= WALL[0] - band) | (x >= WALL[0] + band)] = 0.0
+    return _map_from_dense(sdf, w.expand(Z, Y, X))
+
+
+def _field(vmap, cfg, free=None):
+    """The cost field over the map's box (cells of cfg.resolution from voxel 0)."""
+    free = free or FreeSpace(vmap, cfg.resolution)
+    dims = tuple(-(-n // free.factor) for n in DIMS)
+    return cost_field(vmap, cfg, free, box=(torch.zeros(3, dtype=torch.long), dims))
 
 
 def test_occupancy_probability_from_the_signed_distance_posterior():
     vmap = _wall_map(known_x_max=3.0)
-    p, known = occupancy_probability(vmap, unknown_occupancy=0.5)
-    x = vmap.origin[0] + torch.arange(vmap.dims[0]) * vmap.resolution
+    p, known = occupancy_probability(vmap, 0.5, FreeSpace(vmap, CFG.resolution),
+                                     torch.zeros(3, dtype=torch.long), DIMS)
+    x = _voxel_x()
     row = p[5, 5]
     assert torch.all(row[(x > 2.05) & (x < 2.25)] > 0.99)          # inside the wall
     assert torch.all(row[x < 1.8] < 1e-6)                          # observed free space
@@ -60,7 +95,7 @@ def test_distance_transform_is_the_exact_edt():
 
 def test_cost_is_maximal_in_the_wall_and_decreases_through_free_space():
     cfg = CostConfig(resolution=0.1, robot_radius=0.3, decay=0.5, max_distance=3.0)
-    field = cost_field(_wall_map(), cfg)
+    field = _field(_wall_map(), cfg)
     inside = torch.tensor([[2.15, 1.5, 1.0], [2.1, 0.5, 0.4], [2.25, 2.5, 1.6]])
     assert torch.allclose(field.cost_at(inside), torch.ones(3))
     assert float(field.cost.max()) == 1.0
@@ -79,7 +114,7 @@ def test_cost_is_maximal_in_the_wall_and_decreases_through_free_space():
 
 
 def test_collision_probability_through_a_wall_and_through_open_space():
-    field = cost_field(_wall_map(), CostConfig())
+    field = _field(_wall_map(), CostConfig())
     through = torch.tensor([[1.0, 1.5, 1.0], [3.5, 1.5, 1.0]])
     beside = torch.tensor([[0.5, 0.5, 1.0], [0.5, 2.5, 1.0], [1.2, 2.5, 0.8]])
     assert float(field.collision_probability(through)) > 0.999
@@ -96,7 +131,7 @@ def test_collision_probability_through_a_wall_and_through_open_space():
 
 
 def test_unknown_space_is_conservative():
-    field = cost_field(_wall_map(known_x_max=1.0), CostConfig())
+    field = _field(_wall_map(known_x_max=1.0), CostConfig())
     into_unknown = torch.tensor([[0.4, 1.5, 1.0], [1.6, 1.5, 1.0]])
     assert float(field.collision_probability(into_unknown)) > 0.5
     assert float(field.cost_at(torch.tensor([[1.6, 1.5, 1.0]]))) == pytest.approx(1.0)
@@ -104,12 +139,12 @@ def test_unknown_space_is_conservative():
     assert float(field.collision_probability(outside)) >= 0.5
     assert float(field.cost_at(outside[:1])) == pytest.approx(1.0)
     # Unknown space counted as free only when asked to.
-    lenient = cost_field(_wall_map(known_x_max=1.0), CostConfig(unknown_occupancy=0.0))
+    lenient = _field(_wall_map(known_x_max=1.0), CostConfig(unknown_occupancy=0.0))
     assert float(lenient.collision_probability(into_unknown)) < 0.01
 
 
 def test_slice_is_an_occupancy_grid():
-    field = cost_field(_wall_map(known_x_max=3.0), CostConfig())
+    field = _field(_wall_map(known_x_max=3.0), CostConfig())
     sl = field.slice(1.0)
     data = sl['data']
     assert data.dtype == np.int8 and data.shape == (field.dims[1], field.dims[0])
@@ -127,11 +162,7 @@ def test_free_space_is_carved_by_depth_rays():
     """A wide-angle camera at x = 0.1 looking along +x at the wall: the space in front of the
     wall becomes known free (cost low, collision-free), the space outside the view stays
     unknown."""
-    vmap = _wall_map(known_x_max=None)
-    vmap.weight[:] = 0.0   # only the wall's surface band is observed ...
-    x = vmap.origin[0] + torch.arange(vmap.dims[0]) * vmap.resolution
-    band = (x > WALL[0] - 0.2) & (x < WALL[0] + 0.2)
-    vmap.weight[..., band] = 3.0
+    vmap = _wall_map(band=0.2)   # only the wall's surface band is observed ...
     free = FreeSpace(vmap, 0.1)
     # Camera optical axis z along world +x, image x along world -y, image y along world -z.
     T = torch.eye(4)
@@ -141,8 +172,8 @@ def test_free_space_is_carved_by_depth_rays():
     depth = torch.full((21, 21), WALL[0] - 0.1)   # z-depth of the wall's face
     free.carve(depth, K, T)
     cfg = CostConfig()
-    blind = cost_field(vmap, cfg)
-    seen = cost_field(vmap, cfg, free)
+    blind = _field(vmap, cfg)
+    seen = _field(vmap, cfg, free)
     corridor = torch.tensor([[0.9, 1.5, 1.0], [1.3, 1.5, 1.0]])
     assert float(blind.collision_probability(corridor)) > 0.5     # unknown: conservative
     assert float(seen.collision_probability(corridor)) < 0.01     # seen free
@@ -154,7 +185,26 @@ def test_free_space_is_carved_by_depth_rays():
     row = sl['data'][15]   # y = 1.5 m
     assert np.all(row[(xs > 0.8) & (xs < 1.2)] >= 0) and np.all(row[xs > 2.6] == -1)
     # Nothing at or behind the surface is carved.
-    cells_x = free.origin[0] + torch.arange(free.seen.shape[2]) * free.resolution
-    assert not bool(free.seen[..., cells_x > WALL[0] - 0.2].any())
+    zz, yy, xx = torch.meshgrid(torch.arange(21), torch.arange(31), torch.arange(41),
+                                indexing='ij')
+    cells = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3)
+    seen_cells = free.seen_at(cells)
+    assert bool(seen_cells.any())
+    assert not bool(seen_cells[free.centres(cells)[:, 0] > WALL[0] - 0.2].any())
+    # The record survives a state round trip, and reset forgets it.
+    again = FreeSpace(vmap, 0.1)
+    again.load_state_dict(free.state_dict())
+    assert torch.equal(again.seen_at(cells), seen_cells)
     free.reset()
-    assert not bool(free.seen.any())
+    assert not bool(free.seen_at(cells).any())
+
+
+def test_cost_grid_follows_the_drone():
+    """The default box is cfg.extent around the given centre, in cells of the map lattice."""
+    vmap = _wall_map()
+    cfg = CostConfig(extent=(2.0, 2.0, 1.0))
+    field = cost_field(vmap, cfg, FreeSpace(vmap, cfg.resolution),
+                       centre=torch.tensor([1.0, 1.5, 1.0]))
+    assert field.dims == (20, 20, 10)
+    assert torch.allclose(field.origin, torch.tensor([0.025, 0.525, 0.525]), atol=1e-6)
+    assert float(field.cost_at(torch.tensor([[0.5, 1.5, 1.0]]))) < 0.05   # free, far from wall

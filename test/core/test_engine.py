@@ -14,9 +14,7 @@ from vssm_ros.errors import StateError
 from vssm_ros.types import Frame, ImuSample
 
 SYN = SyntheticConfig(duration_s=3, width=32, height=24)
-CFG = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
-                                 bounds_max=tuple(r + 0.5 for r in SYN.room_size),
-                                 resolution=0.1, truncation=0.3))
+CFG = EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3))
 G = np.array([0.0, 0.0, 9.81])
 
 
@@ -155,8 +153,9 @@ def test_reported_covariance_includes_map_anchor(flight):
     np.testing.assert_allclose(np.trace(est.cov[3:, 3:]), rel[3:].sum() + 3 * anchor[1],
                                rtol=1e-5)
     # The anchor is a weighted mean of what keyframes fused the map with.
-    seen = eng.map.anchor_weight > 0
-    cells = (eng.map.anchor_sum[:, seen] / eng.map.anchor_weight[seen]).numpy()
+    sd = eng.map.state_dict()
+    seen = sd['anchor_weight'] > 0
+    cells = (sd['anchor_sum'][seen] / sd['anchor_weight'][seen, None]).numpy().T
     assert np.all(cells.min(axis=1) - 1e-12 <= anchor)
     assert np.all(anchor <= cells.max(axis=1) + 1e-12)
     # Saved and restored with the state.

@@ -12,14 +12,13 @@ from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.dynamics import GaussianState
-from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.posterior import depth_sigma, linearise, make_rays, track
 from vssm_ros.data.synthetic import generate_flight
 
 F64 = torch.float64
 SYN = SyntheticConfig(duration_s=3, width=64, height=48)
-ECFG = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
-                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size)))
+ECFG = EngineConfig()
 PRIOR_STD = [0.05] * 3 + [math.radians(3.0)] * 3 + [0.5] * 3  # loose
 
 
@@ -27,18 +26,36 @@ def _t(x):
     return torch.as_tensor(np.asarray(x), dtype=F64)
 
 
-class Scene:
-    """One noise-free frame, the map fused from it at its true pose, and sampled rays."""
+def _lattice_shift(offset):
+    """The map frame as the world moved by ``offset`` (metres, on each axis): voxel centres then
+    lie at ``offset + k resolution`` in the world. Shape: (4, 4)."""
+    T = torch.eye(4, dtype=F64)
+    T[:3, 3] = -offset
+    return T
 
-    def __init__(self, flight, index, n_rays=512, seed=0):
+
+# The synthetic room's walls, floor and ceiling lie at whole metres, on voxel centres of the
+# map's lattice (k * 3 cm) when the map frame is the world frame. The tracker's accuracy depends
+# on where surfaces cut the lattice (test_track_optimum_does_not_depend_on_the_lattice); these
+# tests keep the lattice where they were tuned (centres at 1 cm + k * 3 cm, the dense grid's
+# before map v2).
+LATTICE = 0.01
+
+
+class Scene:
+    """One noise-free frame, the map fused from it at its true pose, and sampled rays (all in
+    the map frame, the world shifted by ``lattice``)."""
+
+    def __init__(self, flight, index, n_rays=512, seed=0, lattice=LATTICE):
         frame = flight.frame(index, noise=False)
         self.depth = _t(frame.depth)
         self.rgb = _t(frame.rgb / 255.0)
         self.K = _t(frame.K)
         self.T_body_cam = _t(frame.T_body_cam)
-        self.T_world_body = _t(flight.gt_frames.T_world_body[index])
+        shift = _lattice_shift(lattice)
+        self.T_world_body = shift @ _t(flight.gt_frames.T_world_body[index])
         self.map = VoxelMap(ECFG.map, 'cpu', F64)
-        self.map.fuse(self.depth, self.rgb, self.K, _t(flight.T_world_cam(index)),
+        self.map.fuse(self.depth, self.rgb, self.K, shift @ _t(flight.T_world_cam(index)),
                       depth_sigma(self.depth, ECFG.sensor))
         self.rays = self.make(torch.isfinite(self.depth), n_rays, seed)
         self.rays_rgb = self.make(torch.isfinite(self.depth), n_rays, seed, color=True)
@@ -202,8 +219,7 @@ def _textured_wall(color):
              + 0.2 * torch.cos(2 * math.pi * Y / 0.4)).reshape(h, w)
     rgb = inten[..., None].expand(h, w, 3)
     depth = torch.full((h, w), 2.0, dtype=F64)
-    m = VoxelMap(MapConfig(bounds_min=(-2.5, -2.0, 1.0), bounds_max=(2.5, 2.0, 3.0)), 'cpu',
-                 F64)
+    m = VoxelMap(MapConfig(), 'cpu', F64)
     m.fuse(depth, rgb, K, torch.eye(4, dtype=F64), depth_sigma(depth, ECFG.sensor))
     centre = torch.zeros((h, w), dtype=torch.bool)
     centre[h // 4:-h // 4, w // 4:-w // 4] = True
@@ -290,6 +306,19 @@ def test_track_optimum_is_near_the_true_pose(flight, index):
                                    iters=30)['state'])
     assert e_p < 4e-3, e_p
     assert e_r < 0.15, e_r
+
+
+@pytest.mark.xfail(strict=True, reason='map bias depends on where surfaces cut the voxel '
+                   'lattice: from the truth, tracking settles 1-12 mm off (frame 10: 12 mm with '
+                   'walls on voxel centres, 1 mm at a 1.5 cm offset); issue 14')
+def test_track_optimum_does_not_depend_on_the_lattice(flight):
+    worst = 0.0
+    for lattice in (0.0, 0.015, 0.02):
+        for index in (10, 30, 50):
+            scene = Scene(flight, index, lattice=lattice)
+            prior = scene.prior((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), 0.0)
+            worst = max(worst, scene.errors(_track(scene, prior, iters=30)['state'])[0])
+    assert worst < 4e-3, worst
 
 
 def test_track_stops_early_at_the_same_pose(scene30):

@@ -22,9 +22,7 @@ from vssm_ros.types import Frame, ImuSample
 
 SYN = SyntheticConfig(duration_s=2.0, width=40, height=30, camera_rate_hz=10.0)
 CFG = EngineConfig(dtype='float64',
-                   map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
-                                 bounds_max=tuple(r + 0.5 for r in SYN.room_size),
-                                 resolution=0.1, truncation=0.3),
+                   map=MapConfig(resolution=0.1, truncation=0.3),
                    predict=PredictionConfig(samples=8), cost=CostConfig(max_distance=1.0))
 FAST = dataclasses.replace(CFG, dtype='float32',
                            inference=InferenceConfig(rays=256, track_iters=4))

@@ -9,19 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from vssm_ros.config import EngineConfig, InferenceConfig, MapConfig, SyntheticConfig
+from vssm_ros.config import EngineConfig, InferenceConfig, SyntheticConfig
 from vssm_ros.core.camera import pixel_rays, sample_pixels
 from vssm_ros.core.dynamics import GaussianState, imu_transition, propagate_imu
 from vssm_ros.core.engine import SlamEngine
-from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.posterior import depth_sigma, make_rays
 from vssm_ros.core.window import WindowFrame, refine_window
 from vssm_ros.data.synthetic import generate_flight
 
 F64 = torch.float64
 SYN = SyntheticConfig(duration_s=3, width=64, height=48)
-ECFG = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5),
-                                  bounds_max=tuple(r + 0.5 for r in SYN.room_size)))
+ECFG = EngineConfig()
 
 
 def _t(x):

@@ -208,8 +208,7 @@ def test_pairing_by_stamp_and_natural_order(tmp_path):
 def test_replay_of_a_blackbird_folder(written, flight, tmp_path):
     # The map in the ground truth's world frame, around the synthetic room (a smaller grid
     # than blackbird.yaml's, for speed).
-    small_map = {'map': {'bounds_min': [-0.5, -0.5, -0.5], 'bounds_max': [8.5, 6.5, 3.5]},
-                 'inference': {'rays': 256}}
+    small_map = {'inference': {'rays': 256}}
     m = replay.run_replay(written, _cfg(flight, engine=small_map), tmp_path, progress=False,
                           plots=False, init_pose='ground_truth')
     assert m['input']['kind'] == 'frames folder'

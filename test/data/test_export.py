@@ -1,7 +1,9 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""PLY and checkpoint exports: exact round trips, the byte layout, clear errors on bad files."""
+"""PLY and checkpoint exports: exact round trips, the byte layout, clear errors on bad files;
+evicted map regions on disk."""
 
+import dataclasses
 import json
 import struct
 
@@ -12,6 +14,7 @@ from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig, to_dict
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data.export import (CHECKPOINT_FORMAT, load_checkpoint, read_ply, save_checkpoint,
                                   write_ply)
+from vssm_ros.data.map_swap import DiskSwap
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.errors import SourceError, StateError
 
@@ -91,8 +94,7 @@ def engine_and_flight(feed_frames):
     """An engine after 3 frames of a small synthetic flight (a coarse map keeps it fast)."""
     flight = generate_flight(SyntheticConfig(duration_s=1.0, width=48, height=36,
                                              camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
-    cfg = EngineConfig(map=MapConfig(bounds_min=(-0.5, -0.5, -0.5), bounds_max=(8.5, 6.5, 3.5),
-                                     resolution=0.1, truncation=0.3))
+    cfg = EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3))
     engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0])
     feed_frames(engine, flight.items(), 3)
     return engine, flight, cfg
@@ -180,3 +182,101 @@ def test_save_checkpoint_rejects_non_state_dicts(tmp_path):
     with pytest.raises(StateError, match='not JSON-serialisable'):
         save_checkpoint(tmp_path / 'x.safetensors', {'tensors': {}, 'meta': {'o': object()}}, {})
     assert not (tmp_path / 'x.safetensors').exists()
+
+
+def test_map_files_of_another_version_or_geometry_give_a_clear_error(tmp_path, engine_and_flight):
+    engine, _, cfg = engine_and_flight
+    sd = engine.state_dict()
+    dense = {'tensors': dict(sd['tensors']), 'meta': dict(sd['meta'], version=2)}
+    with pytest.raises(StateError, match='version 2 .*dense-grid map from before map v2'):
+        SlamEngine(cfg).load_state_dict(dense)
+    newer = {'tensors': sd['tensors'], 'meta': dict(sd['meta'], version=99)}
+    with pytest.raises(StateError, match='version 99 is not supported'):
+        SlamEngine(cfg).load_state_dict(newer)
+    other = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, block_size=4))
+    with pytest.raises(StateError, match='block_size 8, the config gives 4'):
+        SlamEngine(other).load_state_dict(sd)
+    # A block array cut short is a malformed file, not a crash.
+    cut = {'tensors': dict(sd['tensors'], **{'map.sdf': sd['tensors']['map.sdf'][:-1]}),
+           'meta': sd['meta']}
+    with pytest.raises(StateError, match="map field 'sdf' has shape"):
+        SlamEngine(cfg).load_state_dict(cut)
+
+
+def test_disk_swap_round_trips_regions_and_cleans_up(tmp_path):
+    import torch
+
+    swap = DiskSwap(tmp_path / 'swap')
+    payload = {'keys': torch.arange(5), 'dist_seen': torch.randn(5, 2, 3, 3, 3)}
+    swap.put(7, payload)
+    swap.put(-3, {k: v * 2 for k, v in payload.items()})
+    assert sorted(swap.regions()) == [-3, 7] and swap.nbytes() > 0
+    got = swap.get(7)
+    assert all(torch.equal(got[k], payload[k]) for k in payload)
+    swap.drop(7)
+    assert swap.regions() == [-3] and len(list((tmp_path / 'swap').iterdir())) == 1
+    swap.clear()
+    assert not list((tmp_path / 'swap').iterdir())
+    tmp = DiskSwap()
+    tmp.put(1, payload)
+    d = tmp.dir
+    assert d.exists()
+    tmp.close()
+    assert not d.exists()
+    (tmp_path / 'not_a_dir').write_text('x')
+    with pytest.raises(StateError, match='cannot create the map swap directory'):
+        DiskSwap(tmp_path / 'not_a_dir' / 'swap')
+
+
+def test_engine_evicts_to_disk_and_saves_the_whole_map(tmp_path, feed_frames):
+    """A tiny budget: the engine moves far regions to disk on its own; the saved map holds
+    every block (evicted ones included) and loads back the same."""
+    flight = generate_flight(SyntheticConfig(duration_s=4.0, width=48, height=36,
+                                             camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
+    cfg = EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3, memory_mb=16,
+                                     keep_radius=2.0))
+    engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0], swap=DiskSwap(tmp_path / 's'))
+    engine.map.budget_blocks = 64   # below what the flight needs
+    feed_frames(engine, flight.items(), 20)
+    st = engine.map_stats()
+    assert st['evictions'] > 0 and st['evicted_blocks'] > 0 and st['evicted_bytes'] > 0
+    assert st['active_blocks'] + st['evicted_blocks'] == st['total_blocks']
+    assert len(list((tmp_path / 's').iterdir())) == st['evicted_regions']
+    sd = engine.state_dict()
+    blocks = sd['tensors']['map.blocks'].numpy()
+    assert len(blocks) == st['total_blocks'] == len(np.unique(blocks, axis=0))
+    assert int((sd['tensors']['map.slot'] < 0).sum()) == st['evicted_blocks']
+    fresh = SlamEngine(cfg)
+    fresh.load_state_dict(sd)
+    again = fresh.state_dict()['tensors']
+    key = np.array([1, 1 << 21, 1 << 42])
+    oa = np.argsort(blocks @ key)
+    ob = np.argsort(again['map.blocks'].numpy() @ key)
+    for k, v in sd['tensors'].items():
+        if k.startswith('map.') and k != 'map.slot':
+            assert np.array_equal(v.numpy()[oa], again[k].numpy()[ob]), k
+    whole = engine.map_points(whole_map=True)
+    assert len(whole['xyz']) == len(fresh.map_points()['xyz'])
+    assert len(engine.map_points()['xyz']) < len(whole['xyz'])
+
+
+def test_tiered_swap_keeps_recent_regions_in_host_memory_and_spills_to_disk(tmp_path):
+    import torch
+
+    from vssm_ros.data.map_swap import TieredSwap, open_swap
+
+    payload = {'keys': torch.arange(4), 'dist_seen': torch.ones(4, 2, 9, 9, 9)}
+    size = sum(t.numel() * t.element_size() for t in payload.values())
+    swap = TieredSwap(2.5 * size / 2**20, DiskSwap(tmp_path / 'd'))
+    for r in range(4):
+        swap.put(r, {k: v * r for k, v in payload.items()})
+    assert sorted(swap.regions()) == [0, 1, 2, 3]
+    assert sorted(swap.disk.regions()) == [0, 1]          # the oldest went to disk
+    for r in range(4):
+        assert torch.equal(swap.get(r)['dist_seen'], payload['dist_seen'] * r)
+    swap.drop(0)
+    swap.drop(3)
+    assert sorted(swap.regions()) == [1, 2] and swap.nbytes() > 0
+    cpu = open_swap(MapConfig(swap_dir=str(tmp_path / 'c')), 'cpu')
+    assert isinstance(cpu, DiskSwap) and cpu.dir == tmp_path / 'c'
+    assert isinstance(open_swap(MapConfig(swap_dir=str(tmp_path / 'g')), 'cuda:0'), TieredSwap)

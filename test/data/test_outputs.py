@@ -227,6 +227,7 @@ class _StubEngine:
 
     def __init__(self):
         self.renders = []
+        self.map_args = []
 
     def render(self, T_world_cam, K, width, height):
         self.renders.append((T_world_cam, K, width, height))
@@ -234,14 +235,46 @@ class _StubEngine:
                 'depth_std': np.full((height, width), 0.1, np.float32),
                 'color': np.zeros((height, width, 3), np.uint8)}
 
-    def map_points(self):
+    def map_points(self, **kwargs):
+        self.map_args.append(kwargs)
         return {'xyz': np.eye(3)[:2].astype(np.float32), 'rgb': np.zeros((2, 3), np.uint8),
                 'occupancy': np.ones(2, np.float32)}
+
+    def predict(self, render=True):
+        assert not render, 'the schedule needs the motion only'
+        return _rollout()
+
+    def cost_field(self):
+        return SimpleNamespace(slice=lambda z: _grid(z))
+
+
+def _rollout(S=64, N=5, seed=0):
+    """Samples moving at 1 m/s along x from (1, 2, 3), spreading in y, yawing 0.1 rad/step."""
+    rng = np.random.default_rng(seed)
+    t = 0.1 * np.arange(1, N + 1)
+    p = np.zeros((S, N, 3))
+    p[..., 0] = 1.0 + t
+    p[..., 1] = 2.0 + rng.normal(size=(S, 1)) * 0.05 * t
+    p[..., 2] = 3.0
+    yaw = 0.1 * np.arange(1, N + 1)
+    R = np.zeros((S, N, 3, 3))
+    R[..., 0, 0] = R[..., 1, 1] = np.cos(yaw)
+    R[..., 0, 1], R[..., 1, 0] = -np.sin(yaw), np.sin(yaw)
+    R[..., 2, 2] = 1.0
+    return {'t': t, 'p': p, 'R': R}
+
+
+def _grid(z):
+    data = np.full((3, 4), -1, np.int8)
+    data[1, :] = [0, 10, 50, 100]
+    return {'data': data, 'origin_xy': np.array([-1.0, -2.0]), 'resolution': 0.25,
+            'height': round(z / 0.25) * 0.25}
 
 
 def test_schedule_publishes_what_is_due():
     cfg = OutputsConfig(path_max_poses=2, map_cloud_period_s=0.2, predicted_period_s=0.1,
-                        predicted_max_width=320)
+                        predicted_max_width=320, predicted_path_period_s=-1.0,
+                        cost_slice_period_s=-1.0)
     sched = out.OutputSchedule(TYPES, FramesConfig(), cfg, 'cam')
     engine = _StubEngine()
     K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
@@ -262,7 +295,93 @@ def test_schedule_publishes_what_is_due():
     assert (w0, h0) == (320, 240) and K0[0, 0] == 250.0 and K0[0, 2] == 159.75
     np.testing.assert_allclose(T0, _estimate(STAMP, seed=0).T_world_body @ T_body_cam)
     assert sched.last_map_ns == STAMP and len(sched.path) == 2
+    # The cloud holds the blocks near the drone only: a bounded cost however large the map.
+    assert engine.map_args == [{'radius': cfg.map_cloud_radius}]
     sched.reset()
     assert len(sched.path) == 0 and sched.last_map_ns is None
     est = _estimate(STAMP + 10**9)
     assert [n for n, _ in sched.for_frame(frame, est, engine)] == pred + [out.MAP_CLOUD]
+
+
+def test_planner_outputs_are_due_at_their_own_rates_and_put_off_while_busy():
+    cfg = OutputsConfig(map_cloud_period_s=-1.0, predicted_period_s=-1.0,
+                        predicted_path_period_s=0.1, cost_slice_period_s=0.2)
+    sched = out.OutputSchedule(TYPES, FramesConfig(), cfg, 'cam')
+    engine = _StubEngine()
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    names = []
+    for i, busy in enumerate([False, False, True, True, False]):   # 0, 50, ..., 200 ms
+        est = _estimate(STAMP + i * 50_000_000, seed=i)
+        frame = Frame(est.stamp_ns, np.zeros((48, 64, 3), np.uint8),
+                      np.ones((48, 64), np.float32), K, np.eye(4))
+        names.append([n for n, _ in sched.for_frame(frame, est, engine, defer=busy)])
+    path = [out.PREDICTED_PATH, out.PREDICTED_POSE]
+    # 100 ms: due, but a newer frame waits: put off; 150 ms: still busy; 200 ms: idle again.
+    assert names == [path + [out.COST_SLICE], [], [], [], path + [out.COST_SLICE]]
+
+
+def test_predicted_path_is_the_mean_rollout_with_its_spread():
+    roll = _rollout()
+    msgs = out.predicted_path_msgs(TYPES, roll, STAMP, 'map')
+    path, pose = msgs[out.PREDICTED_PATH], msgs[out.PREDICTED_POSE]
+    assert [M.header_stamp_ns(p) for p in path.poses] == \
+        [STAMP + k * 100_000_000 for k in range(1, 6)]
+    assert M.header_stamp_ns(path) == M.header_stamp_ns(pose) == STAMP + 500_000_000
+    for k, p in enumerate(path.poses):
+        T = M.pose_from_msg(p).T_world_body
+        np.testing.assert_allclose(T[:3, 3], roll['p'][:, k].mean(axis=0), atol=1e-12)
+        np.testing.assert_allclose(T[:3, :3], roll['R'][0, k], atol=1e-9)
+    cov = np.asarray(pose.pose.covariance).reshape(6, 6)
+    np.testing.assert_allclose(cov[:3, :3], np.cov(roll['p'][:, -1].T), atol=1e-12)
+    assert cov[1, 1] > 0 and cov[0, 0] == pytest.approx(0.0, abs=1e-20)
+    np.testing.assert_allclose(cov[3:, 3:], 0.0, atol=1e-12)   # every sample turns the same
+    with pytest.raises(MessageError, match='rollout lacks'):
+        out.predicted_path_msgs(TYPES, {'t': roll['t']}, STAMP, 'map')
+
+
+@pytest.mark.parametrize('types', [TYPES, 'rclpy'])
+def test_cost_slice_is_an_occupancy_grid(types):
+    if types == 'rclpy':
+        types = _rclpy_like_types()
+    grid = _grid(1.1)
+    msg = out.cost_slice_msg(types, grid, STAMP, 'map')
+    info = msg.info
+    assert (info.width, info.height, info.resolution) == (4, 3, 0.25)
+    assert (info.origin.position.x, info.origin.position.y, info.origin.position.z) == \
+        (-1.0, -2.0, 1.0)
+    assert M.header_stamp_ns(msg) == STAMP and msg.header.frame_id == 'map'
+    np.testing.assert_array_equal(np.asarray(list(msg.data), np.int8).reshape(3, 4),
+                                  grid['data'])
+
+
+def _rclpy_like_types():
+    """The bag classes, but filled as rclpy fills them (int8[] as array.array('b'))."""
+    return M.MsgTypes({k: getattr(TYPES, k) for k in M.TYPE_NAMES}, 'rclpy')
+
+
+def test_angular_rate_and_twist_covariance():
+    rng = np.random.default_rng(3)
+    w = np.array([0.3, -0.2, 1.0])   # rad/s, body
+    dt = 0.05
+    T0 = _estimate(STAMP).T_world_body
+    K = np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]]) * dt
+    a = np.linalg.norm(w) * dt
+    Exp = np.eye(3) + np.sin(a) / a * K + (1 - np.cos(a)) / a ** 2 * K @ K
+    T1 = T0.copy()
+    T1[:3, :3] = T0[:3, :3] @ Exp
+    np.testing.assert_allclose(out.angular_rate(T0, T1, dt), w, atol=1e-9)
+    assert np.all(out.angular_rate(T0, T1, 0.0) == 0)
+    A = rng.normal(size=(6, 6))
+    prev = Estimate(STAMP, T0, A @ A.T, np.zeros(3))
+    cur = Estimate(STAMP + 50_000_000, T1, 2 * A @ A.T, np.array([1.0, 0, 0]))
+    w_body, cov = out.twist_of(cur, prev)
+    np.testing.assert_allclose(w_body, w, atol=1e-9)
+    R = T1[:3, :3]
+    np.testing.assert_allclose(cov[:3, :3], R.T @ (3 * A @ A.T)[:3, :3] @ R / dt ** 2)
+    assert np.all(cov[:3, 3:] == 0) and np.all(np.linalg.eigvalsh(cov) > -1e-9)
+    odom = out.odometry_for_estimate(TYPES, cur, FramesConfig(), prev)
+    ang = odom.twist.twist.angular
+    np.testing.assert_allclose([ang.x, ang.y, ang.z], w, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(odom.twist.covariance).reshape(6, 6), cov)
+    first = out.odometry_for_estimate(TYPES, cur, FramesConfig())
+    assert np.all(np.asarray(first.twist.covariance) == 0)   # no previous: nothing known

@@ -23,8 +23,9 @@ from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.ros.node import message_types
-from vssm_ros.ros.player import (OutputRecorder, Player, Session, call_trigger, flight_messages,
-                                 wait_until)
+from bad_flight import EXPECTED, corrupt
+from player import (OutputRecorder, Player, Session, call_trigger, flight_messages,
+                    wait_until)
 
 NODE = '/vssm'
 INPUTS = ('/camera/color/image_raw', '/camera/aligned_depth_to_color/image_raw',
@@ -63,6 +64,8 @@ def main() -> int:
                    help='publish a frame only once the previous one has its odometry')
     p.add_argument('--again', type=int, default=6, help='frames played again after ~/reset')
     p.add_argument('--timeout', type=float, default=60.0)
+    p.add_argument('--corrupt', action='store_true',
+                   help='put the bad messages of bad_flight.py into the flight')
     args = p.parse_args()
     result = {'steps': []}
 
@@ -72,6 +75,7 @@ def main() -> int:
 
     flight = generate_flight(load_config([args.synthetic], SyntheticConfig, section='synthetic'))
     msgs = flight_messages(flight)
+    bad_stamp = corrupt(msgs) if args.corrupt else None
     again = flight_messages(flight, frames=range(args.again))
     step(f'built {len(msgs)} messages, {flight.n_frames} frames')
     with Session('vssm_e2e_driver') as s:
@@ -87,19 +91,42 @@ def main() -> int:
         def lockstep(topic, stamp_ns):
             if topic != INPUTS[0]:
                 return
-            if frame_stamps and not wait_until(
+            if frame_stamps and frame_stamps[-1] == bad_offset[0]:
+                pass   # the corrupted frame: no odometry comes for it
+            elif frame_stamps and not wait_until(
                     lambda: odometry_reached(recorder, frame_stamps[-1]), args.timeout):
                 step(f'lockstep: no odometry for {frame_stamps[-1]} in {args.timeout} s')
             frame_stamps.append(stamp_ns)
 
         gate = lockstep if args.lockstep else None
-        offset = player.play(msgs, args.speed, gate=gate)
+        # The corrupted frame's stamp once played (the offset is known at the first message).
+        bad_offset = [None]
+        first = msgs[0][2]
+
+        def gate_first(topic, stamp_ns):
+            if bad_offset[0] is None and bad_stamp is not None:
+                bad_offset[0] = bad_stamp + stamp_ns - first
+            if gate is not None:
+                gate(topic, stamp_ns)
+
+        offset = player.play(msgs, args.speed, gate=gate_first)
         last_stamp = int(flight.frame_stamps_ns[-1]) + offset
         step(f'played; offset {offset}')
         result['offset_ns'] = offset
         result['reached_last'] = wait_until(lambda: odometry_reached(recorder, last_stamp),
                                             args.timeout)
         step(f'last frame reached: {result["reached_last"]}')
+        n_ok = flight.n_frames - (bad_stamp is not None)
+
+        def flight_done():
+            d = recorder.last(outputs.DIAGNOSTICS)
+            values = d['status'][0]['values'] if d else {}
+            return (int(values.get('frames_processed', -1)) == n_ok
+                    and all(int(values.get(f'bad.{k}', 0)) >= v for k, v in EXPECTED.items()
+                            if bad_stamp is not None))
+
+        wait_until(flight_done, args.timeout)
+        result['diagnostics_after_flight'] = recorder.last(outputs.DIAGNOSTICS)
         result['n_before_reset'] = {k: len(v) for k, v in recorder.snapshot().items()}
         result['save_map'] = call_trigger(s.node, f'{NODE}/save_map')
         step(f'save_map: {result["save_map"]}')

@@ -11,6 +11,7 @@ field: the node and ``vssm-replay --out-bag`` publish the same messages. Readers
 what was built.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def test_every_config_file_is_a_valid_node_parameter_file(extra):
 @pytest.mark.parametrize('override, match', [
     ('sync.queue_size:=2.5', 'sync.queue_size: expected an integer, got 2.5'),
     ('frames.T_body_cam:=[0.0, 0.0]', r'frames.T_body_cam: needs 7 numbers'),
-    ('engine.map.bounds_min:=[1, 2, 4]', 'map.bounds: need bounds_min < bounds_max'),
+    ('node.mode:=mapping', "node.mode: must be 'slam' or 'localization'"),
 ])
 def test_invalid_parameter_values_are_config_errors(override, match):
     context = rclpy.context.Context()
@@ -215,9 +216,100 @@ def test_the_node_logs_at_every_severity_and_survives_a_failing_callback():
             for level in ('info', 'warn', 'error', 'info', 'warn'):
                 node._log(level, f'check {level}')
             node._guarded(lambda msg: 1 / 0)(None)   # logged, not raised
-            node.live.on_imu(None)                    # counted as invalid, not raised
-            assert node.live.counts['bad.imu_invalid'] == 1
+            node.live.intake.on_imu(None)             # counted as invalid, not raised
+            assert node.live.session.counts['bad.imu_invalid'] == 1
         finally:
             node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_a_volatile_tf_static_publisher_reaches_the_node():
+    """A bag recorded without QoS metadata plays /tf_static volatile: incompatible with a
+    transient-local subscription alone; the node's second, volatile one hears it."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node = VssmNode(context=context)
+        bag = rclpy.create_node('fake_bag_player', context=context)
+        qos = QoSProfile(depth=10, durability=DurabilityPolicy.VOLATILE,
+                         reliability=ReliabilityPolicy.RELIABLE)
+        pub = bag.create_publisher(TFMessage, '/tf_static', qos)
+        durabilities = sorted(s.qos_profile.durability.name for s in node._subs
+                              if s.topic_name == '/tf_static')
+        assert durabilities == ['TRANSIENT_LOCAL', 'VOLATILE']
+        executor.add_node(node)
+        executor.add_node(bag)
+        deadline = time.monotonic() + 10.0
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert pub.get_subscription_count() >= 1, 'no compatible /tf_static subscription'
+        T = pose_to_matrix(np.array([0.1, 0.0, 0.05]), np.array([-0.5, 0.5, -0.5, 0.5]))
+        msg = M.tf_message(RCLPY, [('base_link', 'cam_optical', T, STAMP)])
+        static = node.live.intake.static
+        while not static.can_transform('base_link', 'cam_optical'):
+            assert time.monotonic() < deadline, '/tf_static never arrived'
+            pub.publish(msg)
+            executor.spin_once(timeout_sec=0.05)
+        np.testing.assert_allclose(static.lookup('base_link', 'cam_optical'), T, atol=1e-12)
+        executor.shutdown()
+        bag.destroy_node()
+        node.live.stop()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_publishing_after_shutdown_is_dropped_not_raised():
+    """Ctrl-C shuts the context down while the worker may still publish a frame's outputs."""
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    node = VssmNode(context=context)
+    odom = outputs.odometry_for_estimate(RCLPY, _estimate(), FramesConfig())
+    node._publish(outputs.ODOMETRY, odom)
+    rclpy.shutdown(context=context)
+    node._publish(outputs.ODOMETRY, odom)   # the context is invalid now: dropped
+    node.live.stop()
+
+
+def test_planner_outputs_build_with_rclpy():
+    """~/predicted/path, ~/predicted/pose and ~/cost_slice as rclpy messages (int8[] of the
+    grid as rclpy wants it), round-tripped through the wire format."""
+    t = 0.01 * np.arange(1, 6)
+    S = 8
+    p = np.zeros((S, 5, 3))
+    p[..., 0] = t
+    p[..., 1] = np.linspace(-0.1, 0.1, S)[:, None] * t
+    R = np.tile(np.eye(3), (S, 5, 1, 1))
+    msgs = outputs.predicted_path_msgs(RCLPY, {'t': t, 'p': p, 'R': R}, STAMP, 'map')
+    for name, msg in msgs.items():
+        back = deserialize_message(serialize_message(msg), type(msg))
+        assert M.header_stamp_ns(back) == STAMP + 50_000_000, name
+    assert len(msgs[outputs.PREDICTED_PATH].poses) == 5
+    data = np.array([[-1, 0, 50], [100, 7, -1]], np.int8)
+    grid = outputs.cost_slice_msg(RCLPY, {'data': data, 'origin_xy': np.array([1.0, 2.0]),
+                                          'resolution': 0.1, 'height': 1.5}, STAMP, 'map')
+    back = deserialize_message(serialize_message(grid), type(grid))
+    np.testing.assert_array_equal(np.asarray(back.data, np.int8).reshape(2, 3), data)
+    assert (back.info.width, back.info.height) == (3, 2) and back.info.origin.position.z == 1.5
+
+
+def test_diagnostics_run_on_wall_time():
+    """/diagnostics keep coming when a bag's /clock stops (use_sim_time)."""
+    from rclpy.clock import ClockType
+
+    context = rclpy.context.Context()
+    rclpy.init(args=['--ros-args', '-p', 'use_sim_time:=true'], context=context)
+    try:
+        node = VssmNode(context=context)
+        assert node.get_clock().clock_type == ClockType.ROS_TIME
+        assert node._diag_timer.clock.clock_type == ClockType.STEADY_TIME
+        node.live.stop()
+        node.destroy_node()
     finally:
         rclpy.shutdown(context=context)

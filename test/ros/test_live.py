@@ -8,6 +8,7 @@ with ``process_pending`` unless the worker thread itself is tested."""
 import dataclasses
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from vssm_ros.data.export import load_checkpoint
 from vssm_ros.data.synthetic import generate_flight, realsense_layout
 from vssm_ros.data.transforms import pose_to_matrix
 from vssm_ros.errors import ConfigError
-from vssm_ros.ros.live import DEFAULT_TOPICS, LiveSlam, input_topics, interpolate_pose
+from vssm_ros.data.odom_buffer import interpolate_pose
+from vssm_ros.ros.live import DEFAULT_TOPICS, LiveSlam, input_topics
 
 TYPES = bag_msg_types('mcap')
 TOPICS = TopicsConfig(rgb='/camera/color/image_raw',
@@ -36,8 +38,7 @@ ROLES = {TOPICS.rgb: 'rgb', TOPICS.depth: 'depth', TOPICS.camera_info: 'camera_i
 def make_cfg(**node) -> VssmConfig:
     engine = EngineConfig(
         init_pose='ground_truth',
-        map=MapConfig(bounds_min=(-0.5, -0.5, -0.5), bounds_max=(8.5, 6.5, 3.5),
-                      resolution=0.08, truncation=0.24),
+        map=MapConfig(resolution=0.08, truncation=0.24),
         inference=InferenceConfig(rays=128, track_iters=2))
     node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0), **node)
     return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
@@ -82,13 +83,13 @@ def feed(live, msgs, process=True):
     """Hand messages to the intake as the subscriptions would; process after each frame."""
     for topic, _, _, msg in msgs:
         if topic in ROLES:
-            live.on_camera(ROLES[topic], msg)
+            live.intake.on_camera(ROLES[topic], msg)
         elif topic == TOPICS.imu:
-            live.on_imu(msg)
+            live.intake.on_imu(msg)
         elif topic == '/tf_static':
-            live.on_tf_static(msg)
+            live.intake.on_tf_static(msg)
         elif topic == TOPICS.ground_truth:
-            live.on_ground_truth(msg)
+            live.intake.on_ground_truth(msg)
             if process:
                 live.process_pending()
 
@@ -139,7 +140,7 @@ def test_frames_become_consistent_outputs_at_image_stamps(flight, messages):
     assert len(sink.of(outputs.MAP_CLOUD)) == 3 and len(sink.of(outputs.PREDICTED_COLOR)) == 3
     assert live.extrinsics['camera'].startswith('/tf_static')
     np.testing.assert_allclose(live.T_body_cam, flight.T_body_cam, atol=1e-9)
-    assert live.counts['frames_processed'] == 5 and live.counts['frames_dropped'] == 0
+    assert live.session.counts['frames_processed'] == 5 and live.counts['frames_dropped'] == 0
 
 
 def test_newest_frame_wins_and_every_imu_sample_is_integrated(flight, messages, monkeypatch):
@@ -176,25 +177,25 @@ def test_bad_input_is_counted_and_logged_never_raised(flight, messages):
     # An unsupported colour encoding, paired: the frame is dropped and counted.
     bad = M.image_msg(TYPES, np.zeros((36, 48), np.uint16), 'mono16', s2, 'cam')
     bad.encoding = 'yuv422'
-    live.on_camera('rgb', bad)
-    live.on_camera('depth', depth)
-    live.on_camera('camera_info', info)
+    live.intake.on_camera('rgb', bad)
+    live.intake.on_camera('depth', depth)
+    live.intake.on_camera('camera_info', info)
     assert live.process_pending()
     # A depth image of another size than the colour image.
     s3 = s2 + 50_000_000
-    live.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8', s3,
-                                      'c'))
-    live.on_camera('depth', M.image_msg(TYPES, np.ones((18, 24), np.float32), '32FC1', s3,
-                                        'c'))
-    live.on_camera('camera_info', M.camera_info_msg(TYPES, flight.K, 48, 36, s3, 'c'))
+    intake = live.intake
+    intake.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8', s3, 'c'))
+    intake.on_camera('depth', M.image_msg(TYPES, np.ones((18, 24), np.float32), '32FC1', s3,
+                                          'c'))
+    live.intake.on_camera('camera_info', M.camera_info_msg(TYPES, flight.K, 48, 36, s3, 'c'))
     assert live.process_pending()
     # Time going backwards a little on colour, a non-finite and an old IMU sample.
-    live.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8',
-                                      s3 - 10_000_000, 'c'))
-    live.on_imu(M.imu_msg(TYPES, s3 + 1, 'imu', np.array([np.nan, 0, 9.8]), np.zeros(3)))
-    live.on_imu(M.imu_msg(TYPES, int(flight.frame_stamps_ns[0]), 'imu', np.zeros(3),
-                          np.zeros(3)))
-    c = live.counts
+    intake.on_camera('rgb', M.image_msg(TYPES, np.zeros((36, 48, 3), np.uint8), 'rgb8',
+                                        s3 - 10_000_000, 'c'))
+    intake.on_imu(M.imu_msg(TYPES, s3 + 1, 'imu', np.array([np.nan, 0, 9.8]), np.zeros(3)))
+    intake.on_imu(M.imu_msg(TYPES, int(flight.frame_stamps_ns[0]), 'imu', np.zeros(3),
+                            np.zeros(3)))
+    c = live.session.counts
     assert c['bad.frame_invalid'] == 2 and c['frames_failed'] == 2
     assert c['bad.rgb_time_backwards'] == 1
     assert c['bad.imu_non_finite'] == 1 and c['bad.imu_time_backwards'] == 1
@@ -213,7 +214,7 @@ def test_a_jump_back_in_time_resets(flight, messages):
     live, sink = make_live(make_cfg(time_jump_s=0.1))
     feed(live, until_frame(messages, flight, 6))
     feed(live, until_frame(messages, flight, 2))
-    assert live.counts['time_jumps'] == 1 and live.counts['resets'] == 1
+    assert live.counts['time_jumps'] == 1 and live.session.counts['resets'] == 1
     odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
     assert odom == flight.frame_stamps_ns[:7].tolist() + flight.frame_stamps_ns[:3].tolist()
     assert [len(p.poses) for p in sink.of(outputs.PATH)] == list(range(1, 8)) + [1, 2, 3]
@@ -223,7 +224,7 @@ def test_a_jump_back_in_time_resets(flight, messages):
 def test_extrinsics_fall_back_to_parameters_without_tf_static(flight, messages):
     live, sink = make_live(make_cfg(startup_timeout_s=0.0))
     feed(live, [m for m in until_frame(messages, flight, 1) if m[0] != '/tf_static'])
-    assert live.counts['frames_processed'] == 2
+    assert live.session.counts['frames_processed'] == 2
     assert live.extrinsics['camera'].startswith('config frames.T_body_cam')
     np.testing.assert_allclose(live.T_body_cam, np.eye(4))
     assert any(lvl == 'warn' and 'camera extrinsics' in t for lvl, t in sink.logs)
@@ -272,7 +273,8 @@ def test_the_worker_thread_processes_frames_from_callbacks(flight, messages):
     stamps = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
     assert stamps[-1] == last and set(stamps) <= set(flight.frame_stamps_ns.tolist())
     c = live.counts
-    assert c['frames_processed'] + c['frames_dropped'] == c['frames_received'] == 6
+    assert live.session.counts['frames_processed'] + c['frames_dropped'] == \
+        c['frames_received'] == 6
 
 
 def test_with_an_external_odometry_only_map_to_odom_is_published(flight, messages):
@@ -285,8 +287,8 @@ def test_with_an_external_odometry_only_map_to_odom_is_published(flight, message
     stamps = np.arange(flight.frame_stamps_ns[0], flight.frame_stamps_ns[4] + 1, 10_000_000)
     poses = flight.state_at(flight.seconds(stamps)).T_world_body
     for s, T in zip(stamps, poses):
-        live.on_tf(M.tf_message(TYPES, [('odom', 'base_link', T_odom_map @ T, int(s)),
-                                        ('map', 'elsewhere', np.eye(4), int(s))]))
+        live.intake.on_tf(M.tf_message(TYPES, [('odom', 'base_link', T_odom_map @ T, int(s)),
+                                               ('map', 'elsewhere', np.eye(4), int(s))]))
     feed(live, until_frame(messages, flight, 4))
     tfs = sink.of(outputs.TF)
     assert len(tfs) == 5 and all(len(m.transforms) == 1 for m in tfs)
@@ -301,7 +303,7 @@ def test_with_an_external_odometry_only_map_to_odom_is_published(flight, message
     # Without odometry around a frame, no /tf for it (counted), the rest goes on.
     feed(live, frames_between(messages, flight, 8, 8))
     assert len(sink.of(outputs.TF)) == 5 and len(sink.of(outputs.ODOMETRY)) == 6
-    assert live.counts['bad.odom_tf_missing'] == 1
+    assert live.session.counts['bad.odom_tf_missing'] == 1
 
 
 def test_interpolate_pose():
@@ -351,3 +353,56 @@ def test_while_a_newer_frame_waits_renders_are_put_off(flight, messages, monkeyp
     # 4 periods: frames 0, 8 (0.4 s after 0) and 15 (the last: nothing waits after it).
     shown = [M.header_stamp_ns(d) for d in sink.of(outputs.PREDICTED_DEPTH)]
     assert shown == flight.frame_stamps_ns[[0, 8, 15]].tolist()
+
+
+def test_localization_mode_loads_a_map_and_takes_a_pose(flight, messages, tmp_path):
+    mapper, _ = make_live()
+    feed(mapper, until_frame(messages, flight, 8))
+    assert mapper.save_map(str(tmp_path / 'm.safetensors'))[0]
+    live, sink = make_live(dataclasses.replace(make_cfg(), node=NodeConfig(
+        mode='localization', startup_timeout_s=0.2, imu_wait_s=0.0)))
+    # No map yet: frames are refused and counted, nothing is published.
+    feed(live, [m for m in messages if m[0] == '/tf_static'])
+    feed(live, frames_between(messages, flight, 9, 9))
+    assert not sink.of(outputs.ODOMETRY) and live.session.errors == {'NoMap': 1}
+    ok, text = live.load_map(str(tmp_path / 'm.safetensors'))
+    assert ok, text
+    points = live.engine.map_points()
+    # RViz's "2D Pose Estimate": x, y, yaw; height, roll and pitch come from the estimate.
+    T = flight.gt_frames.T_world_body[10]
+    pose = M.pose_stamped_msg(TYPES, int(flight.frame_stamps_ns[10]), 'map', T)
+    msg = TYPES.new('PoseWithCovarianceStamped', header=pose.header, pose=TYPES.new(
+        'PoseWithCovariance', pose=pose.pose, covariance=np.diag([0.01] * 6).reshape(-1)))
+    ok, text = live.set_pose(msg, planar=False)
+    assert ok, text
+    feed(live, frames_between(messages, flight, 10, 14))
+    odom = sink.of(outputs.ODOMETRY)
+    assert [M.header_stamp_ns(o) for o in odom] == flight.frame_stamps_ns[10:15].tolist()
+    err = [np.linalg.norm(M.pose_from_msg(o).T_world_body[:3, 3]
+                          - flight.gt_frames.T_world_body[k, :3, 3])
+           for o, k in zip(odom, range(10, 15))]
+    assert max(err) < 0.05, err
+    assert live.session.status()[1] == 'localizing'
+    after = live.engine.map_points()
+    for key in points:
+        np.testing.assert_array_equal(points[key], after[key])   # nothing fused
+
+
+def test_diagnostics_never_average_an_empty_window(flight, messages, monkeypatch):
+    """A frame that fails after its step (here: publishing) left a step time without a frame
+    time, and the diagnostics warned 'Mean of empty slice'."""
+    live, sink = make_live()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        live.diagnostics(0)   # nothing yet
+        calls = []
+
+        def failing_publish(name, msg):
+            calls.append(name)
+            raise RuntimeError('publisher gone')
+
+        live.publish = failing_publish
+        feed(live, until_frame(messages, flight, 1))
+        assert calls and live.session.counts['frames_failed'] == 2
+        values = {kv.key: kv.value for kv in live.diagnostics(0).status[0].values}
+    assert values['frames_processed'] == '2' and 'step_p50_ms' in values

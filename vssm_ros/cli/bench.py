@@ -31,6 +31,7 @@ from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data import messages as M
 from vssm_ros.data.atomic import atomic_write_text
 from vssm_ros.data.bags import bag_msg_types, depth_to_raw
+from vssm_ros.data.map_swap import open_swap
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.errors import ConfigError, VssmError
 from vssm_ros.eval.report import latency_stats
@@ -85,7 +86,8 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats(device)
-    engine = SlamEngine(cfg.engine, flight.gt_frames.T_world_body[0])
+    engine = SlamEngine(cfg.engine, flight.gt_frames.T_world_body[0],
+                        swap=open_swap(cfg.engine.map, cfg.engine.device))
     cam = cfg.camera
     e2e: List[float] = []
     step: List[float] = []
@@ -107,6 +109,7 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
         if i >= warmup:
             e2e.append(t2 - t0)
             step.append(t2 - t1)
+    engine.close()
     gpu = None
     if cuda:
         import torch

@@ -11,6 +11,7 @@ Example::
 
     vssm-demo                       # 16 s flight, outputs in out/demo
     vssm-demo --duration 30 --peak-speed 1.5 --device cuda
+    vssm-demo --layout hall --start centre --duration 130
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 from vssm_ros.cli.paths import config_path
 from vssm_ros.cli.replay import jsonable, load_replay_config, run_replay
+from vssm_ros.cli.synth import LAYOUTS, STARTS
 from vssm_ros.config import SyntheticConfig, VssmConfig, load_config
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data.atomic import atomic_write_text
 from vssm_ros.data.export import load_checkpoint
 from vssm_ros.data.sources import open_source
 from vssm_ros.data.synthetic import FORMAT_PATHS, cached_flight_dir, generate_flight
+from vssm_ros.data.trajectory import read_tum_trajectory
 from vssm_ros.errors import VssmError
-from vssm_ros.eval.heldout import heldout_depth_error
+from vssm_ros.eval.heldout import heldout_depth_error, map_to_world
 from vssm_ros.eval.report import summary_table
 
 DEMO_CONFIG = 'demo.yaml'
@@ -53,21 +58,33 @@ def build_parser() -> argparse.ArgumentParser:
                         'a "synthetic:" section changes the flight')
     p.add_argument('--duration', type=float, metavar='S', help='flight duration (seconds)')
     p.add_argument('--peak-speed', type=float, metavar='M_S', help='peak speed (m/s)')
+    p.add_argument('--layout', choices=LAYOUTS,
+                   help='scene of the flight: room (default), hall or rooms (synthetic.layout)')
+    p.add_argument('--start', choices=STARTS,
+                   help='where the flight starts: loop (default) or centre (synthetic.start)')
     p.add_argument('--device', metavar='DEV', help='torch device, e.g. cpu or cuda')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
 
 def flight_config(paths: List[Path], duration: Optional[float] = None,
-                  peak_speed: Optional[float] = None) -> SyntheticConfig:
+                  peak_speed: Optional[float] = None, layout: Optional[str] = None,
+                  start: Optional[str] = None) -> SyntheticConfig:
     """The flight: SyntheticConfig defaults, the files' ``synthetic:`` sections, the options."""
     over: Dict[str, Any] = {}
-    if duration is not None:
-        over['duration_s'] = duration
-    if peak_speed is not None:
-        over['peak_speed'] = peak_speed
+    for name, value in (('duration_s', duration), ('peak_speed', peak_speed),
+                        ('layout', layout), ('start', start)):
+        if value is not None:
+            over[name] = value
     return load_config(paths, SyntheticConfig, section='synthetic',
                        overrides={'synthetic': over} if over else None)
+
+
+def _scene_note(syn: SyntheticConfig) -> str:
+    """', layout hall, start centre' for a flight other than the default room loop."""
+    if (syn.layout, syn.start) == ('room', 'loop'):
+        return ''
+    return f', layout {syn.layout}, start {syn.start}'
 
 
 def heldout_metrics(syn: SyntheticConfig, cfg: VssmConfig, out: Path,
@@ -76,14 +93,20 @@ def heldout_metrics(syn: SyntheticConfig, cfg: VssmConfig, out: Path,
     state, _ = load_checkpoint(out / 'checkpoint.safetensors')
     engine = SlamEngine(cfg.engine)
     engine.load_state_dict(state)
-    return heldout_depth_error(engine.render, generate_flight(syn), upto_frame=n_processed)
+    flight = generate_flight(syn)
+    # The map frame is the first pose's (gravity-aligned) frame: held-out views go there
+    # through the trajectory's ATE alignment.
+    stamps, T_map_body = read_tum_trajectory(out / 'trajectory.tum')
+    T_map_world = np.linalg.inv(map_to_world(stamps, T_map_body, flight))
+    return heldout_depth_error(engine.render, flight, upto_frame=n_processed,
+                               T_map_world=T_map_world)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         paths = [config_path(DEMO_CONFIG)] + [Path(p) for p in args.config]
-        syn = flight_config(paths, args.duration, args.peak_speed)
+        syn = flight_config(paths, args.duration, args.peak_speed, args.layout, args.start)
         cfg = load_replay_config(paths, args.device)
         t0 = time.perf_counter()
         bar = None
@@ -116,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(summary_table(metrics, title=(
         f'vssm-demo: synthetic flight {syn.duration_s:g} s, {syn.width}x{syn.height} @ '
-        f'{syn.camera_rate_hz:g} Hz, peak {syn.peak_speed:g} m/s (bag {bag}, '
+        f'{syn.camera_rate_hz:g} Hz, peak {syn.peak_speed:g} m/s{_scene_note(syn)} (bag {bag}, '
         f'{f"made in {t_flight:.1f} s" if written[0] else "cached"})')))
     out = Path(args.out)
     print(f'  see {out / "trajectory.png"}, {out / "depth_strip.png"}, {out / "map.ply"}')

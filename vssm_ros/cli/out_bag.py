@@ -16,7 +16,7 @@ at its image stamp. Messages come from ``vssm_ros.data.outputs``, the node's own
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -68,8 +68,6 @@ class ReplayBag:
         }
         latched = [outputs.topic_name(t, namespace) for t in outputs.LATCHED]
         self.writer = BagWriter(path, 'mcap', overwrite=overwrite, latched=latched)
-        self.schedule = outputs.OutputSchedule(self.types, cfg.frames, cfg.outputs,
-                                               self.camera_frame)
         self.diagnostics_due = outputs.StampRateLimiter(DIAGNOSTICS_PERIOD_S)
         self.n_frames = 0
         self.last_stamp_ns: Optional[int] = None
@@ -86,9 +84,11 @@ class ReplayBag:
         self.writer.write(outputs.topic_name(name, self.namespace), outputs.MSG_TYPES[name],
                           stamp_ns, msg)
 
-    def add(self, frame: Frame, est: Estimate, engine: Any) -> None:
-        """Record the outputs of one processed frame (``engine``: the ``SlamEngine`` that
-        produced ``est``, for the map cloud and the predicted images when they are due)."""
+    def add(self, frame: Frame, est: Estimate, messages: List[Tuple[str, Any]],
+            stats: Optional[Mapping[str, Any]] = None) -> None:
+        """Record one processed frame: its input images and the ``messages`` the session made
+        for it (``SlamSession.step``, built with ``self.types``); /diagnostics from ``stats``
+        (``SlamSession.stats``) when due."""
         t, s = self.types, int(est.stamp_ns)
         frames = self.cfg.frames
         if self.n_frames == 0:
@@ -103,41 +103,45 @@ class ReplayBag:
                           M.image_msg(t, frame.depth, '32FC1', s, cam))
         self.writer.write(inputs['camera_info'], _CAMERA_INFO, s,
                           M.camera_info_msg(t, frame.K, w, h, s, cam))
-        for name, msg in (self.schedule.for_estimate(est)
-                          + self.schedule.for_frame(frame, est, engine)):
+        status = None
+        for name, msg in messages:
+            if name == outputs.STATUS:
+                status = msg
             self._write(name, s, msg)
         if self.diagnostics_due.due(s):
-            self._write(outputs.DIAGNOSTICS, s, self._diagnostics(est))
+            self._write(outputs.DIAGNOSTICS, s, self._diagnostics(est, status, stats or {}))
 
-    def _diagnostics(self, est: Estimate) -> Any:
-        rays = est.timings.get('rays_used')
-        tracked = rays is None or rays >= self.cfg.engine.inference.min_valid_rays
-        values: Dict[str, Any] = {'frames_processed': self.n_frames}
+    def _diagnostics(self, est: Estimate, status: Any, stats: Mapping[str, Any]) -> Any:
+        values: Dict[str, Any] = dict(stats)
+        values['frames_processed'] = self.n_frames
         values.update({f'{k}_ms': 1e3 * v for k, v in est.timings.items()
                        if k not in TIMING_COUNTS})
         values.update({k: int(est.timings[k]) for k in TIMING_COUNTS if k in est.timings})
         pos_std = np.sqrt(np.clip(np.diag(est.cov)[:3], 0.0, None))
         values['position_std_m'] = float(np.linalg.norm(pos_std))
-        level, text = ((M.DIAG_OK, 'tracking') if tracked else
-                       (M.DIAG_WARN, 'too few valid depth rays: frame not tracked'))
+        level, text = (M.DIAG_OK, 'tracking') if status is None else (
+            int.from_bytes(status.level, 'little') if isinstance(status.level, bytes)
+            else int(status.level), str(status.message))
         return outputs.diagnostics_msg(self.types, int(est.stamp_ns), outputs.DIAGNOSTIC_NAME,
                                        level, text, values)
 
-    def finish(self, engine: Any, map_changed: bool = False) -> Dict[str, int]:
+    def finish(self, engine: Any, schedule: outputs.OutputSchedule,
+               map_changed: bool = False) -> Dict[str, int]:
         """Record the final map (unless just recorded and not changed since, or map clouds are
         off) and move the bag into place.
 
         Args:
+            schedule: the session's output schedule (the last map cloud it published).
             map_changed: the map changed after the last frame (``SlamEngine.flush``).
 
         Returns:
             Messages written per topic.
         """
         try:
-            sched, last = self.schedule, self.last_stamp_ns
+            sched, last = schedule, self.last_stamp_ns
             if sched.map_due.period_ns >= 0 and last is not None and (
                     map_changed or sched.last_map_ns != last):
-                name, msg = sched.map_cloud(engine, last)
+                name, msg = sched.map_cloud(engine, last, sched.previous)
                 self._write(name, last, msg)
         except BaseException:
             self.abort()

@@ -2,6 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """vssm-replay: run the SLAM engine over a recording and report accuracy and speed.
 
+The replay is a loop over a source feeding a ``vssm_ros.session.SlamSession`` (the object the
+ROS 2 node drives too: initial pose, IMU intake, bad-input accounting, outputs), then a report.
+Bad input (a frame that cannot be converted, IMU samples out of order or not finite) is
+skipped and counted (``frames.bad_input`` in metrics.json), as the node does.
+
 INPUT is a ROS 1 ``.bag``, a ROS 2 bag directory (sqlite3 or mcap), a TUM RGB-D folder or a
 folder of frames with timestamps (Blackbird layout, ``docs/blackbird.md``).
 Writes to the output directory:
@@ -38,7 +43,6 @@ import os
 import resource
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -49,15 +53,15 @@ from vssm_ros.cli.out_bag import ReplayBag
 from vssm_ros.cli.predict_ahead import PredictionScorer, horizon_arg
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data.atomic import atomic_write_text
-from vssm_ros.data.dynamics_io import dynamics_for_engine
 from vssm_ros.data.export import save_checkpoint, write_ply
 from vssm_ros.data.outputs import prediction_camera
 from vssm_ros.data.sources import Source, open_source
-from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose, write_tum_trajectory
+from vssm_ros.data.trajectory import write_tum_trajectory
 from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
 from vssm_ros.eval.metrics import associate, depth_l1, trajectory_metrics
 from vssm_ros.eval.report import aligned_position_calibration, latency_stats, summary_table
-from vssm_ros.types import TIMING_COUNTS, Estimate, Frame, ImuSample
+from vssm_ros.session import SlamSession, Step
+from vssm_ros.types import TIMING_COUNTS, Estimate, Frame
 
 PathLike = Union[str, os.PathLike]
 
@@ -147,7 +151,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
                log: Optional[Callable[[str], None]] = None,
                out_bag: Optional[PathLike] = None,
                predict_horizon: Optional[float] = None) -> Dict[str, Any]:
-    """Run the engine over a recording and write the outputs (see the module docstring).
+    """Run a ``SlamSession`` over a recording and write the outputs (see the module docstring).
 
     Args:
         source: an opened ``Source``, or a path for ``open_source``.
@@ -168,7 +172,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
 
     Raises:
         VssmError: the input cannot be read, the config is invalid, or no frame could be
-            processed. Errors of single frames are counted, logged and skipped.
+            processed. Bad input and errors of single frames are counted, logged and skipped.
     """
     log = log or _stderr_line
     if max_frames is not None and max_frames < 1:
@@ -180,105 +184,40 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
                           f'(topics found: {source.info.get("topics")})')
     if init_pose is not None:
         cfg = with_init_pose(cfg, init_pose)
-    init_pose = getattr(cfg.engine, 'init_pose', 'identity')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    ground_truth = source.ground_truth()
-    device = cfg.engine.device
-    if device.startswith('cuda'):
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats(device)
-
-    total = _expected_frames(source, max_frames)
-    bar = None
-    if progress and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit='frame', desc='vssm-replay', file=sys.stderr,
-                   dynamic_ncols=True)
-
-    engine: Optional[SlamEngine] = None
-    init_from_gt = False
-    pending_imu: List[ImuSample] = []
-    stamps: List[int] = []
-    poses: List[np.ndarray] = []
-    covs: List[np.ndarray] = []
-    latencies: List[float] = []
-    stage_sums: Counter = Counter()
-    errors: Counter = Counter()
-    first_errors: List[str] = []
-    keeper = _SpreadKeeper()
-    received = failed = n_imu = 0
-    interrupted = False
-
-    dynamics = dynamics_for_engine(cfg.engine)
-    scorer = (PredictionScorer(predict_horizon, cfg.engine.predict.period_s)
-              if predict_horizon else None)
+    _reset_peak_gpu(cfg.engine.device)
     recorder = None
     if out_bag is not None:
         recorder = ReplayBag(out_bag, cfg, str(source.info.get('camera_frame') or ''),
                              source.info.get('topics')).open()
+    session = SlamSession(cfg, recorder.types if recorder else None,
+                          recorder.camera_frame if recorder else '',
+                          log=lambda level, text: log(f'vssm-replay: {text}'),
+                          ground_truth=source.ground_truth())
+    scorer = (PredictionScorer(predict_horizon, cfg.engine.predict.period_s)
+              if predict_horizon else None)
+    run = _Run()
+    bar = _progress_bar(progress, _expected_frames(source, max_frames))
     t_start = time.perf_counter()
     try:
         for item in source:
-            if isinstance(item, ImuSample):
-                n_imu += 1
-                if engine is None:
-                    # Before the first frame only the latest samples matter (the last is held
-                    # until the next one; a gravity initialisation averages a few): keep a
-                    # bounded tail.
-                    pending_imu.append(item)
-                    del pending_imu[:-256]
-                else:
-                    engine.add_imu(item)
-                continue
-            if not isinstance(item, Frame):
-                continue   # ground truth: read up front by source.ground_truth()
-            if max_frames is not None and received >= max_frames:
+            if isinstance(item, Frame) and max_frames is not None and run.received >= max_frames:
                 break
-            received += 1
-            if engine is None:
-                T0 = None
-                if init_pose == 'ground_truth':
-                    T0 = initial_pose(ground_truth, item.stamp_ns)
-                    if T0 is None:
-                        log(f'vssm-replay: no ground-truth pose within {INIT_MAX_DIFF_S} s of the '
-                            f'first frame ({item.stamp_ns} ns); the map frame is the first body '
-                            'frame')
-                    init_from_gt = T0 is not None
-                engine = SlamEngine(cfg.engine, T0, dynamics=dynamics)
-                for s in pending_imu:
-                    engine.add_imu(s)
-                pending_imu.clear()
-            t0 = time.perf_counter()
-            try:
-                est = engine.step(item)
-            except VssmError as err:
-                failed += 1
-                errors[type(err).__name__] += 1
-                if len(first_errors) < 10:
-                    first_errors.append(f'frame {item.stamp_ns} ns: {err}')
-                log(f'vssm-replay: frame {item.stamp_ns} ns skipped: {type(err).__name__}: {err}')
+            step = session.feed(item)
+            if step is None:
                 continue
-            finally:
-                if bar is not None:
-                    bar.update(1)
-            latencies.append(time.perf_counter() - t0)
-            stamps.append(int(est.stamp_ns))
-            poses.append(est.T_world_body)
-            covs.append(est.cov)
-            for k, v in est.timings.items():
-                stage_sums[k] += float(v)
-            keeper.offer(len(stamps) - 1, lambda f=item, e=est: (f, e))
-            if scorer is not None:
-                scorer.on_frame(engine, item)
-            if recorder is not None:
-                recorder.add(item, est, engine)
+            run.received += 1
+            if bar is not None:
+                bar.update(1)
+            if step.estimate is not None:
+                run.add(step)
+                if scorer is not None:
+                    scorer.on_frame(session.engine, item)
+                if recorder is not None:
+                    recorder.add(item, step.estimate, step.messages, session.stats())
     except KeyboardInterrupt:
-        interrupted = True
+        run.interrupted = True
         log('vssm-replay: interrupted; writing the outputs of the frames processed so far')
     except BaseException:
         if recorder is not None:
@@ -288,47 +227,100 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t_start
-    # The last keyframe's window: into the map before the map is written.
-    flushed = engine.flush() if engine is not None else False
-
-    if engine is None or not stamps:
+    notes = source.info.get('skip_notes') or {}
+    for reason, n in dict(source.info.get('skipped', {})).items():
+        session.bad(reason, f'{n} x {reason} skipped; {notes.get(reason, "")}'.rstrip('; '), n)
+    flushed = session.flush()   # the last keyframe's window: into the map before it is written
+    if not run.stamps:
         if recorder is not None:
             recorder.abort()
-        if received == 0:
+        if run.received == 0:
             raise SourceError(f'no RGB-D frame could be read from {source.path} (skipped: '
                               f'{dict(source.info.get("skipped", {})) or "none"})')
-        raise StateError(f'none of the {received} frames could be processed; first error: '
-                         f'{first_errors[0] if first_errors else "?"}')
+        first = session.first_errors
+        raise StateError(f'none of the {run.received} frames could be processed; first error: '
+                         f'{first[0] if first else "?"}')
+    bag_counts = (recorder.finish(session.engine, session.schedule, flushed)
+                  if recorder is not None else None)
+    metrics = _report(source, cfg, session, run, wall, out, plots, scorer, log)
+    if recorder is not None:
+        metrics['out_bag'] = {'path': str(recorder.path), 'messages': bag_counts}
+    metrics = jsonable(metrics)
+    atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=2, allow_nan=False) + '\n')
+    return metrics
 
-    bag_counts = recorder.finish(engine, flushed) if recorder is not None else None
-    n = len(stamps)
-    stamps_ns = np.array(stamps, dtype=np.int64)
-    T_est = np.stack(poses)  # (N, 4, 4)
-    cov = np.stack(covs)  # (N, 6, 6)
+
+class _Run:
+    """What a replay keeps of the processed frames: the trajectory and a few frames for the
+    strip."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.interrupted = False
+        self.stamps: List[int] = []
+        self.poses: List[np.ndarray] = []
+        self.covs: List[np.ndarray] = []
+        self.keeper = _SpreadKeeper()
+
+    def add(self, step: Step) -> None:
+        est = step.estimate
+        self.stamps.append(int(est.stamp_ns))
+        self.poses.append(est.T_world_body)
+        self.covs.append(est.cov)
+        self.keeper.offer(len(self.stamps) - 1, lambda f=step.frame, e=est: (f, e))
+
+
+def _progress_bar(progress: bool, total: Optional[int]) -> Any:
+    if not (progress and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit='frame', desc='vssm-replay', file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _reset_peak_gpu(device: str) -> None:
+    if device.startswith('cuda'):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(device)
+
+
+def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wall: float,
+            out: Path, plots: bool, scorer: Optional[PredictionScorer],
+            log: Callable[[str], None]) -> Dict[str, Any]:
+    """Write trajectory.tum, map.ply, the checkpoint and the plots; the metrics."""
+    engine, n = session.engine, len(run.stamps)
+    stamps_ns = np.array(run.stamps, dtype=np.int64)
+    T_est = np.stack(run.poses)  # (N, 4, 4)
+    cov = np.stack(run.covs)  # (N, 6, 6)
+    steps = list(session.steps_s)
+    sums = session.stage_sums
+    c = session.counts
     metrics: Dict[str, Any] = {
         'input': {k: source.info.get(k)
                   for k in ('kind', 'path', 'topics', 'counts', 'T_body_cam_source')},
-        'frames': {'received': received, 'processed': n, 'failed': failed,
-                   'errors': dict(errors), 'first_errors': first_errors,
-                   'skipped_by_source': dict(source.info.get('skipped', {}))},
-        'imu_samples': n_imu,
-        'interrupted': interrupted,
-        'device': device,
-        'init_pose': init_pose,
-        'init_from_ground_truth': init_from_gt,
+        'frames': {'received': run.received, 'processed': n, 'failed': c['frames_failed'],
+                   'errors': dict(session.errors), 'first_errors': session.first_errors,
+                   'skipped_by_source': dict(source.info.get('skipped', {})),
+                   'bad_input': session.bad_counts()},
+        'imu_samples': c['imu_received'],
+        'interrupted': run.interrupted,
+        'device': cfg.engine.device,
+        'init_pose': getattr(cfg.engine, 'init_pose', 'identity'),
+        'init_from_ground_truth': session.init_from_ground_truth,
         'timing': {
             'wall_s': wall,
             'frames_per_s': n / wall if wall > 0 else None,
-            'step_frames_per_s': n / sum(latencies) if sum(latencies) > 0 else None,
-            'step_latency': latency_stats(latencies),
-            'stages_mean_ms': {k: 1e3 * v / n for k, v in stage_sums.items()
+            'step_frames_per_s': n / sum(steps) if sum(steps) > 0 else None,
+            'step_latency': latency_stats(steps),
+            'stages_mean_ms': {k: 1e3 * v / n for k, v in sums.items()
                                if k not in TIMING_COUNTS},
-            **{f'{k}_mean': stage_sums[k] / n if k in stage_sums else None
-               for k in TIMING_COUNTS},
+            **{f'{k}_mean': sums[k] / n if k in sums else None for k in TIMING_COUNTS},
         },
     }
-
-    # Accuracy against ground truth.
+    ground_truth = source.ground_truth()
     gt_stamps = np.array([p.stamp_ns for p in ground_truth], dtype=np.int64)
     T_gt = (np.stack([p.T_world_body for p in ground_truth]) if ground_truth
             else np.zeros((0, 4, 4)))
@@ -346,16 +338,12 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
                 stamps_ns, T_est, cov, gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S)
         except ValueError as err:
             metrics['uncertainty'] = {'error': str(err)}
-
-    # Outputs.
     write_tum_trajectory(out / 'trajectory.tum', stamps_ns, T_est)
-    pts = engine.map_points()
+    pts = engine.map_points(whole_map=True)   # the regions swapped out of memory too
     write_ply(out / 'map.ply', pts['xyz'], pts['rgb'], pts['occupancy'])
     save_checkpoint(out / 'checkpoint.safetensors', engine.state_dict(), to_dict(cfg))
     metrics['map_points'] = int(len(pts['xyz']))
-    if recorder is not None:
-        metrics['out_bag'] = {'path': str(recorder.path), 'messages': bag_counts}
-    strip = [_render_kept(engine, f, e) for f, e in keeper.pick(STRIP_FRAMES)]
+    strip = [_render_kept(engine, f, e) for f, e in run.keeper.pick(STRIP_FRAMES)]
     metrics['depth_l1'] = [dict(stamp_ns=f.stamp_ns, **depth_l1(r['depth'], f.depth))
                            for f, _, r in strip]
     if plots:
@@ -364,16 +352,15 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
             title += f'  (ATE rmse {100 * metrics["ate"]["rmse"]:.2f} cm, {n} frames)'
         _plot_trajectory(out / 'trajectory.png', stamps_ns, T_est, gt_stamps, T_gt, title=title)
         _plot_strip(out / 'depth_strip.png', strip)
-
     if scorer is not None:
         metrics['prediction'] = scorer.metrics()
         metrics['cost'] = scorer.cost(engine, T_est[:, :3, 3])
         if plots:
             scorer.write_images(out)
-    metrics['memory'] = {'peak_rss_mb': peak_rss_mb(), 'peak_gpu_mb': _peak_gpu_mb(device)}
+    metrics['memory'] = {'peak_rss_mb': peak_rss_mb(),
+                         'peak_gpu_mb': _peak_gpu_mb(cfg.engine.device)}
+    metrics['map'] = engine.map_stats()   # blocks and bytes: active, evicted, total
     metrics['out_dir'] = str(out)
-    metrics = jsonable(metrics)
-    atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=2, allow_nan=False) + '\n')
     return metrics
 
 

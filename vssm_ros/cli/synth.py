@@ -5,6 +5,8 @@
 Example::
 
     vssm-synth --out out/synthetic --format mcap tum --seed 3 --duration 20
+    vssm-synth --out out/hall --layout hall --duration 130
+    vssm-synth --out out/rooms --layout rooms --duration 500 --format mcap
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from vssm_ros.config import SyntheticConfig, load_config
 from vssm_ros.data.synthetic import FORMAT_PATHS, generate_flight, write_flight
 from vssm_ros.errors import VssmError
 
+LAYOUTS = ('room', 'hall', 'rooms')
+"""The values of ``synthetic.layout``."""
+STARTS = ('loop', 'centre')
+"""The values of ``synthetic.start``."""
 # Command-line option -> SyntheticConfig field.
 _OVERRIDES = {'seed': 'seed', 'duration': 'duration_s', 'peak_speed': 'peak_speed',
-              'width': 'width', 'height': 'height'}
+              'width': 'width', 'height': 'height', 'layout': 'layout', 'start': 'start'}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--peak-speed', type=float, metavar='M_S', help='peak speed (m/s)')
     p.add_argument('--width', type=int, help='image width (pixels)')
     p.add_argument('--height', type=int, help='image height (pixels)')
+    p.add_argument('--layout', choices=LAYOUTS,
+                   help='scene: room (one room, the default), hall (a large hall, obstacles '
+                        'along the walls) or rooms (four rooms joined by doorways)')
+    p.add_argument('--start', choices=STARTS,
+                   help='start hovering on the loop (default) or at the centre of the room or '
+                        'hall, spiralling out onto the loop')
     p.add_argument('--overwrite', action='store_true', help='replace outputs that exist')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
@@ -84,7 +96,8 @@ def summary(flight, written, t_gen: float, t_write: float) -> str:
     length = float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
     clearance = float(flight.scene.distance(p).min())
     lines = [
-        f'synthetic flight (seed {cfg.seed}): {cfg.duration_s:g} s, {flight.n_frames} frames '
+        f'synthetic flight (seed {cfg.seed}, layout {cfg.layout}, start {cfg.start}): '
+        f'{cfg.duration_s:g} s, {flight.n_frames} frames '
         f'{cfg.width}x{cfg.height} @ {cfg.camera_rate_hz:g} Hz, {len(flight.imu.stamps_ns)} IMU '
         f'samples @ {cfg.imu_rate_hz:g} Hz',
         f'  path {length:.2f} m, peak speed {speed.max():.3f} m/s, height '

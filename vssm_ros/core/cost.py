@@ -21,6 +21,9 @@
    events, ``1 - Π (1 - P_cell)``; cells below ``free_below`` count as free (their tiny
    probabilities are correlated evidence of the same free space, not independent risks).
    Space outside the grid is unknown.
+
+The cost grid covers a box of ``CostConfig.extent`` around a centre (the drone), not the whole
+map: its cost does not grow with the map.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from vssm_ros.config import CostConfig
-from vssm_ros.core.field import VoxelMap
+from vssm_ros.core.map import VoxelMap
+from vssm_ros.core.map.index import SortedIndex, pack, unpack
 from vssm_ros.errors import StateError
 
 Tensor = torch.Tensor
@@ -42,31 +46,66 @@ Tensor = torch.Tensor
 class FreeSpace:
     """Cells (of the cost grid) seen to be free: in front of a measured surface, in view.
 
-    The cells pool ``factor`` map voxels per axis, as ``cost_field`` does. A keyframe's depth
-    image marks every cell whose centre projects into the image in front of the measured depth
-    (by more than a truncation plus a cell: the map's surface band decides there). Projecting
-    cells (rather than marching rays) leaves no gaps between diverging rays at range.
+    The cells pool ``factor`` map voxels per axis, as ``cost_field`` does: cell c pools voxels
+    ``c f .. c f + f - 1``. A keyframe's depth image marks every cell whose centre projects
+    into the image in front of the measured depth (by more than a truncation plus a cell: the
+    map's surface band decides there). Projecting cells (rather than marching rays) leaves no
+    gaps between diverging rays at range. Like the map, the record is sparse and unbounded:
+    chunks of ``CHUNK³`` cells, allocated where something was seen free.
 
     Args:
-        vmap: the map whose voxel grid the cells pool.
+        vmap: the map whose voxels the cells pool.
         resolution: the wanted cell size (metres; rounded to whole voxels).
+        max_range: cells are carved up to this range from the camera (metres).
     """
 
-    def __init__(self, vmap: VoxelMap, resolution: float):
+    CHUNK = 16
+
+    def __init__(self, vmap: VoxelMap, resolution: float, max_range: float = math.inf):
         self.factor = max(1, int(round(resolution / vmap.resolution)))
         self.resolution = self.factor * vmap.resolution
         # Cell (0, 0, 0) pools voxels 0 .. f-1: its centre is (f - 1) / 2 voxels from voxel 0.
-        self.origin = vmap.origin + 0.5 * (self.factor - 1) * vmap.resolution
-        x, y, z = (-(-d // self.factor) for d in vmap.dims)
-        self.seen = torch.zeros((z, y, x), dtype=torch.bool, device=vmap.device)
-        zz, yy, xx = torch.meshgrid(*(torch.arange(n, device=vmap.device) for n in (z, y, x)),
-                                    indexing='ij')
-        idx = torch.stack((xx, yy, zz), dim=-1).to(vmap.dtype)
-        self._centres = self.origin + idx * self.resolution  # (Z, Y, X, 3)
+        self.offset = 0.5 * (self.factor - 1) * vmap.resolution
+        self.device, self.dtype = vmap.device, vmap.dtype
         self.margin = vmap.cfg.truncation + self.resolution
+        self.max_range = max_range
+        self.index = SortedIndex(self.device)
+        self.chunks = torch.zeros((1,) + (self.CHUNK,) * 3, dtype=torch.bool, device=self.device)
 
     def reset(self) -> None:
-        self.seen.zero_()
+        self.index.clear()
+        self.chunks = self.chunks[:1].zero_()   # chunk 0: never seen
+
+    def nbytes(self) -> int:
+        return int(self.chunks.numel())
+
+    def centres(self, cells: Tensor) -> Tensor:
+        """Map-frame centres of integer (x, y, z) cells. Shape: (..., 3) -> (..., 3)."""
+        return cells.to(self.dtype) * self.resolution + self.offset
+
+    def _where(self, cells: Tensor) -> Tuple[Tensor, Tensor]:
+        n = self.CHUNK
+        chunk = torch.div(cells, n, rounding_mode='floor')
+        slot = self.index.lookup(pack(chunk))
+        loc = cells - chunk * n
+        return slot, (loc[..., 2] * n + loc[..., 1]) * n + loc[..., 0]
+
+    def seen_at(self, cells: Tensor) -> Tensor:
+        """Whether each integer (x, y, z) cell was seen free. Shape: (..., 3) -> (...) bool."""
+        slot, loc = self._where(cells)
+        flat = torch.where(slot < 0, torch.zeros_like(slot), slot) * self.CHUNK ** 3 + loc
+        return self.chunks.view(-1)[flat]
+
+    def _mark(self, cells: Tensor) -> None:
+        keys = torch.unique(pack(torch.div(cells, self.CHUNK, rounding_mode='floor')))
+        new = keys[self.index.lookup(keys) < 0]
+        if new.numel():
+            start = self.chunks.shape[0]
+            self.chunks = torch.cat((self.chunks, torch.zeros(
+                (new.numel(),) + (self.CHUNK,) * 3, dtype=torch.bool, device=self.device)))
+            self.index.insert(new, torch.arange(start, start + new.numel(), device=self.device))
+        slot, loc = self._where(cells)
+        self.chunks.view(-1)[slot * self.CHUNK ** 3 + loc] = True
 
     def carve(self, depth: Tensor, K: Tensor, T_world_cam: Tensor, near: float = 0.1) -> None:
         """Mark the cells seen free in one depth image.
@@ -77,7 +116,7 @@ class FreeSpace:
         valid = torch.isfinite(depth)
         if not bool(valid.any()):
             return
-        reach = float(depth[valid].max()) - self.margin
+        reach = min(float(depth[valid].max()) - self.margin, self.max_range)
         if reach <= near:
             return
         # Only the cells in the bounding box of the frustum up to the farthest depth.
@@ -89,15 +128,12 @@ class FreeSpace:
         ends = torch.cat((rays * reach, torch.zeros(1, 3, dtype=depth.dtype,
                                                     device=depth.device)))
         ends = ends @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
-        lo = torch.floor((ends.min(0).values - self.origin) / self.resolution).long()
-        hi = torch.ceil((ends.max(0).values - self.origin) / self.resolution).long() + 1
-        size = torch.tensor(self.seen.shape[::-1], device=lo.device)   # x, y, z
-        lo, hi = lo.clamp(min=0), torch.minimum(hi, size)
-        if bool((hi <= lo).any()):
-            return
-        (x0, y0, z0), (x1, y1, z1) = lo.tolist(), hi.tolist()
-        block = self._centres[z0:z1, y0:y1, x0:x1]
-        pc = (block.reshape(-1, 3) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
+        lo = torch.floor((ends.min(0).values - self.offset) / self.resolution).long()
+        hi = torch.ceil((ends.max(0).values - self.offset) / self.resolution).long() + 1
+        axes = [torch.arange(int(a), int(b), device=depth.device) for a, b in zip(lo, hi)]
+        zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing='ij')
+        cells = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3)
+        pc = (self.centres(cells) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
         z = pc[:, 2]
         zs = torch.where(z > near, z, torch.ones_like(z))
         u = torch.round(K[0, 0] * pc[:, 0] / zs + K[0, 2])
@@ -105,32 +141,65 @@ class FreeSpace:
         inside = (z > near) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
         pix = (v.clamp(0, h - 1) * w + u.clamp(0, w - 1)).long()
         d = depth.reshape(-1)[pix]
-        free = inside & torch.isfinite(d) & (z < d - self.margin)
-        self.seen[z0:z1, y0:y1, x0:x1] |= free.reshape(block.shape[:3])
+        free = inside & torch.isfinite(d) & (z < d - self.margin) & (z <= reach)
+        self._mark(cells[free])
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        """``chunks`` (N, 3) chunk coordinates and ``seen`` (N, C, C, C) bool (z, y, x)."""
+        keys, slots = self.index.items()
+        return {'chunks': unpack(keys).cpu(), 'seen': self.chunks[slots].cpu()}
+
+    def load_state_dict(self, state: Dict[str, Tensor]) -> None:
+        n = self.CHUNK
+        seen, coords = state.get('seen'), state.get('chunks')
+        if seen is None or coords is None or tuple(seen.shape[1:]) != (n, n, n) \
+                or tuple(coords.shape) != (seen.shape[0], 3):
+            raise StateError('the saved free space (cost.free_space.*) is malformed')
+        self.reset()
+        self.chunks = torch.cat((self.chunks, seen.to(self.device, torch.bool)))
+        self.index.insert(pack(coords.to(self.device, torch.long)),
+                          torch.arange(1, 1 + seen.shape[0], device=self.device))
 
 
-def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float,
-                          free: Optional[FreeSpace] = None) -> Tuple[Tensor, Tensor]:
-    """P(occupied) of every voxel and whether it was observed (near a surface, or in free
-    space that rays passed through).
+def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSpace,
+                          lo: Tensor, dims: Tuple[int, int, int]) -> Tuple[Tensor, Tensor]:
+    """P(occupied) of the cells of a box (each its most occupied voxel) and whether any voxel
+    of the cell was observed (near a surface, or in free space that rays passed through).
 
+    A voxel near a surface (weight > 0) has its posterior probability; others are free in cells
+    seen free, else ``unknown_occupancy``.
+
+    Args:
+        lo: the box's first cell (x, y, z). Shape: (3,).
+        dims: cells (X, Y, Z).
     Returns: ``p`` (Z, Y, X) and ``known`` (Z, Y, X) bool.
     """
-    mu = vmap.sdf[0, 0]
-    w = vmap.weight[0, 0]
-    near_surface = w > 0
-    std = vmap.cfg.sdf_noise / torch.sqrt(w.clamp(min=1e-12))
-    p = 0.5 * torch.erfc(mu / (std * math.sqrt(2.0)))
-    p = torch.where(near_surface, p, torch.full_like(p, unknown_occupancy))
-    if free is None:
-        return p, near_surface
     f = free.factor
-    seen = free.seen
-    for dim in range(3):
-        seen = seen.repeat_interleave(f, dim=dim)
-    seen = seen[:p.shape[0], :p.shape[1], :p.shape[2]]
-    free_voxel = seen & ~near_surface
-    return torch.where(free_voxel, torch.zeros_like(p), p), near_surface | seen
+    X, Y, Z = dims
+    dev, dt = vmap.device, vmap.dtype
+    size = torch.tensor(dims, device=dev)
+    mid = free.centres(lo) + 0.5 * (size - 1).to(dt) * free.resolution
+    reach = 0.5 * float(torch.linalg.norm(size.double())) * free.resolution
+    vox, flat = vmap.home_voxels(mid, reach + vmap.B * vmap.resolution)
+    w = vmap.atlas.view('weight')[0, flat]
+    cell = torch.div(vox, f, rounding_mode='floor') - lo
+    keep = (w > 0) & ((cell >= 0) & (cell < size)).all(dim=-1)
+    w, cell = w[keep], cell[keep]
+    mu = vmap.atlas.view('dist_seen')[0, flat[keep]] + vmap.cfg.truncation
+    std = vmap.cfg.sdf_noise / torch.sqrt(w)
+    p_vox = 0.5 * torch.erfc(mu / (std * math.sqrt(2.0)))
+    idx = (cell[:, 2] * Y + cell[:, 1]) * X + cell[:, 0]
+    n = X * Y * Z
+    p_max = torch.zeros(n, device=dev, dtype=dt).scatter_reduce(0, idx, p_vox, 'amax')
+    count = torch.zeros(n, device=dev, dtype=torch.long).index_add_(
+        0, idx, torch.ones_like(idx))
+    zz, yy, xx = torch.meshgrid(*(torch.arange(k, device=dev) for k in (Z, Y, X)), indexing='ij')
+    seen = free.seen_at(torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3) + lo)
+    # Cells whose voxels are not all near a surface hold free or unknown voxels too.
+    rest = torch.where(seen | (count == f ** 3), torch.zeros_like(p_max),
+                       torch.full_like(p_max, unknown_occupancy))
+    p = torch.maximum(p_max, rest)
+    return p.reshape(Z, Y, X), (seen | (count > 0)).reshape(Z, Y, X)
 
 
 def distance_transform(obstacle: Tensor, resolution: float, max_distance: float) -> Tensor:
@@ -272,22 +341,25 @@ def _resample(waypoints: Tensor, step: float) -> Tensor:
     return torch.cat((pts, waypoints[-1:]))
 
 
-def cost_field(vmap: VoxelMap, cfg: CostConfig, free: Optional[FreeSpace] = None
-               ) -> CostField:
-    """The cost field of a map posterior and the free space seen (see the module docstring).
-    """
-    p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free)
-    f = max(1, int(round(cfg.resolution / vmap.resolution)))
-    if f > 1:
-        p = F.max_pool3d(p[None, None], f, stride=f, ceil_mode=True)[0, 0]
-        known = F.max_pool3d(known[None, None].to(p.dtype), f, stride=f,
-                             ceil_mode=True)[0, 0] > 0
-    res = f * vmap.resolution
-    # Cell (0, 0, 0) pools voxels 0 .. f-1: its centre is (f - 1) / 2 voxels from voxel 0.
-    origin = vmap.origin + 0.5 * (f - 1) * vmap.resolution
+def cost_field(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
+               centre: Optional[Tensor] = None,
+               box: Optional[Tuple[Tensor, Tuple[int, int, int]]] = None) -> CostField:
+    """The cost field of a map posterior and the free space seen, over the box of
+    ``cfg.extent`` centred on ``centre`` (map frame; default the origin), or over ``box``:
+    (first cell (x, y, z) (3,), cell counts (X, Y, Z)). See the module docstring."""
+    res = free.resolution
+    if box is None:
+        if centre is None:
+            centre = torch.zeros(3, device=vmap.device, dtype=vmap.dtype)
+        ext = torch.tensor(cfg.extent, device=vmap.device, dtype=vmap.dtype)
+        dims = tuple(int(math.ceil(float(e) / res)) for e in cfg.extent)
+        lo = torch.round((centre.to(vmap.dtype) - 0.5 * ext - free.offset) / res).long()
+    else:
+        lo, dims = box[0].to(vmap.device), tuple(int(d) for d in box[1])
+    p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free, lo, dims)
     obstacle = p >= cfg.occupied_threshold
     dist = distance_transform(obstacle, res, cfg.max_distance).to(p.dtype)
     cost = torch.exp(-(dist - cfg.robot_radius).clamp(min=0.0) / cfg.decay)
     cost = torch.where(obstacle, torch.ones_like(cost), cost)
-    return CostField(origin=origin, resolution=res, occupancy=p, known=known, distance=dist,
-                     cost=cost, cfg=cfg)
+    return CostField(origin=free.centres(lo), resolution=res, occupancy=p, known=known,
+                     distance=dist, cost=cost, cfg=cfg)

@@ -35,10 +35,10 @@ from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
                                     preintegrated_transition, with_propagated_cov)
-from vssm_ros.core.field import VoxelMap
 from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
+from vssm_ros.core.map import BlockSwap, VoxelMap
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
@@ -47,7 +47,9 @@ from vssm_ros.core.window import Transition, WindowFrame, refine_window
 from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+RENDER_SPACING = 0.85
+"""Full renders sample rays at most this many truncations apart (see ``render``)."""
 GRAVITY_SAMPLES = 50
 """IMU samples averaged for the initial gravity direction (engine.init_pose 'gravity')."""
 
@@ -61,19 +63,21 @@ class SlamEngine:
             is the first body frame). Shape: (4, 4).
         dynamics: the learned transition (``engine.motion.weights``, loaded by
             ``vssm_ros.data.dynamics_io.dynamics_for_engine``); None: the engineered integrator.
+        swap: where map regions evicted beyond ``engine.map.memory_mb`` go (the drivers pass
+            ``vssm_ros.data.map_swap.DiskSwap``); None: host memory.
     """
 
     def __init__(self, cfg: EngineConfig, T_world_body0: Optional[np.ndarray] = None,
-                 dynamics: Optional[LearnedDynamics] = None):
+                 dynamics: Optional[LearnedDynamics] = None, swap: Optional[BlockSwap] = None):
         self.cfg = cfg
         self.device = torch.device(cfg.device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise StateError(f'engine.device is {cfg.device!r} but CUDA is not available')
         self.dtype = torch.float64 if cfg.dtype == 'float64' else torch.float32
-        self.map = VoxelMap(cfg.map, self.device, self.dtype)
+        self.map = VoxelMap(cfg.map, self.device, self.dtype, swap)
         # Free space seen through by keyframe rays, for the collision cost (the map itself
         # only holds voxels near surfaces).
-        self.free_space = FreeSpace(self.map, cfg.cost.resolution)
+        self.free_space = FreeSpace(self.map, cfg.cost.resolution, cfg.cost.carve_range)
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
@@ -107,6 +111,12 @@ class SlamEngine:
         # Position and rotation variance of the map frame the current state was tracked
         # against (see VoxelMap.anchor_at); the first frame anchors the map exactly.
         self.anchor_var = torch.zeros(2, device=self.device, dtype=self.dtype)
+
+    def close(self) -> None:
+        """Give back what the map's swap holds (its temporary files): the engine is done."""
+        close = getattr(self.map.swap, 'close', None)
+        if callable(close):
+            close()
 
     def _t(self, x) -> torch.Tensor:
         # np.array copies: arrays from bag messages may be read-only views.
@@ -285,10 +295,19 @@ class SlamEngine:
             kf, newest = refined[0], refined[-1]
             self.keyframes[-1]['T_world_body'] = kf.T.clone()
         T_world_cam = kf.T @ pending['T_body_cam']
+        t0 = time.perf_counter()
         self.free_space.carve(pending['depth'], pending['K'], T_world_cam, self.cfg.render.near)
+        t1 = time.perf_counter()
         self.map.fuse(pending['depth'], pending['rgb'], pending['K'], T_world_cam,
                       depth_sigma(pending['depth'], self.cfg.sensor),
                       pose_var=self._world_var(kf, pending['anchor_var']))
+        # The budget is kept per keyframe (it needs host-side decisions, not per frame); the
+        # regions around the drone come back before it sees them (keep_radius > range).
+        t2 = time.perf_counter()
+        position = newest.p.detach().cpu().double().numpy()
+        self.map.restore_near(position)
+        self.map.enforce_budget(position)
+        self.map.add_stage_time(free_space=t1 - t0, budget=time.perf_counter() - t2)
         return newest
 
     def _transition(self, imu, dt: float) -> Transition:
@@ -389,9 +408,12 @@ class SlamEngine:
         dirs = pixel_rays(Kt, pixel_grid(height, width, self.device, self.dtype))
         outs = {'depth': [], 'depth_std': [], 'color': [], 'hit': []}
         rc = self.cfg.render
+        # The occupied band behind a surface is one truncation thick: samples further apart
+        # step over it on some rays (holes in stripes across walls and floors).
+        spacing = RENDER_SPACING * self.cfg.map.truncation
         for s in range(0, dirs.shape[0], chunk):
             d = dirs[s:s + chunk]
-            depths = uniform_depths(d.shape[0], rc, self.device, self.dtype)
+            depths = uniform_depths(d.shape[0], rc, self.device, self.dtype, spacing)
             pts = ray_points(T, d, depths)
             out = render_rays(self.map, pts, depths, rc, with_color=True)
             hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
@@ -413,14 +435,33 @@ class SlamEngine:
         return res
 
     @torch.no_grad()
-    def map_points(self, min_weight: float = 1.0) -> Dict[str, np.ndarray]:
+    def map_points(self, min_weight: float = 1.0, radius: Optional[float] = None,
+                   whole_map: bool = False) -> Dict[str, np.ndarray]:
         """The map as a point cloud: ``xyz`` (N, 3) float32, ``rgb`` (N, 3) uint8,
-        ``occupancy`` (N,) float32 probability, ``logit_std`` (N,) float32."""
-        pts = self.map.surface_points(min_weight)
+        ``occupancy`` (N,) float32 probability, ``logit_std`` (N,) float32.
+
+        Args:
+            min_weight: least observation weight of a point.
+            radius: only the blocks within this distance (metres) of the current position
+                (a bounded cost per call, whatever the map's size); None: every active block.
+            whole_map: also the regions evicted beyond the memory budget (for exports).
+        """
+        centre = None if self.state is None or radius is None else self.state.p
+        pts = self.map.surface_points(min_weight, centre, radius if centre is not None else None,
+                                      evicted=whole_map)
         return {'xyz': pts['xyz'].cpu().numpy().astype(np.float32),
                 'rgb': (pts['rgb'].cpu().numpy() * 255 + 0.5).astype(np.uint8),
                 'occupancy': pts['occupancy'].cpu().numpy().astype(np.float32),
                 'logit_std': pts['logit_std'].cpu().numpy().astype(np.float32)}
+
+    def map_stats(self) -> Dict[str, float]:
+        """Map memory (active / evicted / total blocks and bytes, free-space bytes), evictions
+        and restores, and the time per keyframe of each map-update stage
+        (``keyframe_ms.<stage>``). A flat dict of numbers."""
+        out = dict(self.map.stats())
+        out.update({f'keyframe_ms.{k}': v for k, v in out.pop('ms_per_keyframe').items()})
+        out['free_space_bytes'] = self.free_space.nbytes()
+        return out
 
     # ------------------------------------------------------------------ prediction, cost
 
@@ -519,20 +560,25 @@ class SlamEngine:
 
     @torch.no_grad()
     def cost_field(self) -> CostField:
-        """The collision cost-to-go of the current map posterior (``engine.cost``)."""
-        return cost_field(self.map, self.cfg.cost, self.free_space)
+        """The collision cost-to-go of the current map posterior (``engine.cost``) over the
+        box of ``engine.cost.extent`` around the current position (the map origin before the
+        first frame)."""
+        centre = None if self.state is None else self.state.p
+        return cost_field(self.map, self.cfg.cost, self.free_space, centre)
 
     # ------------------------------------------------------------------ state I/O
 
     def state_dict(self) -> Dict:
         """Everything needed to resume: tensors (by name) and JSON-able metadata. The open
-        window is closed first (``flush``): its keyframe is in the saved map."""
+        window is closed first (``flush``): its keyframe is in the saved map. The whole map is
+        saved, evicted regions included."""
         self.flush()
         tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
-        tensors['cost.free_space'] = self.free_space.seen.detach().cpu()
+        tensors.update({f'cost.free_space.{k}': v for k, v in self.free_space.state_dict()
+                        .items()})
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
-                'last_stamp_ns': self.last_stamp_ns,
-                'map_dims': list(self.map.dims), 'resolution': self.map.resolution}
+                'last_stamp_ns': self.last_stamp_ns, 'map_format': 'blocks',
+                'block_size': self.map.B, 'resolution': self.map.resolution}
         if self.state is not None:
             for k in ('R', 'p', 'v', 'cov', 'omega'):
                 tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
@@ -544,20 +590,23 @@ class SlamEngine:
         return {'tensors': tensors, 'meta': meta}
 
     def load_state_dict(self, sd: Dict) -> None:
-        """Restore a state saved by ``state_dict`` (same map config)."""
+        """Restore a state saved by ``state_dict`` (same map resolution and block size)."""
         meta, tensors = sd['meta'], sd['tensors']
-        if meta.get('version') != STATE_VERSION:
-            raise StateError(f'engine state version {meta.get("version")} is not supported '
-                             f'(this build reads version {STATE_VERSION})')
-        if list(meta.get('map_dims', [])) != list(self.map.dims):
-            raise StateError(f'saved map has dims {meta.get("map_dims")}, the config gives '
-                             f'{list(self.map.dims)}: load it with the config it was made with')
+        version = meta.get('version')
+        if version != STATE_VERSION:
+            why = (' (a dense-grid map from before map v2: rebuild it by replaying the data)'
+                   if isinstance(version, int) and version < STATE_VERSION else '')
+            raise StateError(f'engine state version {version} is not supported (this build '
+                             f'reads version {STATE_VERSION}){why}')
+        for key, mine in (('resolution', self.map.resolution), ('block_size', self.map.B)):
+            if meta.get(key) != mine:
+                raise StateError(f'saved map has {key} {meta.get(key)}, the config gives '
+                                 f'{mine}: load it with the config it was made with')
         self.reset()
         self.map.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('map.')})
-        if 'cost.free_space' in tensors:   # absent in states saved before the cost field
-            seen = tensors['cost.free_space'].to(self.device, torch.bool)
-            if seen.shape == self.free_space.seen.shape:
-                self.free_space.seen.copy_(seen)
+        pre = 'cost.free_space.'
+        self.free_space.load_state_dict({k[len(pre):]: v for k, v in tensors.items()
+                                         if k.startswith(pre)})
         if 'state.R' in tensors:
             self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
                                          for k in ('R', 'p', 'v', 'cov', 'omega')))

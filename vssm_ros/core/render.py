@@ -12,6 +12,7 @@ the rendered depth a smooth function of the pose, which the Gauss-Newton tracker
 
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import torch
@@ -39,10 +40,12 @@ def band_depths(d_obs: torch.Tensor, cfg: RenderConfig) -> torch.Tensor:
     return torch.cat((coarse, band), dim=1)
 
 
-def uniform_depths(n_rays: int, cfg: RenderConfig, device=None, dtype=torch.float32
-                   ) -> torch.Tensor:
-    """Sample depths evenly from near to far for full renders. Shape: (R, samples)."""
-    d = torch.linspace(cfg.near, cfg.far, cfg.samples, device=device, dtype=dtype)
+def uniform_depths(n_rays: int, cfg: RenderConfig, device=None, dtype=torch.float32,
+                   max_spacing: float = math.inf) -> torch.Tensor:
+    """Sample depths evenly from near to far for full renders: ``cfg.samples``, or more where
+    that leaves samples further apart than ``max_spacing`` (metres). Shape: (R, samples)."""
+    n = max(cfg.samples, int(math.ceil((cfg.far - cfg.near) / max_spacing)) + 1)
+    d = torch.linspace(cfg.near, cfg.far, n, device=device, dtype=dtype)
     return d.expand(n_rays, -1)
 
 

@@ -44,6 +44,7 @@ TYPE_NAMES: Dict[str, str] = {
     'Pose': 'geometry_msgs/msg/Pose',
     'PoseStamped': 'geometry_msgs/msg/PoseStamped',
     'PoseWithCovariance': 'geometry_msgs/msg/PoseWithCovariance',
+    'PoseWithCovarianceStamped': 'geometry_msgs/msg/PoseWithCovarianceStamped',
     'Twist': 'geometry_msgs/msg/Twist',
     'TwistWithCovariance': 'geometry_msgs/msg/TwistWithCovariance',
     'Transform': 'geometry_msgs/msg/Transform',
@@ -51,6 +52,8 @@ TYPE_NAMES: Dict[str, str] = {
     'Odometry': 'nav_msgs/msg/Odometry',
     'TFMessage': 'tf2_msgs/msg/TFMessage',
     'Path': 'nav_msgs/msg/Path',
+    'MapMetaData': 'nav_msgs/msg/MapMetaData',
+    'OccupancyGrid': 'nav_msgs/msg/OccupancyGrid',
     'KeyValue': 'diagnostic_msgs/msg/KeyValue',
     'DiagnosticStatus': 'diagnostic_msgs/msg/DiagnosticStatus',
     'DiagnosticArray': 'diagnostic_msgs/msg/DiagnosticArray',
@@ -81,6 +84,7 @@ class MsgTypes:
     Pose: Any
     PoseStamped: Any
     PoseWithCovariance: Any
+    PoseWithCovarianceStamped: Any
     Twist: Any
     TwistWithCovariance: Any
     Transform: Any
@@ -88,6 +92,8 @@ class MsgTypes:
     Odometry: Any
     TFMessage: Any
     Path: Any
+    MapMetaData: Any
+    OccupancyGrid: Any
     KeyValue: Any
     DiagnosticStatus: Any
     DiagnosticArray: Any
@@ -496,12 +502,14 @@ def pose_stamped_msg(types: MsgTypes, stamp_ns: int, frame_id: str, T: np.ndarra
 def odometry_msg(types: MsgTypes, stamp_ns: int, frame_id: str, child_frame_id: str,
                  T: np.ndarray, cov6x6: Optional[np.ndarray] = None,
                  v_world: Optional[np.ndarray] = None,
-                 w_body: Optional[np.ndarray] = None) -> Any:
+                 w_body: Optional[np.ndarray] = None,
+                 twist_cov6x6: Optional[np.ndarray] = None) -> Any:
     """A nav_msgs/Odometry: pose of ``child_frame_id`` in ``frame_id`` with covariance (order
     x y z rx ry rz), and the twist in the child frame as nav_msgs/Odometry specifies (the
-    world-frame velocity is rotated into the body frame here).
+    world-frame velocity is rotated into the body frame here) with its covariance (order vx vy
+    vz wx wy wz, body frame).
 
-    Shape: T (4, 4), cov6x6 (6, 6), v_world (3,), w_body (3,).
+    Shape: T (4, 4), cov6x6 (6, 6), v_world (3,), w_body (3,), twist_cov6x6 (6, 6).
     """
     T = as_transform(T, 'odometry pose')
     v_body = np.zeros(3) if v_world is None else T[:3, :3].T @ np.asarray(v_world, float)
@@ -514,7 +522,9 @@ def odometry_msg(types: MsgTypes, stamp_ns: int, frame_id: str, child_frame_id: 
         pose=types.new('PoseWithCovariance', pose=_pose(types, T),
                        covariance=types.f64_fixed(cov, 36, 'pose covariance')),
         twist=types.new('TwistWithCovariance', twist=twist,
-                        covariance=types.f64_fixed(np.zeros(36), 36, 'twist covariance')))
+                        covariance=types.f64_fixed(
+                            np.zeros(36) if twist_cov6x6 is None else twist_cov6x6, 36,
+                            'twist covariance')))
 
 
 def transform_stamped_msg(types: MsgTypes, parent: str, child: str, T_parent_child: np.ndarray,

@@ -16,6 +16,7 @@ Frames (REP-105): odometry and path are the pose of ``frames.body_frame`` in
 
 from __future__ import annotations
 
+import array
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
@@ -33,6 +34,10 @@ MAP_CLOUD = 'map_cloud'
 PREDICTED_DEPTH = 'predicted/depth'
 PREDICTED_DEPTH_STD = 'predicted/depth_std'
 PREDICTED_COLOR = 'predicted/color'
+PREDICTED_PATH = 'predicted/path'
+PREDICTED_POSE = 'predicted/pose'
+COST_SLICE = 'cost_slice'
+STATUS = 'status'
 DIAGNOSTICS = '/diagnostics'
 TF = '/tf'
 TF_STATIC = '/tf_static'
@@ -49,13 +54,17 @@ MSG_TYPES: Dict[str, str] = {
     PREDICTED_DEPTH: 'sensor_msgs/msg/Image',
     PREDICTED_DEPTH_STD: 'sensor_msgs/msg/Image',
     PREDICTED_COLOR: 'sensor_msgs/msg/Image',
+    PREDICTED_PATH: 'nav_msgs/msg/Path',
+    PREDICTED_POSE: 'geometry_msgs/msg/PoseWithCovarianceStamped',
+    COST_SLICE: 'nav_msgs/msg/OccupancyGrid',
+    STATUS: 'diagnostic_msgs/msg/DiagnosticStatus',
     DIAGNOSTICS: 'diagnostic_msgs/msg/DiagnosticArray',
     TF: 'tf2_msgs/msg/TFMessage',
     TF_STATIC: 'tf2_msgs/msg/TFMessage',
 }
 """Every published topic (node-relative or absolute name) with its ROS 2 message type."""
 
-LATCHED = (MAP_CLOUD, TF_STATIC)
+LATCHED = (MAP_CLOUD, COST_SLICE, TF_STATIC)
 """Topics published transient-local (late subscribers get the last message)."""
 
 
@@ -99,13 +108,61 @@ def tf_message_for_estimate(types: M.MsgTypes, est: Estimate, frames: FramesConf
     return types.new('TFMessage', transforms=tf_msgs_for_estimate(types, est, frames, T_map_odom))
 
 
-def odometry_for_estimate(types: M.MsgTypes, est: Estimate, frames: FramesConfig) -> Any:
+def angular_rate(T_prev: np.ndarray, T: np.ndarray, dt_s: float) -> np.ndarray:
+    """The body-frame angular rate that turns ``T_prev`` into ``T`` in ``dt_s`` seconds
+    (``log(R_prev^T R) / dt``); zero for ``dt_s <= 0``.
+
+    Shape: T_prev, T (4, 4) -> (3,).
+    """
+    if not dt_s > 0:
+        return np.zeros(3)
+    R = np.asarray(T_prev, float)[:3, :3].T @ np.asarray(T, float)[:3, :3]
+    cos = np.clip(0.5 * (np.trace(R) - 1.0), -1.0, 1.0)
+    angle = float(np.arccos(cos))
+    axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    s = np.sin(angle)
+    if s < 1e-9:   # tiny angles (and, rarely, pi: then any axis is as good)
+        return 0.5 * axis / dt_s
+    return angle * axis / (2.0 * s) / dt_s
+
+
+def twist_of(est: Estimate, previous: Optional[Estimate]) -> Tuple[np.ndarray, np.ndarray]:
+    """The body-frame angular rate of ``est`` and its twist covariance (vx vy vz wx wy wz, body
+    frame), from the previous estimate when the estimate has none of its own
+    (``est.omega`` / ``est.twist_cov`` when the engine provides them).
+
+    The finite-difference covariance treats the two poses as independent: an upper bound (the
+    linear part: the position covariances' sum over dt², rotated into the body).
+
+    Shape: -> (3,), (6, 6).
+    """
+    w = getattr(est, 'omega', None)
+    cov = getattr(est, 'twist_cov', None)
+    if previous is None or previous.stamp_ns >= est.stamp_ns:
+        return (np.zeros(3) if w is None else np.asarray(w, float),
+                np.zeros((6, 6)) if cov is None else np.asarray(cov, float))
+    dt = (int(est.stamp_ns) - int(previous.stamp_ns)) * 1e-9
+    if w is None:
+        w = angular_rate(previous.T_world_body, est.T_world_body, dt)
+    if cov is None:
+        R = np.asarray(est.T_world_body, float)[:3, :3]
+        c = (np.asarray(est.cov, float) + np.asarray(previous.cov, float)) / dt ** 2
+        cov = np.zeros((6, 6))
+        cov[:3, :3] = R.T @ c[:3, :3] @ R
+        cov[3:, 3:] = R.T @ c[3:, 3:] @ R
+    return np.asarray(w, float), np.asarray(cov, float)
+
+
+def odometry_for_estimate(types: M.MsgTypes, est: Estimate, frames: FramesConfig,
+                          previous: Optional[Estimate] = None) -> Any:
     """nav_msgs/Odometry of one estimate: pose of ``body_frame`` in ``map_frame`` with the
     engine's covariance (x y z rx ry rz, row-major 36, as the Estimate gives it), twist in
-    ``body_frame`` (REP-105: the world-frame velocity rotated into the body; angular rate 0,
-    the estimate has none)."""
+    ``body_frame`` (REP-105: the world-frame velocity rotated into the body; the angular rate
+    and the twist covariance from ``twist_of`` with the ``previous`` estimate)."""
+    w_body, twist_cov = twist_of(est, previous)
     return M.odometry_msg(types, int(est.stamp_ns), frames.map_frame, frames.body_frame,
-                          est.T_world_body, cov6x6=est.cov, v_world=est.v_world)
+                          est.T_world_body, cov6x6=est.cov, v_world=est.v_world,
+                          w_body=w_body, twist_cov6x6=twist_cov)
 
 
 class PathAccumulator:
@@ -189,6 +246,85 @@ def predicted_image_msgs(types: M.MsgTypes, render: Mapping[str, np.ndarray], st
     }
 
 
+def mean_rotation(R: np.ndarray) -> np.ndarray:
+    """The chordal mean of rotation matrices: their average projected back onto SO(3).
+
+    Shape: (S, 3, 3) -> (3, 3).
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(R, float).mean(axis=0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def predicted_path_msgs(types: M.MsgTypes, rollout: Mapping[str, np.ndarray], stamp_ns: int,
+                        frame_id: str) -> Dict[str, Any]:
+    """The predicted motion of ``SlamEngine.predict(render=False)``: PREDICTED_PATH
+    (nav_msgs/Path of the mean rollout, one pose per control step, stamped at its future time)
+    and PREDICTED_POSE (geometry_msgs/PoseWithCovarianceStamped at the horizon: the samples'
+    mean and their spread as the covariance, x y z rx ry rz), both in ``frame_id``.
+
+    Shape: rollout['t'] (N,) seconds after ``stamp_ns``, rollout['p'] (S, N, 3),
+    rollout['R'] (S, N, 3, 3).
+    """
+    _require(rollout, ('t', 'p', 'R'), 'rollout', 'SlamEngine.predict()')
+    t = np.asarray(rollout['t'], float)
+    p = np.asarray(rollout['p'], float)
+    R = np.asarray(rollout['R'], float)
+    if p.ndim != 3 or p.shape[1] != len(t) or R.shape[:2] != p.shape[:2]:
+        raise MessageError(f'rollout shapes do not match: t {t.shape}, p {p.shape}, '
+                           f'R {R.shape}')
+    poses = []
+    for k in range(len(t)):
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = mean_rotation(R[:, k]), p[:, k].mean(axis=0)
+        poses.append(M.pose_stamped_msg(types, int(stamp_ns + round(t[k] * 1e9)), frame_id, T))
+    end = int(stamp_ns + round(t[-1] * 1e9))
+    cov = np.zeros((6, 6))
+    if p.shape[0] > 1:
+        cov[:3, :3] = np.cov(p[:, -1].T)
+        T_end = np.eye(4)
+        T_end[:3, :3] = mean_rotation(R[:, -1])
+        # Rotation spread about the map axes: the small angles of R_mean^T R_s, in the map.
+        rot = np.stack([T_end[:3, :3] @ angular_rate(T_end, _rt(r), 1.0) for r in R[:, -1]])
+        cov[3:, 3:] = np.cov(rot.T)
+    T_end = np.eye(4)
+    T_end[:3, :3], T_end[:3, 3] = mean_rotation(R[:, -1]), p[:, -1].mean(axis=0)
+    pose = types.new('PoseWithCovarianceStamped', header=M._header(types, end, frame_id),
+                     pose=types.new('PoseWithCovariance', pose=M._pose(types, T_end),
+                                    covariance=types.f64_fixed(cov, 36, 'predicted covariance')))
+    return {PREDICTED_PATH: M.path_msg(types, end, frame_id, poses), PREDICTED_POSE: pose}
+
+
+def _rt(R: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = R
+    return T
+
+
+def cost_slice_msg(types: M.MsgTypes, grid: Mapping[str, Any], stamp_ns: int,
+                   frame_id: str) -> Any:
+    """nav_msgs/OccupancyGrid of a collision cost slice (``CostField.slice``): 0..100 the cost,
+    -1 unknown; the grid's origin is its cell (0, 0) corner at the layer's height.
+
+    Shape: grid['data'] (Y, X) int8, grid['origin_xy'] (2,).
+    """
+    _require(grid, ('data', 'origin_xy', 'resolution', 'height'), 'cost slice',
+             'CostField.slice()')
+    data = np.ascontiguousarray(np.asarray(grid['data']).astype(np.int8))
+    if data.ndim != 2:
+        raise MessageError(f'cost slice data must be 2-D, got shape {data.shape}')
+    T = np.eye(4)
+    T[:2, 3] = np.asarray(grid['origin_xy'], float)
+    T[2, 3] = float(grid['height'])
+    info = types.new('MapMetaData', map_load_time=M.ns_to_stamp(types, stamp_ns),
+                     resolution=float(grid['resolution']), width=int(data.shape[1]),
+                     height=int(data.shape[0]), origin=M._pose(types, T))
+    values = (data.reshape(-1) if types.backend == 'rosbags'
+              else array.array('b', data.tobytes()))
+    return types.new('OccupancyGrid', header=M._header(types, stamp_ns, frame_id), info=info,
+                     data=values)
+
+
 def prediction_camera(K: np.ndarray, width: int, height: int, max_width: int
                       ) -> Tuple[np.ndarray, int, int, int]:
     """The camera to render a predicted image with: the input camera subsampled by the smallest
@@ -257,13 +393,20 @@ class StampRateLimiter:
 # The schedule
 
 
+OUTPUT_DEFER = 4
+"""While the driver has a newer frame waiting (the node lags), rate-limited outputs wait for
+an idle moment, at most this many periods."""
+
+
 class OutputSchedule:
     """What to publish for each processed frame, and when: the one schedule of the node and of
-    ``vssm-replay --out-bag``. Per estimate: /tf, odometry, path. Per frame, when due by image
-    stamps: the predicted images (rendered from the estimate at ``prediction_camera``) and the
-    map cloud.
+    ``vssm-replay --out-bag`` (both through ``vssm_ros.session.SlamSession``). Per estimate:
+    /tf, odometry, path. Per frame, when due by image stamps: the predicted images (rendered
+    from the estimate at ``prediction_camera``), the predicted motion, the collision cost slice
+    at flight height and the map cloud.
 
-    ``engine`` arguments are duck-typed ``SlamEngine``s (``render``, ``map_points``).
+    ``engine`` arguments are duck-typed ``SlamEngine``s (``render``, ``predict``,
+    ``cost_field``, ``map_points``).
 
     Args:
         types: the message classes.
@@ -279,38 +422,70 @@ class OutputSchedule:
         self.path = PathAccumulator(types, frames.map_frame, cfg.path_max_poses)
         self.map_due = StampRateLimiter(cfg.map_cloud_period_s)
         self.predicted_due = StampRateLimiter(cfg.predicted_period_s)
+        self.predicted_path_due = StampRateLimiter(getattr(cfg, 'predicted_path_period_s', -1))
+        self.cost_due = StampRateLimiter(getattr(cfg, 'cost_slice_period_s', -1))
         self.last_map_ns: Optional[int] = None
+        self.previous: Optional[Estimate] = None
 
-    def for_estimate(self, est: Estimate) -> List[Tuple[str, Any]]:
-        """(topic, message) of TF, ODOMETRY and PATH for one estimate."""
+    def for_estimate(self, est: Estimate, T_map_odom: Optional[np.ndarray] = None,
+                     tf: bool = True) -> List[Tuple[str, Any]]:
+        """(topic, message) of TF (unless ``tf`` is false), ODOMETRY and PATH for one
+        estimate; ``T_map_odom`` as ``tf_message_for_estimate`` takes it."""
         t, frames = self.types, self.frames
-        return [(TF, tf_message_for_estimate(t, est, frames)),
-                (ODOMETRY, odometry_for_estimate(t, est, frames)),
+        out = [(TF, tf_message_for_estimate(t, est, frames, T_map_odom))] if tf else []
+        out += [(ODOMETRY, odometry_for_estimate(t, est, frames, self.previous)),
                 (PATH, self.path.append(est))]
+        self.previous = est
+        return out
 
-    def for_frame(self, frame: Frame, est: Estimate, engine: Any) -> List[Tuple[str, Any]]:
-        """(topic, message) of the predicted images and the map cloud, those that are due at
-        the estimate's stamp."""
+    @staticmethod
+    def _due(limiter: StampRateLimiter, stamp_ns: int, defer: bool) -> bool:
+        last = limiter.last_ns
+        if (defer and last is not None and limiter.period_ns > 0
+                and 0 <= stamp_ns - last < OUTPUT_DEFER * limiter.period_ns):
+            return False
+        return limiter.due(stamp_ns)
+
+    def for_frame(self, frame: Frame, est: Estimate, engine: Any,
+                  defer: bool = False) -> List[Tuple[str, Any]]:
+        """(topic, message) of the rate-limited outputs that are due at the estimate's stamp.
+        ``defer``: a newer frame waits, so tracking comes first: each output is put off to a
+        later frame, for at most ``OUTPUT_DEFER`` periods."""
         s = int(est.stamp_ns)
         out: List[Tuple[str, Any]] = []
-        if self.predicted_due.due(s):
+        if self._due(self.predicted_due, s, defer):
             h, w = frame.depth.shape
             K, pw, ph, _ = prediction_camera(frame.K, w, h, self.cfg.predicted_max_width)
             render = engine.render(est.T_world_body @ frame.T_body_cam, K, pw, ph)
             out += list(predicted_image_msgs(self.types, render, s, self.camera_frame).items())
-        if self.map_due.due(s):
-            out.append(self.map_cloud(engine, s))
+        if self._due(self.predicted_path_due, s, defer):
+            rollout = engine.predict(render=False)
+            out += list(predicted_path_msgs(self.types, rollout, s,
+                                            self.frames.map_frame).items())
+        if self._due(self.cost_due, s, defer):
+            grid = engine.cost_field().slice(float(est.T_world_body[2, 3]))
+            out.append((COST_SLICE, cost_slice_msg(self.types, grid, s, self.frames.map_frame)))
+        if self._due(self.map_due, s, defer):
+            out.append(self.map_cloud(engine, s, est))
         return out
 
-    def map_cloud(self, engine: Any, stamp_ns: int) -> Tuple[str, Any]:
+    def map_points_args(self, est: Optional[Estimate]) -> Dict[str, Any]:
+        """Keyword arguments of ``engine.map_points`` for the cloud published at ``est``: the
+        blocks within ``outputs.map_cloud_radius`` of the drone (bounded cost)."""
+        return {'radius': self.cfg.map_cloud_radius}
+
+    def map_cloud(self, engine: Any, stamp_ns: int,
+                  est: Optional[Estimate] = None) -> Tuple[str, Any]:
         """(MAP_CLOUD, the engine's map now, stamped ``stamp_ns``)."""
         self.last_map_ns = int(stamp_ns)
-        return MAP_CLOUD, map_cloud_msg(self.types, engine.map_points(), stamp_ns,
-                                        self.frames.map_frame)
+        points = engine.map_points(**self.map_points_args(est))
+        return MAP_CLOUD, map_cloud_msg(self.types, points, stamp_ns, self.frames.map_frame)
 
     def reset(self) -> None:
         """Forget the path and the rate limits (after ``~/reset``)."""
         self.path.clear()
-        self.map_due.reset()
-        self.predicted_due.reset()
+        for limiter in (self.map_due, self.predicted_due, self.predicted_path_due,
+                        self.cost_due):
+            limiter.reset()
         self.last_map_ns = None
+        self.previous = None

@@ -13,6 +13,8 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from vssm_ros.eval.metrics import align_trajectory, associate
+
 RenderFn = Callable[[np.ndarray, np.ndarray, int, int], Dict[str, np.ndarray]]
 """``render(T_world_cam, K, width, height)`` -> dict with ``depth`` (H, W), NaN where nothing
 is hit (``SlamEngine.render``)."""
@@ -45,8 +47,32 @@ def heldout_cameras(flight, n_views: int, upto_frame: int) -> List[np.ndarray]:
     return [T @ flight.T_body_cam for T in flight.state_at(t).T_world_body]
 
 
+def map_to_world(est_stamps_s: np.ndarray, T_map_body: np.ndarray, flight) -> np.ndarray:
+    """The rigid transform taking the map frame to the flight's world frame: the ATE alignment
+    (Umeyama on positions) of the estimated trajectory to the ground truth at the frame stamps,
+    or the first frames' poses where the positions span less than 10 cm in two directions.
+
+    Args:
+        est_stamps_s: estimate stamps (seconds). Shape: (N,).
+        T_map_body: estimated poses. Shape: (N, 4, 4).
+        flight: the ``SyntheticFlight``.
+    Returns:
+        ``T_world_map``. Shape: (4, 4).
+    """
+    t_gt = flight.frame_stamps_ns * 1e-9
+    idx_est, idx_gt = associate(np.asarray(est_stamps_s, dtype=np.float64), t_gt, 0.02)
+    T_est, T_gt = T_map_body[idx_est], flight.gt_frames.T_world_body[idx_gt]
+    p = T_gt[:, :3, 3] - T_gt[:, :3, 3].mean(axis=0)
+    spread = np.linalg.svd(p, compute_uv=False) / np.sqrt(max(len(p), 1))
+    if len(p) < 3 or spread[1] < 0.1:
+        # A hover or a straight line does not fix a rotation: align the first frames.
+        return T_gt[0] @ np.linalg.inv(T_est[0])
+    return align_trajectory(T_est, T_gt)[1]
+
+
 def heldout_depth_error(render: RenderFn, flight, n_views: int = 12,
-                        upto_frame: int | None = None) -> Dict[str, float]:
+                        upto_frame: int | None = None,
+                        T_map_world: np.ndarray | None = None) -> Dict[str, float]:
     """Absolute error of the rendered depth against the noise-free true depth at held-out views.
 
     Args:
@@ -54,6 +80,8 @@ def heldout_depth_error(render: RenderFn, flight, n_views: int = 12,
         flight: the ``SyntheticFlight`` the map was built from.
         n_views: held-out views (see ``heldout_cameras``).
         upto_frame: frames processed (default: all).
+        T_map_world: the flight's world frame in the map frame (None: the same frame), e.g.
+            the inverse of the trajectory's ATE alignment (``map_to_world``). Shape: (4, 4).
     Returns:
         ``median_abs_m`` and ``mean_abs_m`` over pixels valid in both images, ``p90_abs_m``,
         ``coverage`` (fraction of truly valid pixels that the map renders), ``n_views``,
@@ -62,9 +90,10 @@ def heldout_depth_error(render: RenderFn, flight, n_views: int = 12,
     cams = heldout_cameras(flight, n_views, flight.n_frames if upto_frame is None else upto_frame)
     h, w = flight.cfg.height, flight.cfg.width
     errs, n_true = [], 0
+    T_mw = np.eye(4) if T_map_world is None else np.asarray(T_map_world, dtype=np.float64)
     for T in cams:
         _, true = flight.render(T, noise=False)
-        pred = render(T, flight.K, w, h)['depth']
+        pred = render(T_mw @ T, flight.K, w, h)['depth']
         ok_true = np.isfinite(true)
         both = ok_true & np.isfinite(pred)
         n_true += int(ok_true.sum())

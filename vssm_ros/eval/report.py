@@ -138,6 +138,12 @@ def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
     gpu = mem.get('peak_gpu_mb')
     rows.append(('memory', f'peak RSS {_num(mem.get("peak_rss_mb"), ".0f")} MB'
                            + (f', peak GPU {_num(gpu, ".0f")} MB' if gpu is not None else '')))
+    mp = metrics.get('map')
+    if mp:
+        rows.append(('map', f'{mp.get("total_blocks", 0)} blocks ({mp.get("active_blocks", 0)} '
+                            f'in memory, {_num(mp.get("active_bytes"), ".0f", 2.0 ** -20)} MB; '
+                            f'{mp.get("evicted_blocks", 0)} on disk, '
+                            f'{_num(mp.get("evicted_bytes"), ".0f", 2.0 ** -20)} MB)'))
     if metrics.get('out_dir'):
         rows.append(('outputs', str(metrics['out_dir'])))
     width = max(len(k) for k, _ in rows)

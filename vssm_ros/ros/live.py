@@ -1,23 +1,21 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""The node's logic without rclpy: message intake, the engine in a worker thread, outputs.
+"""The node's threads and mailbox, without rclpy: message intake, a worker thread feeding a
+``SlamSession``, outputs handed to ``publish(name, msg)``.
 
-``LiveSlam`` is what ``vssm_ros.ros.node`` wraps. It takes ROS messages (rclpy's classes in the
-node, rosbags' in tests: only attribute access is used) from subscription callbacks, which it
-never blocks: they convert nothing heavier than an IMU sample and only hold a short lock. A
-worker thread runs the ``SlamEngine`` and hands every output message to ``publish(name, msg)``
-(names from ``vssm_ros.data.outputs``).
-
-The same data-layer code as the replay CLI does the work: ``StampPairer`` pairs colour, depth
-and camera_info (the colour image's stamp is the frame's); ``frame_from_messages`` converts
-them; ``StaticTransforms`` resolves the camera and IMU extrinsics from /tf_static (falling
-back to ``frames.T_body_cam`` / ``T_body_imu`` after ``node.startup_timeout_s``); the output
-builders of ``vssm_ros.data.outputs`` make the messages.
+``LiveSlam`` is what ``vssm_ros.ros.node`` wraps. Its ``Intake`` takes ROS messages (rclpy's
+classes in the node, rosbags' in tests: only attribute access is used) from subscription
+callbacks, which it never blocks: they convert nothing heavier than an IMU sample and only hold
+a short lock. The worker thread converts the paired frame (``frame_from_messages``, as the
+replay's sources do) and feeds it, with the IMU samples and ground truth received since, to the
+``SlamSession`` that the replay CLI drives too: the engine, initial pose, bad-input accounting,
+output schedule and statistics live there.
 
 Real-time policy: when frames arrive faster than the engine runs, the newest paired frame
 wins (the ones it replaces are counted as dropped); every IMU sample is queued and integrated
-in order. Bad input (unsupported encodings, size mismatches, stamps going backwards,
-non-finite IMU) is counted by reason and logged (throttled), never raised.
+in order. ``node.lockstep``: every frame is queued and processed in order, each after the IMU
+up to its stamp, as the deterministic replay does. Stamps jumping back by more than
+``node.time_jump_s`` (a bag played again) reset the map.
 """
 
 from __future__ import annotations
@@ -31,19 +29,17 @@ from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from vssm_ros.config import VssmConfig, to_dict
-from vssm_ros.core.engine import SlamEngine
+from vssm_ros.config import VssmConfig
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
-from vssm_ros.data.dynamics_io import dynamics_for_engine
-from vssm_ros.data.export import load_checkpoint, save_checkpoint
+from vssm_ros.data.odom_buffer import OdomBuffer
 from vssm_ros.data.sources import frame_from_messages, resolve_extrinsic
 from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
-from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose
-from vssm_ros.data.transforms import invert, matrix_to_quat, quat_to_matrix, xyzquat_to_matrix
+from vssm_ros.data.transforms import xyzquat_to_matrix
 from vssm_ros.errors import ConfigError, MessageError, SyncError, VssmError
-from vssm_ros.types import Estimate, ImuSample, PoseSample
+from vssm_ros.session import SlamSession
+from vssm_ros.types import ImuSample
 
 DEFAULT_TOPICS = {
     'rgb': 'camera/color/image_raw',
@@ -55,18 +51,10 @@ DEFAULT_TOPICS = {
 namespace and remap) of the realsense2_camera driver."""
 IMU_BUFFER = 4000
 """IMU samples held between two frames (20 s at 200 Hz); more are dropped and counted."""
-GROUND_TRUTH_BUFFER = 500
-"""Ground-truth poses held for the initial pose (engine.init_pose 'ground_truth')."""
-ODOM_BUFFER = 2000
-"""odom -> body transforms of an external odometry held (frames.standalone false)."""
-ODOM_MAX_GAP_S = 0.1
-"""map -> odom needs two external odometry samples at most this far apart (seconds) around a
-frame's stamp, or one within ``sync.slop_s`` of it."""
-OUTPUT_DEFER = 4
-"""While the engine lags, rate-limited outputs wait for an idle moment, at most this many
-periods."""
-LOG_THROTTLE_S = 5.0
-"""The same kind of warning is logged at most once per this many seconds."""
+LOCKSTEP_FRAMES = 1000
+"""Frames queued in lockstep mode; more are dropped and counted."""
+INTAKE_COUNTS = ('frames_received', 'frames_dropped', 'imu_overflow', 'time_jumps')
+"""Intake counts the diagnostics always show (0 until they happen)."""
 LATENCY_WINDOW = 200
 """Latencies kept for the diagnostics' percentiles."""
 
@@ -98,24 +86,161 @@ def input_topics(cfg: VssmConfig) -> Dict[str, str]:
     return out
 
 
-def interpolate_pose(T0: np.ndarray, T1: np.ndarray, a: float) -> np.ndarray:
-    """The pose a of the way from T0 to T1: translation linear, rotation along the geodesic
-    (slerp).
+class Intake:
+    """What the subscription callbacks hand over, under one lock (``cond``): camera messages
+    paired by stamp into the frame mailbox, IMU samples and ground truth queued, /tf_static
+    and the external odometry kept; stamps jumping back reset (``take`` reports it).
 
-    Shape: T0, T1 (4, 4) -> (4, 4).
+    Args:
+        cfg: the configuration.
+        topics: input topics by role (``input_topics``).
+        bad: called with (reason, text) for bad input.
+        log: called with (level, text).
     """
-    q0, q1 = matrix_to_quat(T0[:3, :3]), matrix_to_quat(T1[:3, :3])
-    if np.dot(q0, q1) < 0:
-        q1 = -q1
-    angle = np.arccos(np.clip(np.dot(q0, q1), -1.0, 1.0))
-    if angle < 1e-9:
-        q = q0
-    else:
-        q = (np.sin((1 - a) * angle) * q0 + np.sin(a * angle) * q1) / np.sin(angle)
-    T = np.eye(4)
-    T[:3, :3] = quat_to_matrix(q / np.linalg.norm(q))
-    T[:3, 3] = (1 - a) * T0[:3, 3] + a * T1[:3, 3]
-    return T
+
+    def __init__(self, cfg: VssmConfig, topics: Dict[str, str],
+                 bad: Callable[[str, str], None], log: Log) -> None:
+        self.cfg, self.topics, self.bad, self.log = cfg, topics, bad, log
+        self.roles = [r for r in ('rgb', 'depth', 'camera_info') if topics[r]]
+        self.cond = threading.Condition(threading.RLock())
+        self.counts: Counter[str] = collections.Counter()   # received, dropped, time jumps
+        self.frames: Deque[Tuple[int, Dict[str, Any]]] = collections.deque(
+            maxlen=LOCKSTEP_FRAMES if cfg.node.lockstep else 1)
+        self.imu: Deque[ImuSample] = collections.deque(maxlen=IMU_BUFFER)
+        self.ground_truth: List[Any] = []
+        self.imu_last: Optional[int] = None
+        self.imu_frame: Optional[str] = None
+        self.static = StaticTransforms()
+        self.odom = OdomBuffer(cfg.frames, cfg.sync.slop_s, cfg.node.time_jump_s)
+        self.last_rx: Dict[str, float] = {}
+        self.reset_pending = ''
+        self.stopping = False
+        self.pairer = self._new_pairer()
+
+    def _new_pairer(self) -> StampPairer:
+        return StampPairer(len(self.roles), self.cfg.sync.slop_s, self.cfg.sync.queue_size)
+
+    def on_camera(self, role: str, msg: Any) -> None:
+        """A colour image, depth image or camera_info ('rgb', 'depth', 'camera_info')."""
+        try:
+            stamp = M.header_stamp_ns(msg)
+        except MessageError as err:
+            return self.bad(f'{role}_invalid', f'{role} message dropped: {err}')
+        backwards = ''
+        with self.cond:
+            self.counts[f'{role}_received'] += 1
+            self.last_rx[role] = time.monotonic()
+            index = self.roles.index(role)
+            try:
+                matches = self.pairer.push(index, stamp, msg)
+            except SyncError as err:
+                last = self.pairer.last_stamps[index] or stamp
+                if not self._jumped(last, stamp, self.topics[role]):
+                    matches, backwards = [], str(err)
+                else:
+                    matches = self.pairer.push(index, stamp, msg)
+            for m in matches:
+                self.counts['frames_received'] += 1
+                if len(self.frames) == self.frames.maxlen:
+                    self.counts['frames_dropped'] += 1   # the engine lags: newest wins
+                self.frames.append((M.header_stamp_ns(m[0]), dict(zip(self.roles, m))))
+            self.cond.notify_all()
+        if backwards:   # reported outside the lock (the session's lock is taken)
+            self.bad(f'{role}_time_backwards', f'{self.topics[role]}: {backwards}; dropped')
+
+    def on_imu(self, msg: Any) -> None:
+        """A sensor_msgs/Imu (in its own frame; rotated into the body frame when used)."""
+        try:
+            stamp, sample = M.header_stamp_ns(msg), M.imu_from_msg(msg)
+        except MessageError as err:
+            return self.bad('imu_invalid', f'IMU message dropped: {err}')
+        topic = self.topics['imu']
+        if not np.isfinite(sample.acc.sum() + sample.gyro.sum()):
+            return self.bad('imu_non_finite', f'{topic}: non-finite IMU sample at {stamp} ns '
+                            'dropped')
+        with self.cond:
+            self.last_rx['imu'] = time.monotonic()
+            last = self.imu_last
+            backwards = (last is not None and stamp <= last
+                         and not self._jumped(last, stamp, topic))
+            if not backwards:
+                self.imu_frame = self.imu_frame or str(msg.header.frame_id)
+                if len(self.imu) == self.imu.maxlen:
+                    self.counts['imu_overflow'] += 1
+                self.imu_last = stamp
+                self.imu.append(sample)
+                self.cond.notify_all()
+        if backwards:   # reported outside the lock (the session's lock is taken)
+            self.bad('imu_time_backwards', f'{topic}: stamp {stamp} ns is not after the '
+                     f'previous {last} ns; dropped')
+
+    def on_tf_static(self, msg: Any) -> None:
+        """A tf2_msgs/TFMessage from /tf_static."""
+        try:
+            with self.cond:
+                self.static.add_message(msg)
+                self.cond.notify_all()
+        except (MessageError, AttributeError) as err:
+            self.bad('tf_static_invalid', f'/tf_static message ignored: {err}')
+
+    def on_tf(self, msg: Any) -> None:
+        """A tf2_msgs/TFMessage from /tf: the external odometry's odom -> body transforms."""
+        with self.cond:
+            self.odom.add_message(msg)
+
+    def on_ground_truth(self, msg: Any) -> None:
+        """A geometry_msgs/PoseStamped of the body in the map frame (initial pose only)."""
+        try:
+            pose = M.pose_from_msg(msg)
+        except (MessageError, AttributeError) as err:
+            return self.bad('ground_truth_invalid', f'ground-truth message ignored: {err}')
+        with self.cond:
+            self.ground_truth.append(pose)
+            self.cond.notify_all()
+
+    def take(self) -> Tuple[List[ImuSample], List[Any]]:
+        """The IMU samples and ground-truth poses received since the last call."""
+        with self.cond:
+            imu, self.imu = list(self.imu), collections.deque(maxlen=IMU_BUFFER)
+            gt, self.ground_truth = self.ground_truth, []
+        return imu, gt
+
+    def wait(self, ready: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``ready()`` (evaluated with the lock held), a stop or ``deadline``
+        (``time.monotonic``)."""
+        with self.cond:
+            while not ready() and not self.stopping and time.monotonic() < deadline:
+                self.cond.wait(min(deadline - time.monotonic(), 0.1))
+            return ready()
+
+    def chain_known(self, frame: str) -> bool:
+        body = self.cfg.frames.body_frame
+        return frame.lstrip('/') == body.lstrip('/') or self.static.can_transform(body, frame)
+
+    def extrinsic(self, frame: str, fallback: Any, key: str) -> Tuple[np.ndarray, str, bool]:
+        """T_body_frame from /tf_static, else ``fallback`` (config ``key``): (T, where from,
+        whether /tf_static had it)."""
+        with self.cond:
+            T, source = resolve_extrinsic(self.static, self.cfg.frames.body_frame, frame,
+                                          xyzquat_to_matrix(fallback), key)
+            return T, source, self.chain_known(frame)
+
+    def _jumped(self, last: int, stamp: int, topic: str) -> bool:
+        """Whether ``stamp`` jumped back from ``last`` by more than ``node.time_jump_s`` (a bag
+        played again): then drop what is queued; the worker resets at the next frame. Called
+        with the lock held."""
+        if last - stamp <= self.cfg.node.time_jump_s * 1e9:
+            return False
+        what = f'{topic} stamp jumped back {(last - stamp) * 1e-9:.3f} s'
+        self.pairer = self._new_pairer()
+        self.frames.clear()
+        self.imu.clear()
+        self.imu_last = None
+        self.ground_truth = []
+        self.reset_pending = what
+        self.counts['time_jumps'] += 1
+        self.log('warn', f'{what}: resetting the map and the trajectory')
+        return True
 
 
 class LiveSlam:
@@ -132,48 +257,24 @@ class LiveSlam:
 
     def __init__(self, cfg: VssmConfig, types: M.MsgTypes, publish: Publish, log: Log,
                  clock_ns: Callable[[], int] = time.time_ns) -> None:
-        self.cfg = cfg
-        self.types = types
-        self.publish = publish
-        self.log = log
+        self.cfg, self.types, self.publish, self.log = cfg, types, publish, log
         self.clock_ns = clock_ns
         self.topics = input_topics(cfg)
-        self.roles = [r for r in ('rgb', 'depth', 'camera_info') if self.topics[r]]
-        self.counts: Counter[str] = collections.Counter()
-        self._cond = threading.Condition()
-        self._engine_lock = threading.RLock()
-        self._stop = False
+        self.engine_lock = threading.RLock()
+        self.intake = Intake(cfg, self.topics, self._bad, log)
+        self.session = SlamSession(cfg, types, '', log, odom_at=self._odom_at)
         self._thread: Optional[threading.Thread] = None
-        self._last_log: Dict[str, float] = {}
-        self._pairer = self._new_pairer()
-        self._mailbox: Optional[Tuple[int, Tuple[Any, ...]]] = None
-        self._imu: Deque[ImuSample] = collections.deque(maxlen=IMU_BUFFER)
-        self._imu_last: Optional[int] = None
-        self._imu_frame: Optional[str] = None
-        self._ground_truth: Deque[PoseSample] = collections.deque(maxlen=GROUND_TRUTH_BUFFER)
-        self._odom: Deque[Tuple[int, np.ndarray]] = collections.deque(maxlen=ODOM_BUFFER)
-        self._static = StaticTransforms()
-        self._reset_pending = ''
-        self._startup_deadline: Optional[float] = None
-        self._last_rx: Dict[str, float] = {}
+        self.startup_deadline: Optional[float] = None
         self.T_body_cam: Optional[np.ndarray] = None
         self.R_body_imu: Optional[np.ndarray] = None
         self.extrinsics: Dict[str, str] = {}
-        self.engine: Optional[SlamEngine] = None
-        # Loaded once, so a bad engine.motion.weights fails at start-up, not at the first frame.
-        self.dynamics = dynamics_for_engine(cfg.engine)
-        self.camera_frame = ''
-        self.last_estimate: Optional[Estimate] = None
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
-        self.steps_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.busy_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
-        o = cfg.outputs
-        self.path = outputs.PathAccumulator(types, cfg.frames.map_frame, o.path_max_poses)
-        self._map_due = outputs.StampRateLimiter(o.map_cloud_period_s)
-        self._predicted_due = outputs.StampRateLimiter(o.predicted_period_s)
-        self._last_diag: Counter[str] = collections.Counter()
+        self.diag_counts: Counter[str] = collections.Counter()
 
-    # ------------------------------------------------------------------ lifecycle
+    engine = property(lambda self: self.session.engine)
+    path = property(lambda self: self.session.schedule.path)
+    counts = property(lambda self: self.intake.counts)
 
     def start(self) -> 'LiveSlam':
         """Start the worker thread."""
@@ -181,459 +282,210 @@ class LiveSlam:
         self._thread.start()
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker after the frame in progress."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop the worker after the frame in progress; whether it stopped in time."""
+        with self.intake.cond:
+            self.intake.stopping = True
+            self.intake.cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
-
-    # ------------------------------------------------------------------ intake (callbacks)
-
-    def on_camera(self, role: str, msg: Any) -> None:
-        """A colour image, depth image or camera_info ('rgb', 'depth', 'camera_info')."""
-        index = self.roles.index(role)
-        try:
-            stamp = M.header_stamp_ns(msg)
-        except MessageError as err:
-            self._bad(f'{role}_invalid', f'{role} message dropped: {err}')
-            return
-        with self._cond:
-            self._count(f'{role}_received')
-            self._last_rx[role] = time.monotonic()
-            try:
-                matches = self._pairer.push(index, stamp, msg)
-            except SyncError as err:
-                last = self._pairer.last_stamps[index] or stamp
-                if last - stamp <= self.cfg.node.time_jump_s * 1e9:
-                    self._bad(f'{role}_time_backwards', f'{self.topics[role]}: {err}; dropped')
-                    return
-                self._time_jump(f'{self.topics[role]} stamp jumped back '
-                                f'{(last - stamp) * 1e-9:.3f} s')
-                matches = self._pairer.push(index, stamp, msg)
-            for m in matches:
-                self._count('frames_received')
-                if self._mailbox is not None:
-                    self._count('frames_dropped')   # the engine lags: newest wins
-                self._mailbox = (M.header_stamp_ns(m[0]), m)
-            if matches:
-                self._cond.notify_all()
-
-    def on_imu(self, msg: Any) -> None:
-        """A sensor_msgs/Imu (in its own frame; rotated into the body frame when used)."""
-        try:
-            stamp = M.header_stamp_ns(msg)
-            sample = M.imu_from_msg(msg)
-        except MessageError as err:
-            self._bad('imu_invalid', f'IMU message dropped: {err}')
-            return
-        with self._cond:
-            self._count('imu_received')
-            self._last_rx['imu'] = time.monotonic()
-            if not np.isfinite(sample.acc.sum() + sample.gyro.sum()):
-                self._bad('imu_non_finite', f'{self.topics["imu"]}: non-finite IMU sample at '
-                          f'{stamp} ns dropped')
-                return
-            if self._imu_last is not None and stamp <= self._imu_last:
-                if self._imu_last - stamp <= self.cfg.node.time_jump_s * 1e9:
-                    self._bad('imu_time_backwards', f'{self.topics["imu"]}: stamp {stamp} ns '
-                              f'is not after the previous {self._imu_last} ns; dropped')
-                    return
-                self._time_jump(f'{self.topics["imu"]} stamp jumped back '
-                                f'{(self._imu_last - stamp) * 1e-9:.3f} s')
-            if self._imu_frame is None:
-                self._imu_frame = str(msg.header.frame_id)
-            if len(self._imu) == self._imu.maxlen and self.engine is not None:
-                self._count('imu_overflow')
-            self._imu_last = stamp
-            self._imu.append(sample)
-            self._cond.notify_all()
-
-    def on_tf_static(self, msg: Any) -> None:
-        """A tf2_msgs/TFMessage from /tf_static."""
-        with self._cond:
-            try:
-                self._static.add_message(msg)
-            except (MessageError, AttributeError) as err:
-                self._bad('tf_static_invalid', f'/tf_static message ignored: {err}')
-            self._cond.notify_all()
-
-    def on_tf(self, msg: Any) -> None:
-        """A tf2_msgs/TFMessage from /tf: keeps the external odometry's odom -> body
-        transforms (frames.standalone false; others are ignored)."""
-        frames = self.cfg.frames
-        for t in getattr(msg, 'transforms', []):
-            if (str(t.header.frame_id).lstrip('/') != frames.odom_frame.lstrip('/')
-                    or str(t.child_frame_id).lstrip('/') != frames.body_frame.lstrip('/')):
-                continue
-            stamp = M.header_stamp_ns(t)
-            with self._cond:
-                if self._odom and stamp <= self._odom[-1][0]:
-                    if self._odom[-1][0] - stamp > self.cfg.node.time_jump_s * 1e9:
-                        self._odom.clear()   # played again: start over
-                    else:
-                        continue
-                self._odom.append((stamp, M.transform_to_matrix(t)))
-
-    def on_ground_truth(self, msg: Any) -> None:
-        """A geometry_msgs/PoseStamped of the body in the map frame (initial pose only)."""
-        try:
-            pose = M.pose_from_msg(msg)
-        except (MessageError, AttributeError) as err:
-            self._bad('ground_truth_invalid', f'ground-truth message ignored: {err}')
-            return
-        with self._cond:
-            self._ground_truth.append(pose)
-            self._cond.notify_all()
+            return not self._thread.is_alive()
+        return True
 
     # ------------------------------------------------------------------ services
 
+    def service(self, call: Callable[[], str]) -> Tuple[bool, str]:
+        """Run a session service (reset, save_map, ...) under the engine lock: (ok, text)."""
+        with self.engine_lock:
+            try:
+                return True, call()
+            except (VssmError, OSError) as err:
+                return False, str(err)
+
     def reset(self, reason: str = 'reset requested') -> Tuple[bool, str]:
-        """Forget the map and the trajectory; the next frame starts a new map."""
-        with self._engine_lock:
-            self.engine = None
-            self.last_estimate = None
-            self.path.clear()
-            self._map_due.reset()
-            self._predicted_due.reset()
-            self._count('resets')
-        self.log('info', f'map and trajectory reset ({reason})')
-        return True, f'map and trajectory reset ({reason})'
+        return self.service(lambda: self.session.reset(reason))
 
     def save_map(self, path: str) -> Tuple[bool, str]:
-        """Write the engine state (map, state, keyframes) and the config as a checkpoint."""
-        path = os.path.expanduser(path)
-        with self._engine_lock:
-            if self.engine is None:
-                return False, 'no map to save: no frame processed since start or reset'
-            try:
-                save_checkpoint(path, self.engine.state_dict(), to_dict(self.cfg))
-            except (VssmError, OSError) as err:
-                return False, f'could not save the map to {path}: {err}'
-            n = self.engine.n_frames
-        return True, f'saved the map ({n} frames) to {path}'
+        return self.service(lambda: self.session.save_map(os.path.expanduser(path)))
 
     def load_map(self, path: str) -> Tuple[bool, str]:
-        """Replace the engine state by a checkpoint's (same map grid as this config)."""
-        path = os.path.expanduser(path)
-        try:
-            state, _ = load_checkpoint(path)
-        except VssmError as err:
-            return False, str(err)
-        with self._engine_lock:
-            engine = SlamEngine(self.cfg.engine, dynamics=self.dynamics)
-            try:
-                engine.load_state_dict(state)
-            except (VssmError, KeyError) as err:
-                return False, f'cannot load {path}: {err}'
-            self.engine = engine
-            self.path.clear()
-            n = engine.n_frames
-        return True, f'loaded the map ({n} frames) from {path}'
+        return self.service(lambda: self.session.load_map(os.path.expanduser(path)))
 
-    # ------------------------------------------------------------------ diagnostics
+    def set_pose(self, msg: Any, planar: bool) -> Tuple[bool, str]:
+        """geometry_msgs/PoseWithCovarianceStamped from /initialpose (``planar``) or
+        ~/set_pose: the pose the next frame is tracked from."""
+        cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+        T = M.pose_from_msg(msg).T_world_body
+        return self.service(lambda: self.session.set_pose(T, cov if cov.any() else None,
+                                                          planar))
 
     def diagnostics(self, stamp_ns: int) -> Any:
-        """A diagnostic_msgs/DiagnosticArray of the node's state since start: frames
-        received / processed / dropped, IMU, bad input by reason, step time and latency."""
-        with self._cond:
-            c = collections.Counter(self.counts)
-            last_rx = dict(self._last_rx)
-            unpaired = sum(self._pairer.dropped)
-            waiting = self._startup_deadline is not None and self.T_body_cam is None
-        new = c - self._last_diag
-        self._last_diag = c
-        values: Dict[str, Any] = {
-            'frames_received': c['frames_received'], 'frames_processed': c['frames_processed'],
-            'frames_dropped': c['frames_dropped'], 'frames_failed': c['frames_failed'],
-            'unpaired_camera_messages': unpaired,
-            'imu_received': c['imu_received'], 'imu_overflow': c['imu_overflow'],
-            'imu_gaps': self.engine.n_imu_gaps if self.engine is not None else 0,
-            'resets': c['resets'], 'time_jumps': c['time_jumps'],
-        }
-        bad = {k: v for k, v in c.items() if k.startswith('bad.')}
-        values.update(sorted(bad.items()))
-        if self.steps_s:
-            values['step_ms'] = 1e3 * self.steps_s[-1]
-            values['step_p50_ms'] = 1e3 * float(np.median(self.steps_s))
-            # The worker's whole time per frame: conversion, IMU, step, outputs.
-            values['frame_p50_ms'] = 1e3 * float(np.median(self.busy_s))
-            values['frame_mean_ms'] = 1e3 * float(np.mean(self.busy_s))
-        if self.latencies_s:
-            lat = np.array(self.latencies_s)
-            values['latency_p50_ms'] = 1e3 * float(np.percentile(lat, 50))
-            values['latency_p95_ms'] = 1e3 * float(np.percentile(lat, 95))
-        est = self.last_estimate
-        if est is not None:
-            values['position_std_m'] = float(np.sqrt(max(np.trace(est.cov[:3, :3]), 0.0)))
-        values.update({f'extrinsic.{k}': v for k, v in self.extrinsics.items()})
-        level, text = M.DIAG_OK, 'tracking'
-        now = time.monotonic()
-        missing = [self.topics[r] for r in self.roles if r not in last_rx]
-        # Inputs silent for two periods while the colour images come: why nothing is paired.
-        stale = [self.topics[r] for r in self.roles if r in last_rx and 'rgb' in last_rx
-                 and last_rx['rgb'] - last_rx[r] > 2 * self.cfg.node.diagnostics_period_s]
-        if c['frames_processed'] == 0:
-            level = M.DIAG_WARN
-            text = ('waiting for /tf_static extrinsics' if waiting else
-                    f'no frame yet; nothing received on {", ".join(missing)}' if missing else
-                    'no frame processed yet')
-        elif (stale or missing) and now - last_rx.get('rgb', -np.inf) < 1.0:
-            level = M.DIAG_WARN
-            text = f'colour images arrive but nothing (recent) on {", ".join(missing + stale)}'
-        elif new['frames_dropped']:
-            level, text = M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped '
-                                        '(newest frame wins)')
-        elif any(new[k] for k in bad):
-            level, text = M.DIAG_WARN, 'bad input: ' + ', '.join(
-                f'{k[4:]} x{new[k]}' for k in bad if new[k])
-        return outputs.diagnostics_msg(self.types, stamp_ns, outputs.DIAGNOSTIC_NAME, level,
-                                       text, values)
+        """A diagnostic_msgs/DiagnosticArray of the node's state (``node_diagnostics``)."""
+        return node_diagnostics(self, stamp_ns)
 
     # ------------------------------------------------------------------ worker
 
     def _run(self) -> None:
         if self.cfg.node.torch_threads > 0:   # from the thread that runs the engine
             torch.set_num_threads(self.cfg.node.torch_threads)
+        intake = self.intake
         while True:
-            with self._cond:
-                while self._mailbox is None and not self._stop:
-                    self._cond.wait(0.5)
-                if self._stop:
+            with intake.cond:
+                while not intake.frames and not intake.stopping:
+                    intake.cond.wait(0.5)
+                if intake.stopping:
                     return
             self.process_pending()
 
     def process_pending(self) -> bool:
-        """Process the frame waiting in the mailbox, if any (the worker's job; tests call it
-        directly). Returns whether there was one."""
-        with self._cond:
-            if self._mailbox is None:
+        """Process the next frame waiting, if any (the worker's job; tests call it directly).
+        Returns whether there was one."""
+        with self.intake.cond:
+            if not self.intake.frames:
                 return False
-            stamp, msgs = self._mailbox
-            self._mailbox = None
-            reset_reason, self._reset_pending = self._reset_pending, ''
+            stamp, msgs = self.intake.frames.popleft()
+            reset_reason, self.intake.reset_pending = self.intake.reset_pending, ''
         if reset_reason:
+            self.session.forget_stamps()
             self.reset(reset_reason)
         t0 = time.perf_counter()
         try:
             self._process(stamp, msgs)
-            self.busy_s.append(time.perf_counter() - t0)
-        except VssmError as err:
-            self._count('frames_failed')
-            self._throttled('engine_error', 'warn',
-                            f'frame {stamp} ns skipped: {type(err).__name__}: {err}')
         except Exception as err:   # a bug must not stop the node: log it and go on
-            self._count('frames_failed')
-            self._throttled('internal_error', 'error', f'frame {stamp} ns failed with an '
-                            f'unexpected {type(err).__name__}: {err!r}')
+            self.session.counts['frames_failed'] += 1
+            self.session.throttled('internal_error', 'error', f'frame {stamp} ns failed with '
+                                   f'an unexpected {type(err).__name__}: {err!r}')
+        self.busy_s.append(time.perf_counter() - t0)
         return True
 
-    def _process(self, stamp: int, msgs: Tuple[Any, ...]) -> None:
-        by_role = dict(zip(self.roles, msgs))
-        self._resolve_extrinsics(str(by_role['depth'].header.frame_id))
+    def _process(self, stamp: int, msgs: Dict[str, Any]) -> None:
+        self._resolve_extrinsics(str(msgs['depth'].header.frame_id))
         try:
-            frame = frame_from_messages(stamp, by_role['rgb'], by_role['depth'],
-                                        by_role.get('camera_info'), self.cfg.camera,
+            frame = frame_from_messages(stamp, msgs['rgb'], msgs['depth'],
+                                        msgs.get('camera_info'), self.cfg.camera,
                                         self.T_body_cam, self.topics)
         except MessageError as err:
-            self._bad('frame_invalid', f'frame {stamp} ns dropped: {err}')
-            self._count('frames_failed')
-            return
+            self.session.counts['frames_failed'] += 1
+            return self._bad('frame_invalid', f'frame {stamp} ns dropped: {err}')
         self._wait_for_imu(stamp)
-        with self._engine_lock:
-            if self.engine is None:
-                self.engine = SlamEngine(self.cfg.engine, self._initial_pose(stamp),
-                                         dynamics=self.dynamics)
-            for sample in self._take_imu():
-                self.engine.add_imu(sample)
-            t0 = time.perf_counter()
-            est = self.engine.step(frame)
-            self.steps_s.append(time.perf_counter() - t0)
-            self._publish_pose(est)
+        if self.session.engine is None and self.topics['ground_truth']:
+            self.intake.wait(lambda: any(p.stamp_ns >= stamp
+                                         for p in self.intake.ground_truth),
+                             time.monotonic() + self.cfg.node.startup_timeout_s)
+        imu, gt = self.intake.take()
+        R = self._imu_rotation() if imu else np.eye(3)
+        with self.engine_lock:
+            for pose in gt:
+                self.session.add_ground_truth(pose)
+            for s in imu:
+                self.session.add_imu(ImuSample(s.stamp_ns, R @ s.acc, R @ s.gyro))
+            step = self.session.step(frame, self._busy)
+            if step.estimate is None:
+                return
             self.latencies_s.append((self.clock_ns() - stamp) * 1e-9)
-            self._count('frames_processed')
-            self.last_estimate = est
-            if self._output_due(self._predicted_due, stamp):
-                h, w = frame.depth.shape
-                K, pw, ph, _ = outputs.prediction_camera(frame.K, w, h,
-                                                         self.cfg.outputs.predicted_max_width)
-                render = self.engine.render(est.T_world_body @ frame.T_body_cam, K, pw, ph)
-                for name, msg in outputs.predicted_image_msgs(self.types, render, stamp,
-                                                              self.camera_frame).items():
-                    self.publish(name, msg)
-            if self._output_due(self._map_due, stamp):
-                pts = self.engine.map_points()
-                self.publish(outputs.MAP_CLOUD, outputs.map_cloud_msg(
-                    self.types, pts, stamp, self.cfg.frames.map_frame))
+            for name, msg in step.messages:
+                self.publish(name, msg)
 
-    def _output_due(self, limiter: outputs.StampRateLimiter, stamp: int) -> bool:
-        """Whether a rate-limited output (a full render, the map cloud) is due. While a newer
-        frame waits, tracking comes first: the output is put off to a later frame, for at most
-        ``OUTPUT_DEFER`` periods."""
-        with self._cond:
-            waiting = self._mailbox is not None
-        last = limiter.last_ns
-        if (waiting and last is not None and limiter.period_ns > 0
-                and 0 <= stamp - last < OUTPUT_DEFER * limiter.period_ns):
-            return False
-        return limiter.due(stamp)
-
-    def _publish_pose(self, est: Estimate) -> None:
-        t, frames = self.types, self.cfg.frames
-        if frames.standalone:
-            self.publish(outputs.TF, outputs.tf_message_for_estimate(t, est, frames))
-        else:
-            T_odom_body = self._odom_at(est.stamp_ns)
-            if T_odom_body is None:
-                self._bad('odom_tf_missing', f'no {frames.odom_frame} -> {frames.body_frame} on '
-                          f'/tf around {est.stamp_ns} ns (frames.standalone is false: another '
-                          f'node must publish it); {frames.map_frame} -> {frames.odom_frame} '
-                          'not published for this frame')
-            else:
-                T_map_odom = est.T_world_body @ invert(T_odom_body)
-                self.publish(outputs.TF, outputs.tf_message_for_estimate(t, est, frames,
-                                                                         T_map_odom))
-        self.publish(outputs.ODOMETRY, outputs.odometry_for_estimate(t, est, frames))
-        self.publish(outputs.PATH, self.path.append(est))
-
-    def _odom_at(self, stamp: int) -> Optional[np.ndarray]:
-        """The external odometry's T_odom_body at ``stamp``, interpolated between the samples
-        around it (or the nearest within sync.slop_s); None when there is none.
-
-        Shape: (4, 4).
-        """
-        with self._cond:
-            odom = list(self._odom)
-        if not odom:
-            return None
-        stamps = np.array([s for s, _ in odom], dtype=np.int64)
-        i = int(np.searchsorted(stamps, stamp))
-        if i < len(odom) and stamps[i] == stamp:
-            return odom[i][1]
-        if 0 < i < len(odom) and stamps[i] - stamps[i - 1] <= ODOM_MAX_GAP_S * 1e9:
-            a = (stamp - stamps[i - 1]) / (stamps[i] - stamps[i - 1])
-            return interpolate_pose(odom[i - 1][1], odom[i][1], float(a))
-        j = int(np.argmin(np.abs(stamps - stamp)))
-        return odom[j][1] if abs(int(stamps[j]) - stamp) <= self.cfg.sync.slop_s * 1e9 else None
-
-    # ------------------------------------------------------------------ start-up
-
-    def _wait_startup(self, ready: Callable[[], bool], fresh: bool = False) -> bool:
-        """Wait until ``ready()`` (evaluated with the intake lock held) or the start-up
-        deadline: ``node.startup_timeout_s`` after the first frame (``fresh``: after now).
-        Returns whether it got ready."""
-        with self._cond:
-            timeout = self.cfg.node.startup_timeout_s
-            if self._startup_deadline is None:
-                self._startup_deadline = time.monotonic() + timeout
-            deadline = time.monotonic() + timeout if fresh else self._startup_deadline
-            while not ready() and not self._stop:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.1))
-            return True
-
-    def _chain_known(self, frame: str) -> bool:
-        body = self.cfg.frames.body_frame
-        return frame.lstrip('/') == body.lstrip('/') or self._static.can_transform(body, frame)
+    def _wait_for_imu(self, stamp: int) -> None:
+        """Wait until IMU samples up to ``stamp`` arrived: at most ``node.imu_wait_s`` (in
+        lockstep, as long as it takes); not when the IMU has been silent for a second."""
+        intake, now = self.intake, time.monotonic()
+        wait = np.inf if self.cfg.node.lockstep else self.cfg.node.imu_wait_s
+        intake.wait(lambda: (intake.imu_last is None or intake.imu_last >= stamp
+                             or time.monotonic() - intake.last_rx.get('imu', -np.inf) > 1.0),
+                    now + wait)
 
     def _resolve_extrinsics(self, camera_frame: str) -> None:
         """T_body_cam (and R_body_imu once an IMU frame is known) from /tf_static, waiting for
-        it at start-up; the frames.* parameters when no chain came in time."""
-        frames = self.cfg.frames
-        want = []
-        if self.T_body_cam is None:
-            want.append(('camera', camera_frame, frames.T_body_cam, 'frames.T_body_cam'))
-        if self.R_body_imu is None and self._imu_frame is not None:
-            want.append(('imu', self._imu_frame, frames.T_body_imu, 'frames.T_body_imu'))
+        it at start-up (``node.startup_timeout_s`` after the first frame); the frames.*
+        parameters when no chain came in time."""
+        f, intake = self.cfg.frames, self.intake
+        want = [('camera', camera_frame, f.T_body_cam, 'frames.T_body_cam')] * (
+            self.T_body_cam is None)
+        if self.R_body_imu is None and intake.imu_frame is not None:
+            want.append(('imu', intake.imu_frame, f.T_body_imu, 'frames.T_body_imu'))
         if not want:
             return
-        self._wait_startup(lambda: all(self._chain_known(f) for _, f, _, _ in want))
-        body = frames.body_frame
-        with self._cond:
-            found = {name: self._chain_known(frame) for name, frame, _, _ in want}
-            for name, frame, fallback, key in want:
-                T, source = resolve_extrinsic(self._static, body, frame,
-                                              xyzquat_to_matrix(fallback), key)
-                self.extrinsics[name] = source
-                if name == 'camera':
-                    self.T_body_cam, self.camera_frame = T, camera_frame
-                else:
-                    self.R_body_imu = T[:3, :3].copy()
-        for name, frame, _, _ in want:
-            self.log('info' if found[name] else 'warn',
-                     f'{name} extrinsics ({frame} in {body}): {self.extrinsics[name]}')
+        if self.startup_deadline is None:
+            self.startup_deadline = time.monotonic() + self.cfg.node.startup_timeout_s
+        intake.wait(lambda: all(intake.chain_known(fr) for _, fr, _, _ in want),
+                    self.startup_deadline)
+        for name, frame, fallback, key in want:
+            T, self.extrinsics[name], found = intake.extrinsic(frame, fallback, key)
+            if name == 'camera':
+                self.T_body_cam = T
+                self.session.schedule.camera_frame = camera_frame
+            else:
+                self.R_body_imu = T[:3, :3].copy()
+            self.log('info' if found else 'warn', f'{name} extrinsics ({frame} in '
+                     f'{f.body_frame}): {self.extrinsics[name]}')
 
-    def _initial_pose(self, stamp: int) -> Optional[np.ndarray]:
-        """T_world_body0 of a new map (None: the identity). For init_pose 'ground_truth', the
-        ground-truth pose nearest the frame, after waiting (at most ``node.startup_timeout_s``)
-        for one at or after it: ground truth may arrive after the images."""
-        if self.cfg.engine.init_pose != 'ground_truth':
-            return None
-        self._wait_startup(lambda: any(p.stamp_ns >= stamp for p in self._ground_truth),
-                           fresh=True)
-        with self._cond:
-            gt = sorted(self._ground_truth, key=lambda p: p.stamp_ns)
-        T0 = initial_pose(gt, stamp)
-        if T0 is None:
-            self.log('warn', f'no ground-truth pose on {self.topics["ground_truth"]} within '
-                     f'{INIT_MAX_DIFF_S} s of the first frame ({stamp} ns); the map frame is '
-                     'the first body frame')
-        return T0
+    def _imu_rotation(self) -> np.ndarray:
+        if self.R_body_imu is None:
+            self._resolve_extrinsics(self.session.schedule.camera_frame)
+        return self.R_body_imu if self.R_body_imu is not None else np.eye(3)
 
-    # ------------------------------------------------------------------ IMU
+    def _busy(self) -> bool:
+        """Whether a newer frame waits (real-time mode: tracking comes first)."""
+        with self.intake.cond:
+            return bool(self.intake.frames) and not self.cfg.node.lockstep
 
-    def _wait_for_imu(self, stamp: int) -> None:
-        """Wait (at most ``node.imu_wait_s``) until IMU samples up to ``stamp`` arrived; not
-        when the IMU has been silent for a second (it stopped, or there is none)."""
-        deadline = time.monotonic() + self.cfg.node.imu_wait_s
-        with self._cond:
-            if time.monotonic() - self._last_rx.get('imu', -np.inf) > 1.0:
-                return
-            while (self._imu_last is not None and self._imu_last < stamp and not self._stop
-                   and time.monotonic() < deadline):
-                self._cond.wait(max(deadline - time.monotonic(), 0.0))
-
-    def _take_imu(self) -> List[ImuSample]:
-        """The queued IMU samples in the body frame (the queue is emptied)."""
-        with self._cond:
-            samples = list(self._imu)
-            self._imu.clear()
-        if samples and self.R_body_imu is None:
-            self._resolve_extrinsics(self.camera_frame)
-        R = self.R_body_imu if self.R_body_imu is not None else np.eye(3)
-        return [ImuSample(s.stamp_ns, R @ s.acc, R @ s.gyro) for s in samples]
-
-    # ------------------------------------------------------------------ helpers
-
-    def _new_pairer(self) -> StampPairer:
-        return StampPairer(len(self.roles), self.cfg.sync.slop_s, self.cfg.sync.queue_size)
-
-    def _time_jump(self, what: str) -> None:
-        """Stamps jumped back (a bag played again): drop what is queued, reset at the next
-        frame. Called with ``_cond`` held."""
-        self._pairer = self._new_pairer()
-        self._mailbox = None
-        self._imu.clear()
-        self._imu_last = None
-        self._ground_truth.clear()
-        self._reset_pending = what
-        self._count('time_jumps')
-        self.log('warn', f'{what}: resetting the map and the trajectory')
-
-    def _count(self, key: str) -> None:
-        with self._cond:   # a re-entrant lock: callbacks already hold it
-            self.counts[key] += 1
+    def _odom_at(self, stamp_ns: int) -> Optional[np.ndarray]:
+        with self.intake.cond:
+            return self.intake.odom.at(stamp_ns)
 
     def _bad(self, reason: str, text: str) -> None:
-        self._count(f'bad.{reason}')
-        self._throttled(reason, 'warn', text)
+        self.session.bad(reason, text)   # thread-safe, and never under the intake's lock
 
-    def _throttled(self, key: str, level: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(key, -np.inf) >= LOG_THROTTLE_S:
-            self._last_log[key] = now
-            n = self.counts.get(f'bad.{key}')
-            self.log(level, text + (f' ({n} so far)' if n and n > 1 else ''))
+
+def input_health(live: LiveSlam, values: Dict[str, Any], new: Counter[str],
+                 last_rx: Dict[str, float], waiting: bool, level: int,
+                 text: str) -> Tuple[int, str]:
+    """The diagnostics' level and text: the session's tracking status, unless the inputs
+    explain better what is wrong (nothing received, an input silent, frames dropped, bad
+    input: ``new`` counts since the last diagnostics)."""
+    topics, roles = live.topics, live.intake.roles
+    missing = [topics[r] for r in roles if r not in last_rx]
+    # Inputs silent for two periods while the colour images come: why nothing is paired.
+    stale = [topics[r] for r in roles if r in last_rx and 'rgb' in last_rx
+             and last_rx['rgb'] - last_rx[r] > 2 * live.cfg.node.diagnostics_period_s]
+    if not values.get('frames_processed'):
+        return M.DIAG_WARN, ('waiting for /tf_static extrinsics' if waiting else
+                             f'no frame yet; nothing received on {", ".join(missing)}'
+                             if missing else 'no frame processed yet')
+    if (stale or missing) and time.monotonic() - last_rx.get('rgb', -np.inf) < 1.0:
+        return M.DIAG_WARN, ('colour images arrive but nothing (recent) on '
+                             f'{", ".join(missing + stale)}')
+    if new['frames_dropped']:
+        return M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped (newest '
+                             'frame wins)')
+    bad = [k for k in new if k.startswith('bad.') and new[k]]
+    if bad:
+        return M.DIAG_WARN, 'bad input: ' + ', '.join(f'{k[4:]} x{new[k]}' for k in bad)
+    return level, text
+
+
+def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
+    """A diagnostic_msgs/DiagnosticArray of the node's state: intake, the session's
+    counts and timings, why nothing is tracked when nothing is."""
+    with live.intake.cond:
+        values: Dict[str, Any] = dict.fromkeys(INTAKE_COUNTS, 0)
+        values.update(live.intake.counts)
+        values['unpaired_camera_messages'] = sum(live.intake.pairer.dropped)
+        last_rx = dict(live.intake.last_rx)
+    waiting = live.startup_deadline is not None and live.T_body_cam is None
+    with live.engine_lock:
+        values.update(live.session.stats())
+        level, text = live.session.status()
+    if live.busy_s:
+        values['frame_p50_ms'] = 1e3 * float(np.median(live.busy_s))
+    if live.latencies_s:
+        lat = np.asarray(live.latencies_s)
+        values['latency_p50_ms'] = 1e3 * float(np.percentile(lat, 50))
+        values['latency_p95_ms'] = 1e3 * float(np.percentile(lat, 95))
+    values.update({f'extrinsic.{k}': v for k, v in live.extrinsics.items()})
+    counts = collections.Counter({k: v for k, v in values.items() if isinstance(v, int)})
+    new, live.diag_counts = counts - live.diag_counts, counts
+    level, text = input_health(live, values, new, last_rx, waiting, level, text)
+    return outputs.diagnostics_msg(live.types, stamp_ns, outputs.DIAGNOSTIC_NAME, level,
+                                   text, values)

@@ -5,31 +5,45 @@ drone.launch.py``).
 
 Subscribes (QoS from ``node.qos_*``; sensor-data, best effort, by default):
   ``topics.rgb``, ``topics.depth``, ``topics.camera_info`` (sensor_msgs/Image, CameraInfo),
-  ``topics.imu`` (sensor_msgs/Imu), ``/tf_static`` (transient local), and
-  ``topics.ground_truth`` (geometry_msgs/PoseStamped) only for engine.init_pose 'ground_truth'.
+  ``topics.imu`` (sensor_msgs/Imu), ``/tf_static`` (twice, reliable: transient local for
+  latched publishers, and volatile so that a bag played without QoS metadata, which offers it
+  volatile, is heard too), ``topics.ground_truth`` (geometry_msgs/PoseStamped) only
+  for engine.init_pose 'ground_truth', and ``/initialpose`` (RViz's "2D Pose Estimate") and
+  ``~/set_pose`` (6-DoF), geometry_msgs/PoseWithCovarianceStamped, to set the pose.
 Publishes (stamped with image stamps):
   ``/tf`` (map -> odom, and odom -> base_link when frames.standalone), ``~/odometry``
   (nav_msgs/Odometry with covariance), ``~/path`` (nav_msgs/Path), ``~/map_cloud``
   (sensor_msgs/PointCloud2 x y z rgb occupancy, transient local, every
   outputs.map_cloud_period_s), ``~/predicted/depth``, ``~/predicted/depth_std`` (32FC1 metres),
-  ``~/predicted/color`` (rgb8; every outputs.predicted_period_s), ``/diagnostics``.
+  ``~/predicted/color`` (rgb8; every outputs.predicted_period_s), ``~/predicted/path``
+  (nav_msgs/Path, the mean rollout) and ``~/predicted/pose`` (PoseWithCovarianceStamped, its
+  end and spread; every outputs.predicted_path_period_s), ``~/cost_slice``
+  (nav_msgs/OccupancyGrid at flight height, transient local, every
+  outputs.cost_slice_period_s), ``~/status`` (diagnostic_msgs/DiagnosticStatus per frame),
+  ``/diagnostics`` (every node.diagnostics_period_s of wall time, also when /clock stops).
 Services (std_srvs/Trigger): ``~/save_map`` and ``~/load_map`` (the file is the parameter
   ``node.map_path``, which may be set at run time), ``~/reset``.
 Parameters: every field of ``vssm_ros.config.VssmConfig`` (see docs/parameters.md), read at
   start-up; invalid values stop the node with exit code 2 and one log line.
 
-The work is done by ``vssm_ros.ros.live.LiveSlam``; this module is the rclpy wiring.
+The work is done by ``vssm_ros.ros.live.LiveSlam`` and the ``SlamSession`` it drives; this
+module is the rclpy wiring. Shut-down (Ctrl-C, SIGTERM) is bounded: the frame in progress
+finishes (its outputs are dropped once the context is shut down), or the process exits after
+``SHUTDOWN_WAIT_S`` without waiting for it; the exit code is 0.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from typing import Any, Dict, List, Optional
 
 import rclpy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,7 +54,7 @@ from tf2_msgs.msg import TFMessage
 
 from vssm_ros.data import outputs
 from vssm_ros.data.messages import MsgTypes
-from vssm_ros.errors import VssmError
+from vssm_ros.errors import ConfigError, VssmError
 from vssm_ros.ros.live import LiveSlam
 from vssm_ros.ros.params import declare_config
 
@@ -85,8 +99,12 @@ class VssmNode(Node):
             self.create_service(Trigger, '~/reset', self._reset, callback_group=services),
         ]
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Wall time, not the node clock: under use_sim_time a bag's /clock stops at its end.
         self._diag_timer = self.create_timer(self.cfg.node.diagnostics_period_s,
-                                             self._publish_diagnostics)
+                                             self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        if self.cfg.node.mode == 'localization':
+            self._load_at_start()
         self.live.start()
         topics = ', '.join(f'{r}={t}' for r, t in self.live.topics.items() if t)
         self.get_logger().info(f'vssm_ros SLAM node up on {self.cfg.engine.device}; inputs: '
@@ -95,10 +113,21 @@ class VssmNode(Node):
 
     # ------------------------------------------------------------------ wiring
 
+    def _load_at_start(self) -> None:
+        ok, text = self.live.load_map(self.map_path)
+        if not ok and not os.path.exists(os.path.expanduser(self.map_path)):
+            raise ConfigError(f"node.mode 'localization' needs a map: {self.map_path} does not "
+                              'exist (save one with ~/save_map in slam mode)')
+        if not ok:
+            raise ConfigError(f'node.mode localization: {text}')
+        self.get_logger().info(f'localization mode: {text}; set the pose with /initialpose '
+                               'or ~/set_pose')
+
     def _make_publishers(self) -> Dict[str, Any]:
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
-        qos = {outputs.TF: QoSProfile(depth=100), outputs.MAP_CLOUD: latched}
+        qos = {outputs.TF: QoSProfile(depth=100), outputs.MAP_CLOUD: latched,
+               outputs.COST_SLICE: latched}
         pubs = {}
         for name, type_name in outputs.MSG_TYPES.items():
             if name == outputs.TF_STATIC:
@@ -125,18 +154,26 @@ class VssmNode(Node):
                                             callback_group=MutuallyExclusiveCallbackGroup())
 
         t = self.live.topics
-        subs = [subscribe(cls, t[role], lambda msg, r=role: self.live.on_camera(r, msg),
+        subs = [subscribe(cls, t[role], lambda msg, r=role: self.live.intake.on_camera(r, msg),
                           sensor(n.qos_depth))
                 for role, cls in (('rgb', Image), ('depth', Image), ('camera_info', CameraInfo))
                 if t[role]]
-        subs.append(subscribe(Imu, t['imu'], self.live.on_imu, sensor(n.imu_qos_depth)))
-        subs.append(subscribe(TFMessage, t['tf_static'], self.live.on_tf_static,
-                              QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                         reliability=ReliabilityPolicy.RELIABLE)))
+        subs.append(subscribe(Imu, t['imu'], self.live.intake.on_imu, sensor(n.imu_qos_depth)))
+        # Latched publishers (robot_state_publisher, a driver) need a transient-local
+        # subscription; a volatile one hears a bag played without QoS metadata, which offers
+        # /tf_static volatile (rmw then warns once that the first is incompatible with it).
+        for durability in (DurabilityPolicy.TRANSIENT_LOCAL, DurabilityPolicy.VOLATILE):
+            subs.append(subscribe(TFMessage, t['tf_static'], self.live.intake.on_tf_static,
+                                  QoSProfile(depth=100, durability=durability,
+                                             reliability=ReliabilityPolicy.RELIABLE)))
+        subs.append(subscribe(PoseWithCovarianceStamped, '/initialpose',
+                              lambda msg: self._set_pose(msg, True), QoSProfile(depth=1)))
+        subs.append(subscribe(PoseWithCovarianceStamped, '~/set_pose',
+                              lambda msg: self._set_pose(msg, False), QoSProfile(depth=1)))
         if not self.cfg.frames.standalone:   # map -> odom needs the external odom -> body
-            subs.append(subscribe(TFMessage, '/tf', self.live.on_tf, QoSProfile(depth=100)))
+            subs.append(subscribe(TFMessage, '/tf', self.live.intake.on_tf, QoSProfile(depth=100)))
         if t['ground_truth']:
-            subs.append(subscribe(PoseStamped, t['ground_truth'], self.live.on_ground_truth,
+            subs.append(subscribe(PoseStamped, t['ground_truth'], self.live.intake.on_ground_truth,
                                   sensor(n.qos_depth)))
         return subs
 
@@ -150,8 +187,21 @@ class VssmNode(Node):
                                         throttle_duration_sec=5.0)
         return run
 
+    def _set_pose(self, msg: Any, planar: bool) -> None:
+        ok, text = self.live.set_pose(msg, planar)
+        self._log('info' if ok else 'warn', f'{"/initialpose" if planar else "~/set_pose"}: '
+                  f'{text}')
+
     def _publish(self, name: str, msg: Any) -> None:
-        self._pubs[name].publish(msg)
+        # After Ctrl-C the context is shut down while the worker may finish a frame: its
+        # outputs are dropped, not an error.
+        if not self.context.ok():
+            return
+        try:
+            self._pubs[name].publish(msg)
+        except Exception:
+            if self.context.ok():
+                raise
 
     def _log(self, level: str, text: str) -> None:
         # One call site per severity: rclpy's logger refuses a call site whose severity changes.
@@ -208,6 +258,9 @@ EXECUTOR_THREADS = 2
 """Callback threads: callbacks only convert and queue, the engine has its own thread."""
 GIL_SWITCH_INTERVAL_S = 0.0002
 """Python's GIL switch interval in the node (see ``main``)."""
+SHUTDOWN_WAIT_S = 3.0
+"""At shut-down, how long the frame in progress may take to finish before the process exits
+without it (well inside launch's 5 s before it escalates to SIGTERM)."""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -219,27 +272,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as err:   # rcl's own errors: a bad --ros-args or params file
         print(f'vssm-node: error: {err}', file=sys.stderr)
         return 2
+    node: Optional[VssmNode] = None
+    executor: Optional[MultiThreadedExecutor] = None
+    code = 0
     try:
         node = VssmNode()
-    except VssmError as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f'invalid configuration: {err}')
-        rclpy.try_shutdown()
-        return 2
-    # The engine's step is thousands of short torch calls, each releasing and retaking the
-    # GIL; with the default 5 ms switch interval a busy callback thread makes every retake
-    # wait, which slowed step() several-fold in the live runs (at low CPU load).
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
-    try:
+        # The engine's step is thousands of short torch calls, each releasing and retaking the
+        # GIL; with the default 5 ms switch interval a busy callback thread makes every
+        # retake wait, which slowed step() several-fold in the live runs (at low CPU load).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except VssmError as err:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'invalid configuration: {err}')
+        code = 2
     finally:
-        executor.shutdown()
+        _shut_down(node, executor)
+    return code
+
+
+def _shut_down(node: Optional[VssmNode], executor: Optional[MultiThreadedExecutor]) -> None:
+    """Stop the worker, the executor and rclpy, at most ``SHUTDOWN_WAIT_S`` (a second Ctrl-C
+    meanwhile is ignored: the shut-down is already bounded)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    stopped = node is None or node.live.stop(SHUTDOWN_WAIT_S)
+    if not stopped:   # a frame still runs: do not wait for it, and do not tear rclpy under it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    if executor is not None:
+        executor.shutdown(timeout_sec=1.0)
+    if node is not None:
         node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

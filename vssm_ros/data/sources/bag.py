@@ -1,214 +1,28 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""Replay sources: a ROS 1 bag, a ROS 2 bag directory or a TUM RGB-D folder as one time-ordered
-stream of Frames, ImuSamples and PoseSamples (ground truth).
-
-``open_source`` decides by what the path is. Bag sources pick their topics from the config or,
-where the config names none, by message type (image topics are told apart by the encoding of
-their first message, each paired with the camera_info in its namespace), and refuse to guess
-when that is ambiguous. Colour, depth and camera_info are paired with the shared
-``StampPairer``; extrinsics come from /tf_static with the config as fallback.
-
-Ordering: items come out sorted by stamp. Frames are emitted when their partners have arrived,
-so a short reorder buffer holds other items until no earlier frame can still come (at most
-``reorder_window_s`` of stamps). Anything that would break the order (stamps going backwards on
-a topic, or later than the window) is skipped and counted in ``info['skipped']``.
-"""
+"""A ROS 1 bag or a ROS 2 bag directory as a replay source (see the package docstring)."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from vssm_ros.config import CameraConfig, VssmConfig
+from vssm_ros.config import VssmConfig
 from vssm_ros.data import messages as M
-from vssm_ros.data.bags import BagReader, is_ros2_bag
+from vssm_ros.data.bags import BagReader
+from vssm_ros.data.sources.base import (CAMERA_INFO, GROUND_TRUTH_HINTS, IMAGE, IMU,
+                                        POSE_TYPES, REORDER_WINDOW_S, TF, Source,
+                                        frame_from_messages, resolve_extrinsic)
 from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
 from vssm_ros.data.transforms import xyzquat_to_matrix
-from vssm_ros.data.tum import TumFolder
 from vssm_ros.errors import BagError, MessageError, SourceError, SyncError
 from vssm_ros.types import Frame, ImuSample, PoseSample, StreamItem
-
-PathLike = Union[str, os.PathLike]
-
-IMAGE = 'sensor_msgs/msg/Image'
-CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
-IMU = 'sensor_msgs/msg/Imu'
-TF = 'tf2_msgs/msg/TFMessage'
-POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'nav_msgs/msg/Odometry',
-              'geometry_msgs/msg/TransformStamped', 'geometry_msgs/msg/PoseWithCovarianceStamped')
-GROUND_TRUTH_HINTS = ('ground_truth', 'groundtruth', 'mocap', 'vicon', 'optitrack', '/gt')
-"""Substrings of a pose topic name that mark it as ground truth for auto-detection."""
-REORDER_WINDOW_S = 1.0
-
-
-class Source:
-    """A stream of StreamItems in stamp order (iterable; each iteration reads afresh).
-
-    Attributes:
-        info: what was chosen and found: 'kind', 'path', 'topics' (role -> topic), 'counts',
-            'T_body_cam_source', 'skipped' (reason -> count, for the last iteration), ...
-    """
-
-    kind = ''
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.info: Dict[str, Any] = {'kind': self.kind, 'path': str(path), 'skipped': {}}
-
-    @property
-    def has_imu(self) -> bool:
-        """Whether the stream contains ImuSamples."""
-        raise NotImplementedError
-
-    @property
-    def has_frames(self) -> bool:
-        """Whether the stream contains Frames."""
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[StreamItem]:
-        raise NotImplementedError
-
-    def ground_truth(self) -> List[PoseSample]:
-        """All ground-truth poses, sorted by stamp (a separate pass; empty when none)."""
-        raise NotImplementedError
-
-
-def open_source(path: PathLike, cfg: Optional[VssmConfig] = None) -> Source:
-    """A Source for ``path``: a ``.bag`` file (ROS 1), a directory with metadata.yaml (ROS 2
-    bag, sqlite3 or mcap), a directory with rgb.txt (TUM RGB-D) or a directory with the camera
-    folders of ``cfg.frames_folder`` (PNG frames + nSecTimestamps.txt: Blackbird).
-
-    Raises:
-        SourceError: a missing path or one that is none of these (BagError for bags).
-    """
-    cfg = cfg or VssmConfig()
-    p = Path(path)
-    if not p.exists():
-        err = BagError if p.suffix == '.bag' else SourceError
-        raise err(f'input not found: {p}')
-    if p.is_file() and p.suffix == '.bag':
-        return BagSource(p, cfg)
-    if is_ros2_bag(p):
-        return BagSource(p, cfg)
-    if p.is_dir() and (p / 'rgb.txt').is_file():
-        return TumSource(p, cfg)
-    from vssm_ros.data.blackbird import FramesFolderSource, is_frames_folder  # imports this
-    if is_frames_folder(p, cfg.frames_folder):
-        return FramesFolderSource(p, cfg)
-    ff = cfg.frames_folder
-    raise SourceError(f'{p} is not a replayable input: expected a ROS 1 .bag file, a ROS 2 bag '
-                      'directory (with metadata.yaml), a TUM RGB-D folder (with rgb.txt) or a '
-                      f'frames folder (with {ff.rgb_dir}/ and {ff.depth_dir}/)')
-
-
-# ----------------------------------------------------------------------------------------------
-# Conversion shared with the ROS node (live and replayed runs behave the same)
-
-
-def frame_from_messages(stamp_ns: int, rgb_msg: Any, depth_msg: Any, info_msg: Optional[Any],
-                        camera: CameraConfig, T_body_cam: np.ndarray,
-                        topics: Optional[Dict[str, str]] = None) -> Frame:
-    """A Frame from a paired colour image, depth image and camera_info (None: the intrinsics
-    of ``camera``), stamped ``stamp_ns``.
-
-    Shape: T_body_cam (4, 4).
-
-    Raises:
-        MessageError: unsupported encodings, colour and depth of different sizes, or a
-            camera_info for another image size (``topics`` names them in the message).
-    """
-    names = topics or {}
-    rgb = M.rgb_from_image(rgb_msg)
-    depth = M.depth_from_image(depth_msg, camera.depth_scale, camera.min_depth,
-                               camera.max_depth)
-    h, w = depth.shape
-    if rgb.shape[:2] != (h, w):
-        raise MessageError(
-            f'colour image on {names.get("rgb", "?")} is {rgb.shape[1]}x{rgb.shape[0]} but '
-            f'depth on {names.get("depth", "?")} is {w}x{h} (stamp {stamp_ns} ns); they must be '
-            'registered to the same size (no resizing is done)')
-    if info_msg is not None:
-        K, iw, ih = M.camera_info_to_K(info_msg)
-        if (iw, ih) != (w, h):
-            raise MessageError(
-                f'camera_info on {names.get("camera_info", "?")} is for {iw}x{ih} images but '
-                f'the images are {w}x{h} (stamp {stamp_ns} ns)')
-    else:
-        K = np.array([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy],
-                      [0.0, 0.0, 1.0]])
-    return Frame(int(stamp_ns), rgb, depth, K, np.array(T_body_cam, dtype=np.float64))
-
-
-def resolve_extrinsic(tfs: StaticTransforms, body: str, frame: str, fallback: np.ndarray,
-                      key: str) -> Tuple[np.ndarray, str]:
-    """T_body_frame from static transforms, else ``fallback`` (the config value ``key``).
-
-    Returns:
-        (T_body_frame (4, 4), where it came from, in words).
-    """
-    if frame.lstrip('/') == body.lstrip('/'):
-        return np.eye(4), f'identity ({frame} is the body frame)'
-    if frame and tfs.can_transform(body, frame):
-        return tfs.lookup(body, frame), f'/tf_static: {body} <- {frame}'
-    return fallback, (f'config {key} (no /tf_static chain {body} <- {frame or "?"}; '
-                      f'frames known: {", ".join(tfs.frames) or "none"})')
-
-
-# ----------------------------------------------------------------------------------------------
-# TUM
-
-
-class TumSource(Source):
-    """A TUM RGB-D folder: frames (rgb/depth associated within 0.02 s) and ground truth."""
-
-    kind = 'tum'
-
-    def __init__(self, path: Path, cfg: VssmConfig) -> None:
-        super().__init__(path)
-        self.folder = TumFolder(path, cfg.camera)
-        self.info.update({
-            'topics': {},
-            'counts': {'frames': len(self.folder), 'rgb_without_depth': self.folder.skipped},
-            'intrinsics_source': self.folder.intrinsics_source,
-            'depth_scale': self.folder.depth_scale,
-            'T_body_cam_source': 'identity (TUM: the body is the colour camera)',
-            'T_body_cam': np.eye(4).tolist(),
-        })
-
-    @property
-    def has_imu(self) -> bool:
-        return False
-
-    @property
-    def has_frames(self) -> bool:
-        return len(self.folder) > 0
-
-    def __iter__(self) -> Iterator[StreamItem]:
-        self.info['skipped'] = {}
-        gt = self.ground_truth()
-        yield from self._merged(gt)
-
-    def _merged(self, gt: List[PoseSample]) -> Iterator[StreamItem]:
-        # Ground truth before a frame of equal stamp; frames load lazily.
-        stream = heapq.merge(((p.stamp_ns, 0, i) for i, p in enumerate(gt)),
-                             ((e.stamp_ns, 1, i) for i, e in enumerate(self.folder.entries)))
-        for _, kind, i in stream:
-            yield gt[i] if kind == 0 else self.folder.load(self.folder.entries[i])
-
-    def ground_truth(self) -> List[PoseSample]:
-        return sorted(self.folder.ground_truth(), key=lambda p: p.stamp_ns)
-
-
-# ----------------------------------------------------------------------------------------------
-# Bags
 
 
 def _namespace(topic: str) -> str:
@@ -413,11 +227,22 @@ class BagSource(Source):
         return frame_from_messages(rgb[0], rgb[1], depth[1], info[1] if info else None,
                                    self.cfg.camera, self.T_body_cam, self.topics)
 
+    def _frame_or_skip(self, matched: Tuple[Any, ...], skipped: Counter) -> Optional[Frame]:
+        """The Frame of paired messages; None (counted as 'frame_invalid') when they cannot be
+        converted: a bad message is skipped, as the node skips it, not the end of the replay."""
+        try:
+            return self._frame(*matched)
+        except MessageError as err:
+            skipped['frame_invalid'] += 1
+            self.info['skip_notes'].setdefault('frame_invalid', str(err))
+            return None
+
     # Iteration --------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[StreamItem]:
         skipped: Counter = Counter()
         self.info['skipped'] = skipped
+        self.info['skip_notes'] = {}
         t = self.topics
         cam_topics = [x for x in (t['rgb'], t['depth'], t['camera_info']) if x]
         index = {topic: i for i, topic in enumerate(cam_topics)}
@@ -445,8 +270,9 @@ class BagSource(Source):
                         skipped[f'{role}_time_backwards'] += 1
                         continue
                     for m in matches:
-                        frame = self._frame(*m)
-                        queue(frame.stamp_ns, frame, 'frames')
+                        frame = self._frame_or_skip(m, skipped)
+                        if frame is not None:
+                            queue(frame.stamp_ns, frame, 'frames')
                     pending = pairer.pending_pivot_stamp
                     order.bound('frames', pending if pending is not None
                                 else pairer.last_stamps[0])
@@ -472,8 +298,9 @@ class BagSource(Source):
                 yield from order.ready()
             if pairer is not None:
                 for m in pairer.flush():
-                    frame = self._frame(*m)
-                    queue(frame.stamp_ns, frame, 'frames')
+                    frame = self._frame_or_skip(m, skipped)
+                    if frame is not None:
+                        queue(frame.stamp_ns, frame, 'frames')
                 unpaired = sum(pairer.dropped)
                 if unpaired:
                     skipped['unpaired_camera_messages'] += unpaired

@@ -1,14 +1,14 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
 """VoxelMap: closed-form fusion of a fronto-parallel plane, weights, freezing, state I/O, and
-the engine-free pipeline fuse -> render_rays."""
+the engine-free pipeline fuse -> render_rays (block storage: test_map_blocks.py)."""
 
 import pytest
 import torch
 
 from vssm_ros.config import MapConfig, RenderConfig
 from vssm_ros.core.camera import pixel_grid, pixel_rays
-from vssm_ros.core.field import VoxelMap, num_voxels
+from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
 from vssm_ros.errors import StateError
 
@@ -23,8 +23,7 @@ TRUNC = 0.15
 
 
 def _cfg(**kw):
-    base = dict(bounds_min=(-1.2, -1.0, 0.5), bounds_max=(1.2, 1.0, 2.6), resolution=0.05,
-                truncation=TRUNC)
+    base = dict(resolution=0.05, truncation=TRUNC)
     base.update(kw)
     return MapConfig(**base)
 
@@ -49,6 +48,11 @@ def _fused(z0=2.0, dtype=F64, times=1, **kw):
 def plane_map():
     """The plane at 2 m fused once (float64); tests must not modify it."""
     return _fused()
+
+
+def _max_weight(m):
+    sd = m.state_dict()
+    return float(sd['weight'].max()) if sd['weight'].numel() else 0.0
 
 
 def _column(x, y, zs, dtype=F64):
@@ -136,7 +140,7 @@ def test_weight_grows_and_is_capped():
         weights.append(m.weight_at(p))
     got = torch.stack(weights)[:, 1]
     assert torch.allclose(got, torch.tensor([1, 2, 3, 3, 3], dtype=F64))
-    assert float(m.weight.max()) == 3.0
+    assert _max_weight(m) == 3.0
     assert float(m.sdf_at(p[1:2]).abs()) < 1e-9  # the mean is unchanged by the cap
 
 
@@ -175,9 +179,13 @@ def test_freeze_weight_stops_updates():
 def test_state_dict_round_trip(plane_map):
     m = plane_map
     sd = m.state_dict()
-    assert set(sd) == {'sdf', 'weight', 'color', 'color_weight', 'anchor_sum',
+    assert set(sd) == {'blocks', 'slot', 'sdf', 'weight', 'color', 'color_weight', 'anchor_sum',
                        'anchor_weight'}
-    assert torch.equal(sd['sdf'], m.sdf)
+    B = m.B
+    assert sd['sdf'].shape == (sd['blocks'].shape[0], B, B, B)
+    # Never-observed voxels read +truncation, observed ones their signed distance.
+    assert torch.equal(sd['sdf'][sd['weight'] == 0], torch.full_like(
+        sd['sdf'][sd['weight'] == 0], TRUNC))
     fresh = VoxelMap(_cfg(), 'cpu', F64)
     fresh.load_state_dict({k: v.clone() for k, v in sd.items()})
     p = torch.rand(500, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
@@ -193,14 +201,14 @@ def test_state_dict_round_trip(plane_map):
     assert torch.allclose(m32.sdf_at(p.float()), m.sdf_at(p).float(), atol=1e-5)
     # reset forgets.
     fresh.reset()
-    assert float(fresh.weight.max()) == 0.0
+    assert _max_weight(fresh) == 0.0
     assert torch.allclose(fresh.sdf_at(p), torch.full((500,), TRUNC, dtype=F64))
 
 
-def test_load_state_dict_rejects_wrong_shape_and_missing_grid(plane_map):
+def test_load_state_dict_rejects_wrong_block_size_and_missing_field(plane_map):
     sd = plane_map.state_dict()
-    other = VoxelMap(_cfg(bounds_max=(1.2, 1.0, 2.7)), 'cpu', F64)
-    with pytest.raises(StateError, match='shape'):
+    other = VoxelMap(_cfg(block_size=4), 'cpu', F64)
+    with pytest.raises(StateError, match='block_size 4'):
         other.load_state_dict(sd)
     m = VoxelMap(_cfg(), 'cpu', F64)
     del sd['color_weight']
@@ -208,7 +216,14 @@ def test_load_state_dict_rejects_wrong_shape_and_missing_grid(plane_map):
         m.load_state_dict(sd)
 
 
-def test_outside_the_grid_is_free_and_unknown(plane_map):
+def test_load_state_dict_rejects_a_block_listed_twice(plane_map):
+    sd = plane_map.state_dict()
+    twice = {k: torch.cat((v, v[:1])) for k, v in sd.items()}
+    with pytest.raises(StateError, match='twice'):
+        VoxelMap(_cfg(), 'cpu', F64).load_state_dict(twice)
+
+
+def test_space_without_blocks_is_free_and_unknown(plane_map):
     m = plane_map
     out = torch.tensor([[5.0, 0.0, 2.0], [0.0, 0.0, -3.0], [0.0, 4.0, 2.0], [0.0, 0.0, 9.0]],
                        dtype=F64)
@@ -218,22 +233,11 @@ def test_outside_the_grid_is_free_and_unknown(plane_map):
     assert float(m.color_at(out).abs().max()) == 0.0
 
 
-def test_grid_geometry():
-    cfg = _cfg()
-    m = VoxelMap(cfg, 'cpu', F64)
-    assert m.dims == (49, 41, 43)
-    assert num_voxels(cfg) == 49 * 41 * 43
-    assert m.sdf.shape == (1, 1, 43, 41, 49)
-    c = m.voxel_centres(torch.tensor([[0, 0, 0], [48, 40, 42]]))
-    assert torch.allclose(c, torch.tensor([[-1.2, -1.0, 0.5], [1.2, 1.0, 2.6]], dtype=F64))
-    assert torch.allclose(m.normalised(c), torch.tensor([[-1.0] * 3, [1.0] * 3], dtype=F64))
-
-
 def test_all_invalid_depth_fuses_nothing():
     m = VoxelMap(_cfg(), 'cpu', F64)
     depth, rgb = _plane()
     assert m.fuse(torch.full_like(depth, float('nan')), rgb, K, EYE) == 0
-    assert float(m.weight.max()) == 0.0
+    assert _max_weight(m) == 0.0 and m.stats()['total_blocks'] == 0
 
 
 def _render_plane(m, z0, dtype=F64, samples=64):
@@ -275,7 +279,10 @@ def test_border_of_a_fused_view_reads_the_surface(z0):
     for floor in (0.5, 1.0):
         out = _render_plane(_fused(z0, observed_floor=floor), z0)
         errs[floor] = float((out['depth'] - z0).abs()[ring].median())
-    assert errs[0.5] < 2e-3
+    # The frustum's edge passes exactly through a column of voxel centres here, in view or
+    # not by a rounding error: the border reads 5-8.6 mm deep (the dense grid before map v2
+    # read < 0.5 mm on the left border by rounding luck, as deep on the other three).
+    assert errs[0.5] < 1e-2
     assert errs[1.0] > 2e-2  # the test sees the edge effect
 
 
@@ -301,7 +308,7 @@ def test_fusion_covers_every_voxel_in_the_band_with_a_wide_lens():
 
 
 def test_anchor_remembers_fusing_pose_variance():
-    """Anchor cells hold the observation-weighted mean pose variance of the fusing frames."""
+    """Blocks hold the observation-weighted mean pose variance of the fusing frames."""
     m = VoxelMap(_cfg(), 'cpu', F64)
     depth, _ = _plane()
     on_plane = _column(0.1, 0.1, [2.0])
@@ -313,5 +320,5 @@ def test_anchor_remembers_fusing_pose_variance():
     assert torch.allclose(m.anchor_at(on_plane), torch.tensor([[2e-4, 6e-6]], dtype=F64))
     # Free space in front of the surface was never fused with a pose variance there.
     assert torch.isnan(m.anchor_at(_column(0.1, 0.1, [0.5]))).all()
-    # Outside the grid: unknown.
+    # Where no block was ever allocated: unknown.
     assert torch.isnan(m.anchor_at(torch.tensor([[50.0, 0.0, 0.0]], dtype=F64))).all()

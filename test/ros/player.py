@@ -5,9 +5,10 @@
 What ``vssm-synth`` writes into a bag, published instead on a timeline (RealSense-like topics,
 ``/tf_static`` latched, ground truth on ``/ground_truth/pose``), with every stamp moved to the
 wall clock at the start of the play so that "image stamp -> odometry received" is a latency.
-The node's end-to-end test and ``tools/node_latency.py`` drive the node with it::
+The node's end-to-end tests and ``tools/node_latency.py`` drive the node with it (a test
+harness: it lives under test/, with the ROS venv's Python)::
 
-    python -m vssm_ros.ros.player --config config/demo.yaml --speed 1.0
+    .venv-ros/bin/python test/ros/player.py --config config/demo.yaml --speed 1.0
 
 ``OutputRecorder`` subscribes to the node's outputs and keeps a compact, JSON-able record of
 each message (stamps, receive times, poses, sizes).
@@ -68,15 +69,18 @@ def restamp(msg: Any, stamp_ns: int) -> None:
 
 
 class Player:
-    """Publishes messages on their timeline from a node (one publisher per topic)."""
+    """Publishes messages on their timeline from a node (one publisher per topic; ``qos``
+    overrides the QoS of some topics, e.g. a volatile /tf_static as a bag recorded without
+    QoS metadata plays it)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, qos: Optional[Dict[str, QoSProfile]] = None) -> None:
         self.node = node
         self._pubs: Dict[str, Any] = {}
+        self.qos = {'/tf_static': LATCHED, **(qos or {})}
 
     def publisher(self, topic: str, type_name: str) -> Any:
         if topic not in self._pubs:
-            qos = LATCHED if topic == '/tf_static' else QoSProfile(depth=100)
+            qos = self.qos.get(topic, QoSProfile(depth=100))
             self._pubs[topic] = self.node.create_publisher(msg_class(type_name), topic, qos)
         return self._pubs[topic]
 
@@ -129,7 +133,8 @@ class OutputRecorder:
         self.node = node
         self.lock = threading.Lock()
         self.records: Dict[str, List[Dict[str, Any]]] = {}
-        qos = {outputs.MAP_CLOUD: LATCHED, outputs.TF: QoSProfile(depth=100)}
+        qos = {outputs.MAP_CLOUD: LATCHED, outputs.COST_SLICE: LATCHED,
+               outputs.TF: QoSProfile(depth=100)}
         self._subs = []
         for name, type_name in outputs.MSG_TYPES.items():
             if name == outputs.TF_STATIC:
@@ -169,10 +174,27 @@ def _summary(name: str, msg: Any) -> Dict[str, Any]:
                             'message': s.message,
                             'values': {kv.key: kv.value for kv in s.values}}
                            for s in msg.status]}
+    if name == outputs.STATUS:
+        return {'level': int.from_bytes(bytes(msg.level), 'little'), 'message': msg.message,
+                'values': {kv.key: kv.value for kv in msg.values}}
     out: Dict[str, Any] = {'stamp_ns': M.header_stamp_ns(msg), 'frame_id': msg.header.frame_id}
     if name == outputs.ODOMETRY:
+        tw = msg.twist.twist.angular
         out.update(child=msg.child_frame_id, T=M.pose_from_msg(msg).T_world_body.tolist(),
+                   cov=np.asarray(msg.pose.covariance, dtype=float).tolist(),
+                   angular=[tw.x, tw.y, tw.z],
+                   twist_cov=np.asarray(msg.twist.covariance, dtype=float).tolist())
+    elif name == outputs.PREDICTED_PATH:
+        out.update(n_poses=len(msg.poses),
+                   xyz=[M.pose_from_msg(p).T_world_body[:3, 3].tolist() for p in msg.poses])
+    elif name == outputs.PREDICTED_POSE:
+        out.update(T=M.pose_from_msg(msg).T_world_body.tolist(),
                    cov=np.asarray(msg.pose.covariance, dtype=float).tolist())
+    elif name == outputs.COST_SLICE:
+        data = np.asarray(msg.data, dtype=np.int8)
+        out.update(width=int(msg.info.width), height=int(msg.info.height),
+                   resolution=float(msg.info.resolution), z=float(msg.info.origin.position.z),
+                   known=float((data >= 0).mean()) if data.size else 0.0)
     elif name == outputs.PATH:
         out.update(n_poses=len(msg.poses),
                    last_stamp_ns=M.header_stamp_ns(msg.poses[-1]) if msg.poses else None)
@@ -247,7 +269,7 @@ def wait_until(predicate, timeout_s: float, period_s: float = 0.05) -> bool:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(
-        prog='python -m vssm_ros.ros.player',
+        prog='test/ros/player.py',
         description='Publish the synthetic flight as live ROS 2 topics (RealSense-like names, '
                     'stamps moved to now), e.g. to try vssm-node without a bag.')
     p.add_argument('--config', action='append', default=[], metavar='YAML',

@@ -1,0 +1,247 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Sparse block storage: keys, the sorted index, queries across block seams against a dense-grid
+oracle (values and gradients), eviction and return, state I/O with evicted regions."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vssm_ros.config import MapConfig, RenderConfig
+from vssm_ros.core.camera import pixel_grid, pixel_rays
+from vssm_ros.core.map import HostSwap, VoxelMap
+from vssm_ros.core.map.blocks import containing_blocks
+from vssm_ros.core.map.index import MISSING, SortedIndex, pack, unpack
+from vssm_ros.core.render import ray_points, render_rays, uniform_depths
+
+F64 = torch.float64
+TRUNC = 0.15
+H, W = 48, 64
+K = torch.tensor([[40.0, 0.0, 31.5], [0.0, 40.0, 23.5], [0.0, 0.0, 1.0]], dtype=F64)
+
+
+def _cfg(**kw):
+    base = dict(resolution=0.05, truncation=TRUNC, block_size=4)
+    base.update(kw)
+    return MapConfig(**base)
+
+
+def _pose(yaw, t):
+    c, s = np.cos(yaw), np.sin(yaw)
+    T = np.eye(4)
+    # camera z forward along the world (c, s, 0), y down
+    T[:3, :3] = np.array([[s, 0, c], [-c, 0, s], [0, -1, 0]])
+    T[:3, 3] = t
+    return torch.tensor(T, dtype=F64)
+
+
+def _scene_depth(T, dist=2.0):
+    """Depth of a wavy wall at ``dist`` in front of the camera (varies across the image)."""
+    v, u = torch.meshgrid(torch.arange(H, dtype=F64), torch.arange(W, dtype=F64), indexing='ij')
+    depth = dist + 0.2 * torch.sin(u / 9.0) + 0.1 * torch.cos(v / 7.0)
+    rgb = torch.stack((0.5 + 0.4 * torch.sin(u / 5.0), 0.5 + 0.4 * torch.cos(v / 4.0),
+                       torch.full_like(u, 0.3)), dim=-1)
+    return depth, rgb
+
+
+def _fused_map(cfg=None, swap=None, poses=None):
+    m = VoxelMap(cfg or _cfg(), 'cpu', F64, swap)
+    for T in poses or [_pose(0.3, (-0.2, 0.1, 0.5)), _pose(2.0, (0.1, -0.3, 0.4))]:
+        depth, rgb = _scene_depth(T)
+        m.fuse(depth, rgb, K, T, pose_var=torch.tensor([1e-4, 1e-6], dtype=F64))
+    return m
+
+
+@pytest.fixture(scope='module')
+def fused():
+    return _fused_map()
+
+
+def test_keys_round_trip_negative_and_large_coordinates():
+    ijk = torch.tensor([[0, 0, 0], [-1, -1, -1], [5, -7, 3], [1000000, -1000000, 7]])
+    assert torch.equal(unpack(pack(ijk)), ijk)
+    assert len(set(pack(ijk).tolist())) == 4
+
+
+def test_sorted_index_lookup_insert_remove():
+    idx = SortedIndex('cpu')
+    assert torch.equal(idx.lookup(torch.tensor([3, 4])), torch.tensor([MISSING, MISSING]))
+    idx.insert(torch.tensor([30, 10, 20]), torch.tensor([1, 2, 3]))
+    assert torch.equal(idx.lookup(torch.tensor([10, 20, 30, 15, 99, 0])),
+                       torch.tensor([2, 3, 1, MISSING, MISSING, MISSING]))
+    assert torch.equal(idx.remove(torch.tensor([20, 77])), torch.tensor([3]))
+    assert torch.equal(idx.lookup(torch.tensor([10, 20, 30])), torch.tensor([2, MISSING, 1]))
+
+
+def test_containing_blocks_cover_the_aprons():
+    B = 4
+    vox = torch.tensor([[0, 0, 0], [1, 2, 3], [4, 5, -4], [-1, -4, 8]])
+    blk, local, rows = containing_blocks(vox, B)
+    assert torch.equal(blk * B + local, vox[rows])   # every copy is the same voxel
+    assert bool(((local >= 0) & (local <= B)).all())
+    count = torch.bincount(rows, minlength=4)
+    # first along 3 axes: 8 blocks; along none: 1; along y, z: 4; along x, y: 4
+    assert count.tolist() == [8, 1, 4, 4]
+
+
+def _dense_oracle(m):
+    """The map's voxels as one dense grid (shifted distance, seen, colour, colour seen,
+    weight) and its origin voxel: what a dense-grid map with the same values would hold."""
+    sd = m.state_dict()
+    B = m.B
+    blocks = sd['blocks']
+    lo = (blocks.min(0).values - 1) * B
+    ext = ((blocks.max(0).values + 2) * B - lo).tolist()
+    grid = torch.zeros((6, ext[2], ext[1], ext[0]), dtype=F64)
+    for b, s, w, c, cw in zip(blocks, sd['sdf'], sd['weight'], sd['color'], sd['color_weight']):
+        x, y, z = (b * B - lo).tolist()
+        sl = (slice(z, z + B), slice(y, y + B), slice(x, x + B))
+        grid[0][sl] = torch.where(w > 0, s - TRUNC, torch.zeros_like(s))
+        grid[1][sl] = (w > 0).double()
+        grid[2:5][(slice(None),) + sl] = c
+        grid[5][sl] = (cw > 0).double()
+    return grid, lo
+
+
+def _oracle_query(grid, lo, res, points, floor):
+    ext = torch.tensor(grid.shape[1:][::-1], dtype=F64)
+    g = (points / res - lo.double()) * (2.0 / (ext - 1)) - 1.0
+    out = F.grid_sample(grid[None], g.reshape(1, 1, 1, -1, 3), mode='bilinear',
+                        padding_mode='zeros', align_corners=True).reshape(6, -1).t()
+    sdf = out[:, 0] / out[:, 1].clamp(min=floor) + TRUNC
+    col = out[:, 2:5] / out[:, 5].clamp(min=1e-6)[:, None]
+    return sdf, col
+
+
+def _seam_points(m, n=3000):
+    """Random points near the surface, half of their coordinates moved to within 1 nm of a
+    block seam (either side: faces, edges and corners between blocks), in metres. (Exactly on
+    a seam the trilinear gradient has a kink, and either side's is right.)"""
+    gen = torch.Generator().manual_seed(1)
+    surf = m.surface_points()['xyz']
+    p = surf[torch.randint(0, surf.shape[0], (n,), generator=gen)]
+    p = p + 0.06 * torch.randn(n, 3, generator=gen, dtype=F64)
+    edge = m.B * m.resolution
+    snap = torch.rand(n, 3, generator=gen) < 0.5
+    side = torch.where(torch.rand(n, 3, generator=gen) < 0.5, -1e-9, 1e-9).to(F64)
+    snapped = torch.round(p / edge) * edge + side
+    return torch.where(snap, snapped, p)
+
+
+@pytest.mark.parametrize('floor', [0.5, 1.0])
+def test_queries_across_block_seams_equal_a_dense_grid(fused, floor):
+    m = VoxelMap(_cfg(observed_floor=floor), 'cpu', F64)
+    m.load_state_dict(fused.state_dict())
+    grid, lo = _dense_oracle(m)
+    p = _seam_points(m).requires_grad_(True)
+    sdf = m.sdf_at(p)
+    g_map, = torch.autograd.grad(sdf.sum(), p)
+    q = p.detach().clone().requires_grad_(True)
+    sdf_o, col_o = _oracle_query(grid, lo, m.resolution, q, floor)
+    g_oracle, = torch.autograd.grad(sdf_o.sum(), q)
+    assert float((sdf - sdf_o).detach().abs().max()) < 1e-9
+    assert float((g_map - g_oracle).abs().max()) < 1e-6 * float(g_oracle.abs().max())
+    col, share = m.color_and_share(p.detach())
+    # (Colour divides by the observed share, which is tiny 1 nm from an observed corner.)
+    assert float((col - col_o).abs().max()) < 1e-6
+    # The points reach the surface band and the seams (the test sees what it claims).
+    assert float(sdf.detach().abs().min()) < 0.01 and float(g_oracle.abs().max()) > 1.0
+
+
+def test_fusion_writes_the_same_map_as_loading_it(fused):
+    """The aprons written by fusion equal those rebuilt from the blocks on load."""
+    again = VoxelMap(_cfg(), 'cpu', F64)
+    again.load_state_dict(fused.state_dict())
+    for name, t in fused.atlas.tensors.items():
+        ka, sa = fused.atlas.index.items()
+        kb, sb = again.atlas.index.items()
+        assert torch.equal(ka, kb)
+        assert torch.equal(fused.atlas.read_blocks(sa)[name], again.atlas.read_blocks(sb)[name])
+
+
+def _render(m, T):
+    rc = RenderConfig(samples=48)
+    dirs = pixel_rays(K, pixel_grid(H, W, dtype=F64))
+    d = uniform_depths(dirs.shape[0], rc, dtype=F64)
+    return render_rays(m, ray_points(T, dirs, d), d, rc, with_color=True)
+
+
+def _three_rooms():
+    """Poses that fuse walls around three places 6 m apart."""
+    return [_pose(a, (x, 0.0, 0.5)) for x in (0.0, 6.0, 12.0) for a in (0.0, 2.1, 4.2)]
+
+
+def test_eviction_and_return_give_identical_renders():
+    cfg = _cfg(memory_mb=16, keep_radius=5.0)
+    swap = HostSwap()
+    m = _fused_map(cfg, swap, _three_rooms())
+    ref = _fused_map(cfg, None, _three_rooms())
+    first = _pose(1.0, (0.0, 0.0, 0.5))
+    before = _render(m, first)
+    # Over budget at the third room: the first room's regions go.
+    m.budget_blocks = len(m.atlas) // 2
+    freed = m.enforce_budget(np.array([12.0, 0.0, 0.5]))
+    st = m.stats()
+    assert freed > 0 and st['evicted_blocks'] == freed and st['evicted_regions'] > 0
+    assert st['total_blocks'] == len(ref.atlas)
+    assert len(m.atlas) <= 0.8 * m.budget_blocks
+    # The farthest regions went: every evicted region is farther than every one kept.
+    here = np.array([12.0, 0.0, 0.5])
+    gone = min(np.linalg.norm(c - here) for c, _ in m._evicted.values())
+    kept = max(d for d, _, _ in m._active_regions(here))
+    assert gone >= kept
+    assert swap.regions()
+    gone = _render(m, first)
+    assert float(gone['hit'].mean()) < 0.5 * float(before['hit'].mean())   # really evicted
+    # The whole map is still saved.
+    sd, sd_ref = m.state_dict(), ref.state_dict()
+    order, order_ref = torch.argsort(pack(sd['blocks'])), torch.argsort(pack(sd_ref['blocks']))
+    for k in set(sd) - {'slot'}:
+        assert torch.equal(sd[k][order], sd_ref[k][order_ref]), k
+    # Back in the first room: its regions return, nearest first, in exchange for the third
+    # room's (the budget holds the nearest regions); the same data, though blocks may land in
+    # other atlas slots, so renders agree to rounding.
+    back = np.array([0.0, 0.0, 0.5])
+    assert m.restore_near(back) > 0
+    assert len(m.atlas) <= m.budget_blocks
+    assert m.restore_near(back) == 0   # settled: nothing moves at the next keyframe
+    near = [k for k, (c, _) in m._evicted.items() if np.linalg.norm(c - back) < 3.0]
+    assert not near
+    m.restore_all()
+    assert m.stats()['evicted_blocks'] == 0 and not swap.regions()
+    after = _render(m, first)
+    for k in before:
+        assert torch.allclose(before[k], after[k], rtol=0, atol=1e-9), k
+
+
+def test_fusing_into_an_evicted_region_takes_it_back_first():
+    cfg = _cfg(memory_mb=16, keep_radius=5.0)
+    m = _fused_map(cfg, HostSwap(), _three_rooms())
+    ref = _fused_map(cfg, None, _three_rooms())
+    m.budget_blocks = len(m.atlas) // 2
+    assert m.enforce_budget(np.array([12.0, 0.0, 0.5])) > 0
+    extra = _pose(0.5, (0.3, 0.2, 0.6))
+    for mm in (m, ref):
+        depth, rgb = _scene_depth(extra, 1.7)
+        mm.fuse(depth, rgb, K, extra, pose_var=torch.tensor([1e-4, 1e-6], dtype=F64))
+    assert m.stats()['restores'] > 0
+    m.restore_all()
+    sd, sd_ref = m.state_dict(), ref.state_dict()
+    order, order_ref = torch.argsort(pack(sd['blocks'])), torch.argsort(pack(sd_ref['blocks']))
+    for k in set(sd) - {'slot'}:
+        assert torch.equal(sd[k][order], sd_ref[k][order_ref]), k
+    p = _seam_points(ref)
+    for q, tol in (('sdf_at', 1e-9), ('color_at', 1e-6), ('weight_at', 1e-9)):
+        assert torch.allclose(getattr(m, q)(p), getattr(ref, q)(p), rtol=0, atol=tol), q
+
+
+def test_map_grows_in_every_direction_without_bounds():
+    m = VoxelMap(_cfg(), 'cpu', F64)
+    for T in (_pose(0.0, (0.0, 0.0, -40.0)), _pose(3.1, (250.0, -300.0, 12.0))):
+        depth, rgb = _scene_depth(T)
+        m.fuse(depth, rgb, K, T)
+    xyz = m.surface_points()['xyz']
+    assert float(xyz[:, 2].min()) < -40.0 and float(xyz[:, 0].max()) > 247.0
+    # Surface voxels (|sdf| < 0.75 voxel) read as such wherever they are.
+    assert float(m.sdf_at(xyz).abs().max()) < 0.75 * m.resolution

@@ -1,0 +1,167 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""SlamSession (vssm_ros/session.py), the one run both drivers feed: initial pose, IMU intake,
+bad input, outputs, and localisation mode (track against a saved map without changing it)."""
+
+import numpy as np
+import pytest
+
+from vssm_ros.config import (EngineConfig, InferenceConfig, NodeConfig, OutputsConfig,
+                             SyntheticConfig, TopicsConfig, VssmConfig)
+from vssm_ros.data import outputs
+from vssm_ros.data.bags import bag_msg_types
+from vssm_ros.data.export import load_checkpoint
+from vssm_ros.data.synthetic import generate_flight
+from vssm_ros.errors import StateError
+from vssm_ros.session import SlamSession, planar_pose
+from vssm_ros.types import Frame, ImuSample, PoseSample
+
+TYPES = bag_msg_types('mcap')
+
+
+def make_cfg(mode='slam'):
+    engine = EngineConfig(init_pose='ground_truth',
+                          inference=InferenceConfig(rays=256, track_iters=3))
+    return VssmConfig(topics=TopicsConfig(ground_truth='/gt'), engine=engine,
+                      node=NodeConfig(mode=mode),
+                      outputs=OutputsConfig(map_cloud_period_s=-1, predicted_period_s=-1,
+                                            predicted_path_period_s=-1,
+                                            cost_slice_period_s=-1))
+
+
+@pytest.fixture(scope='module')
+def flight():
+    return generate_flight(SyntheticConfig(duration_s=3.0, hover_s=0.2, ramp_s=0.5, width=64,
+                                           height=48, camera_rate_hz=10.0))
+
+
+def _truth(flight):
+    """The ground-truth poses known up front, as a replay has them."""
+    gt = flight.gt_frames
+    return [PoseSample(int(s), T) for s, T in zip(gt.stamps_ns, gt.T_world_body)]
+
+
+def _run(session, items, frames=None):
+    """Feed stream items; the estimates of the frames (index -> Estimate)."""
+    out = {}
+    for item in items:
+        step = session.feed(item)
+        if step is not None and step.estimate is not None:
+            out[int(step.frame.stamp_ns)] = step.estimate
+    return out
+
+
+def _items(flight, lo, hi):
+    """The flight's items with stamps from frame lo to frame hi."""
+    a, b = flight.frame_stamps_ns[lo], flight.frame_stamps_ns[hi]
+    return [x for x in flight.items() if a <= x.stamp_ns <= b]
+
+
+def test_bad_input_is_counted_and_the_run_goes_on(flight):
+    logs = []
+    session = SlamSession(make_cfg(), TYPES, log=lambda lvl, t: logs.append((lvl, t)))
+    items = _items(flight, 0, 3)
+    imu = [x for x in items if isinstance(x, ImuSample)]
+    bad = [ImuSample(imu[5].stamp_ns + 1, np.array([np.nan, 0, 0]), np.zeros(3)),
+           ImuSample(imu[0].stamp_ns, np.zeros(3), np.zeros(3))]
+    ests = _run(session, items[:40] + bad + items[40:])
+    assert len(ests) == 4
+    assert session.bad_counts() == {'imu_non_finite': 1, 'imu_time_backwards': 1}
+    assert any('non-finite IMU' in t for _, t in logs)
+    # A frame the engine refuses (its stamp repeats) is counted, not raised.
+    frame = next(x for x in items if isinstance(x, Frame))
+    step = session.feed(frame)
+    assert step.estimate is None and step.messages == []
+    assert session.counts['frames_failed'] == 1 and session.errors == {'StateError': 1}
+    stats = session.stats()
+    assert stats['frames_processed'] == 4 and stats['bad.imu_time_backwards'] == 1
+
+
+def test_initial_pose_from_ground_truth_and_messages(flight):
+    session = SlamSession(make_cfg(), TYPES, camera_frame='cam', ground_truth=_truth(flight))
+    first = None
+    for item in _items(flight, 0, 1):
+        step = session.feed(item)
+        if step is not None:
+            first = first or step
+    np.testing.assert_allclose(first.estimate.T_world_body, flight.gt_frames.T_world_body[0],
+                               atol=1e-9)
+    assert session.init_from_ground_truth
+    names = [n for n, _ in first.messages]
+    assert names == [outputs.TF, outputs.ODOMETRY, outputs.PATH, outputs.STATUS]
+    status = first.messages[-1][1]
+    assert status.message == 'tracking'
+
+
+def test_localization_tracks_a_saved_map_without_changing_it(tmp_path):
+    # Map the room with one flight; localise another one in it: faster, the camera tilted the
+    # other way (the same room: the scene comes from the seed).
+    small = dict(hover_s=0.2, ramp_s=0.5, width=64, height=48, camera_rate_hz=10.0)
+    mapped = generate_flight(SyntheticConfig(duration_s=5.0, **small))
+    other = generate_flight(SyntheticConfig(duration_s=2.5, peak_speed=1.4, camera_tilt_deg=-5.0,
+                                            **small))
+    mapper = SlamSession(make_cfg(), ground_truth=_truth(mapped))
+    _run(mapper, mapped.items())
+    mapper.flush()
+    path = tmp_path / 'map.safetensors'
+    mapper.save_map(str(path))
+    saved, _ = load_checkpoint(path)
+
+    loc = SlamSession(make_cfg('localization'))
+    with pytest.raises(StateError, match='no map loaded'):
+        loc.set_pose(np.eye(4))
+    # Without a map, frames are refused (counted), nothing is built.
+    assert loc.feed(other.frame(0)).estimate is None and loc.engine is None
+    assert loc.errors == {'NoMap': 1}
+    assert 'loaded the map' in loc.load_map(str(path))
+    before = loc.engine.map_points()
+    stats = getattr(loc.engine, 'map_stats', None)
+    stats_before = stats() if stats else None
+    # Started from its ground-truth pose, as an operator sets it with ~/set_pose.
+    loc.set_pose(other.gt_frames.T_world_body[0])
+    ests = _run(loc, other.items())
+    assert len(ests) == other.n_frames
+    stamps = np.array(sorted(ests))
+    T = np.stack([ests[s].T_world_body for s in stamps])
+    idx = np.searchsorted(other.gt_frames.stamps_ns, stamps)
+    err = np.linalg.norm(T[:, :3, 3] - other.gt_frames.T_world_body[idx, :3, 3], axis=1)
+    rmse = float(np.sqrt(np.mean(err ** 2)))
+    print(f'localisation: position error rmse {100 * rmse:.2f} cm, max {100 * err.max():.2f} '
+          f'cm over {len(err)} frames')
+    assert rmse < 0.05 and err.max() < 0.08
+    # No fusion: the map is the saved one, and saving again writes the same map.
+    after = loc.engine.map_points()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    if stats:
+        assert stats() == stats_before
+    again = tmp_path / 'again.safetensors'
+    loc.save_map(str(again))
+    resaved, _ = load_checkpoint(again)
+    map_keys = [k for k in saved['tensors'] if not k.startswith('state.')]
+    assert map_keys and set(map_keys) == {k for k in resaved['tensors']
+                                          if not k.startswith('state.')}
+    for key in map_keys:
+        np.testing.assert_array_equal(saved['tensors'][key].numpy(),
+                                      resaved['tensors'][key].numpy(), err_msg=key)
+
+
+def test_a_2d_pose_keeps_height_and_tilt_of_the_estimate():
+    yaw_c, roll, pitch = 0.3, 0.05, -0.08
+    Rx = np.array([[1, 0, 0], [0, np.cos(roll), -np.sin(roll)], [0, np.sin(roll), np.cos(roll)]])
+    Ry = np.array([[np.cos(pitch), 0, np.sin(pitch)], [0, 1, 0],
+                   [-np.sin(pitch), 0, np.cos(pitch)]])
+
+    def Rz(a):
+        return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+    current = np.eye(4)
+    current[:3, :3] = Rz(yaw_c) @ Ry @ Rx
+    current[:3, 3] = [1.0, 2.0, 1.5]
+    given = np.eye(4)
+    given[:3, :3] = Rz(1.2)
+    given[:3, 3] = [4.0, -1.0, 0.0]   # RViz's 2D estimate: on the ground plane
+    T = planar_pose(given, current)
+    np.testing.assert_allclose(T[:3, 3], [4.0, -1.0, 1.5])
+    np.testing.assert_allclose(T[:3, :3], Rz(1.2) @ Ry @ Rx, atol=1e-12)
+    np.testing.assert_allclose(planar_pose(given, None), given)

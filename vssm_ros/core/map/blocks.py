@@ -1,0 +1,271 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Sparse voxel-block storage: blocks allocated on demand, packed in one atlas per channel group.
+
+A block holds ``B³`` voxels (``MapConfig.block_size``). Its data is stored with a one-voxel
+apron on the + side of each axis, ``(B + 1)³`` cells, a copy of the first voxels of the
+neighbouring blocks. A trilinear query then never needs two blocks: the cell of a point lies in
+one padded block, and one ``grid_sample`` over the atlas (all padded blocks tiled in a 3D
+texture, ``T × T`` blocks per layer, layers added as the map grows) reads it, with the
+gradient. Values and gradients equal a dense grid's, across block seams too.
+
+The apron is kept exact by writing every voxel to each padded block that contains it (up to 8),
+which must therefore exist: allocating a block allocates those (``containing_blocks``). Slot 0
+is never allocated and stays zero: it stands for every unallocated block, which reads as
+never observed.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from vssm_ros.core.map.index import MISSING, SortedIndex, pack, unpack
+
+CHANNELS: Dict[str, int] = {'dist_seen': 2, 'color_seen': 4, 'weight': 1, 'color_weight': 1}
+"""Channel groups: shifted signed distance + observed flag; colour (3) + observed flag; the
+signed-distance observation weight; the colour observation weight."""
+
+
+def block_bytes(block_size: int, dtype: torch.dtype) -> int:
+    """Bytes one padded block takes in the atlas, with its anchor and key."""
+    elem = torch.empty((), dtype=dtype).element_size()
+    return sum(CHANNELS.values()) * (block_size + 1) ** 3 * elem + 3 * elem + 8
+
+
+_CORNERS = torch.tensor([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
+
+
+def containing_blocks(vox: torch.Tensor, B: int
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The padded blocks that hold each voxel (its own block, and the blocks before it whose
+    apron it is in: only where it is first in its block along an axis) and its local cell.
+
+    Args:
+        vox: integer (x, y, z) voxel coordinates. Shape: (N, 3).
+    Returns:
+        block coordinates (M, 3), local cells (M, 3) in [0, B], and the voxel row of each
+        (M,); the first N rows are the voxels' own blocks, in order.
+    """
+    home = torch.div(vox, B, rounding_mode='floor')
+    local = vox - home * B
+    first = local == 0                                        # (N, 3)
+    blks, locs, rows = [home], [local], [torch.arange(vox.shape[0], device=vox.device)]
+    for d in _CORNERS[1:].tolist():
+        axes = [a for a in range(3) if d[a]]
+        r = first[:, axes].all(dim=1).nonzero().squeeze(1)
+        step = torch.tensor(d, device=vox.device)
+        blks.append(home[r] - step)
+        locs.append(local[r] + step * B)
+        rows.append(r)
+    return torch.cat(blks), torch.cat(locs), torch.cat(rows)
+
+
+class BlockAtlas:
+    """Padded voxel blocks in atlas textures, found through a sorted key index.
+
+    Args:
+        block_size: voxels per block edge (B).
+        device, dtype: where and how the data lives.
+        layer: blocks per atlas row and column (a layer holds ``layer²`` blocks).
+    """
+
+    def __init__(self, block_size: int, device: torch.device, dtype: torch.dtype,
+                 capacity: int, layer: int = 32):
+        self.B = int(block_size)
+        self.A = self.B + 1
+        self.T = int(layer)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.index = SortedIndex(self.device)
+        self.layers = 0
+        # Uninitialised memory: a slot is zeroed when it is allocated, so untouched layers
+        # cost no resident memory on the CPU (and the atlas is not copied as the map grows).
+        self.tensors: Dict[str, torch.Tensor] = {
+            n: torch.empty((1, c, 0, self.T * self.A, self.T * self.A), device=self.device,
+                           dtype=dtype) for n, c in CHANNELS.items()}
+        self.anchor_sum = torch.zeros((0, 2), device=self.device, dtype=dtype)
+        self.anchor_weight = torch.zeros(0, device=self.device, dtype=dtype)
+        self.slot_keys = torch.zeros(0, dtype=torch.long, device=self.device)
+        self._free: List[int] = []
+        self._grow(-(-(int(capacity) + 1) // (self.T * self.T)))
+        self.clear()
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def capacity(self) -> int:
+        """Slots, including the reserved empty slot 0."""
+        return self.layers * self.T * self.T
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def bytes_per_block(self) -> int:
+        return block_bytes(self.B, self.dtype)
+
+    def nbytes(self) -> int:
+        """Bytes reserved by the atlas (allocated or free slots)."""
+        return self.capacity * self.bytes_per_block()
+
+    def clear(self) -> None:
+        """Forget every block (the memory stays reserved)."""
+        self.index.clear()
+        self.slot_keys.fill_(MISSING)
+        self._free = list(range(self.capacity - 1, 0, -1))   # slot 0: the empty block
+        self._zero(torch.zeros(1, dtype=torch.long, device=self.device))
+
+    def _grow(self, layers: int) -> None:
+        old = self.capacity
+        for n, t in self.tensors.items():
+            add = torch.empty((1, t.shape[1], layers * self.A, t.shape[3], t.shape[4]),
+                              device=self.device, dtype=self.dtype)
+            # (A copy only when the reserved capacity runs out: cat would touch every page.)
+            self.tensors[n] = torch.cat((t, add), dim=2) if t.shape[2] else add
+        self.layers += layers
+        extra = self.capacity - old
+        z = dict(device=self.device, dtype=self.dtype)
+        self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
+        self.anchor_weight = torch.cat((self.anchor_weight, torch.zeros(extra, **z)))
+        self.slot_keys = torch.cat((self.slot_keys, torch.full((extra,), MISSING,
+                                                               dtype=torch.long,
+                                                               device=self.device)))
+        self._free[:0] = range(self.capacity - 1, old - 1, -1)
+
+    def _zero(self, slots: torch.Tensor) -> None:
+        n = slots.numel()
+        empty = {k: torch.zeros((n, c) + (self.A,) * 3, device=self.device, dtype=self.dtype)
+                 for k, c in CHANNELS.items()}
+        self.write_blocks(slots, empty, torch.zeros((n, 2), device=self.device, dtype=self.dtype),
+                          torch.zeros(n, device=self.device, dtype=self.dtype))
+
+    def allocate(self, keys: torch.Tensor) -> torch.Tensor:
+        """Zeroed slots for new (unique, absent) block keys; the atlas grows (a copy) only
+        when the reserved capacity is exhausted. Shape: (N,)."""
+        n = int(keys.numel())
+        if n > len(self._free):
+            need = n - len(self._free)
+            self._grow(-(-need // (self.T * self.T)))
+        slots = torch.tensor(self._free[-n:][::-1] if n else [], dtype=torch.long,
+                             device=self.device)
+        del self._free[len(self._free) - n:]
+        self._zero(slots)
+        self.index.insert(keys, slots)
+        self.slot_keys[slots] = keys
+        return slots
+
+    def allocate_at(self, keys: torch.Tensor, slots: torch.Tensor) -> None:
+        """Allocate new (unique, absent) block keys at chosen free slots (a saved map keeps
+        its layout, so it renders bit-identically after loading). Shape: (N,), (N,)."""
+        if slots.numel() == 0:
+            return
+        top = int(slots.max())
+        if top >= self.capacity:
+            self._grow(-(-(top + 1 - self.capacity) // (self.T * self.T)))
+        chosen = set(slots.tolist())
+        if len(chosen) != slots.numel() or 0 in chosen or not chosen <= set(self._free):
+            raise ValueError('slots are taken, repeated or reserved')
+        self._free = [f for f in self._free if f not in chosen]
+        slots = slots.to(self.device)
+        self._zero(slots)
+        self.index.insert(keys, slots)
+        self.slot_keys[slots] = keys
+
+    def release(self, keys: torch.Tensor) -> None:
+        """Drop blocks (read their data out first); their slots are zeroed when reused."""
+        slots = self.index.remove(keys)
+        self.slot_keys[slots] = MISSING
+        self._free.extend(slots.tolist())
+
+    def slots_of(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Slot of each (x, y, z) block coordinate, 0 (the empty block) where unallocated.
+        Shape: (..., 3) -> (...)."""
+        s = self.index.lookup(pack(blocks))
+        return torch.where(s == MISSING, torch.zeros_like(s), s)
+
+    def blocks(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(block coordinates (N, 3), slots (N,)) of every allocated block."""
+        keys, slots = self.index.items()
+        return unpack(keys), slots
+
+    # ------------------------------------------------------------------ cells
+
+    def _slot_xyz(self, slots: torch.Tensor) -> torch.Tensor:
+        T = self.T
+        return torch.stack((slots % T, (slots // T) % T, slots // (T * T)), dim=-1)
+
+    def flat_cells(self, slots: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """Flat atlas index of local cells (x, y, z in [0, B]) of slots. Shape: (N,), (N, 3)
+        -> (N,)."""
+        a = self._slot_xyz(slots) * self.A + local
+        side = self.T * self.A
+        return (a[..., 2] * side + a[..., 1]) * side + a[..., 0]
+
+    def view(self, name: str) -> torch.Tensor:
+        """A channel group as (C, cells): flat views for ``flat_cells`` indices."""
+        t = self.tensors[name]
+        return t.view(t.shape[1], -1)
+
+    def coordinate_eps(self) -> float:
+        """A few ulps of the largest atlas coordinate (voxels): the rounding of a coordinate
+        on its way through grid_sample's normalisation is below this."""
+        t = next(iter(self.tensors.values()))
+        return 8.0 * torch.finfo(self.dtype).eps * max(t.shape[2:])
+
+    def sample(self, name: str, slots: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """Trilinear read of a channel group at continuous local coordinates in [0, B] of the
+        given slots (differentiable in ``local``).
+
+        Shape: slots (N,), local (N, 3) -> (N, C).
+        """
+        t = self.tensors[name]
+        a = self._slot_xyz(slots).to(local.dtype) * self.A + local
+        size = torch.tensor((t.shape[4], t.shape[3], t.shape[2]), dtype=local.dtype,
+                            device=local.device)
+        g = a * (2.0 / (size - 1)) - 1.0
+        out = F.grid_sample(t, g.reshape(1, 1, 1, -1, 3), mode='bilinear', padding_mode='zeros',
+                            align_corners=True)
+        return out.reshape(t.shape[1], -1).t()
+
+    def _block_view(self, name: str) -> torch.Tensor:
+        t = self.tensors[name]
+        T, A = self.T, self.A
+        return t.view(t.shape[1], self.layers, A, T, A, T, A)
+
+    def read_blocks(self, slots: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Whole padded blocks: name -> (N, C, A, A, A) (z, y, x order) copies."""
+        s = self._slot_xyz(slots)
+        out = {}
+        for n in CHANNELS:
+            v = self._block_view(n)[:, s[:, 2], :, s[:, 1], :, s[:, 0], :]  # (N, C, A, A, A)
+            out[n] = v.contiguous()
+        return out
+
+    def write_blocks(self, slots: torch.Tensor, data: Dict[str, torch.Tensor],
+                     anchor_sum: torch.Tensor, anchor_weight: torch.Tensor) -> None:
+        """Overwrite whole padded blocks (as ``read_blocks`` returns them) and their anchors."""
+        s = self._slot_xyz(slots)
+        for n in CHANNELS:
+            self._block_view(n)[:, s[:, 2], :, s[:, 1], :, s[:, 0], :] = data[n].to(
+                device=self.device, dtype=self.dtype)
+        self.anchor_sum[slots] = anchor_sum.to(device=self.device, dtype=self.dtype)
+        self.anchor_weight[slots] = anchor_weight.to(device=self.device, dtype=self.dtype)
+
+    def refresh_apron(self, blocks: torch.Tensor, slots: torch.Tensor) -> None:
+        """Copy into the aprons of the given blocks the first voxels of the blocks after them
+        (zero where those are unallocated). Shape: (N, 3), (N,)."""
+        if slots.numel() == 0:
+            return
+        B, A, dev = self.B, self.A, self.device
+        r = torch.arange(A, device=dev)
+        cells = torch.stack(torch.meshgrid(r, r, r, indexing='ij'), -1).reshape(-1, 3).flip(-1)
+        cells = cells[(cells == B).any(dim=-1)]                     # apron cells (x, y, z)
+        step = (cells == B).long()                                  # which neighbour
+        home = blocks[:, None, :] + step                            # (N, M, 3)
+        src = self.flat_cells(self.slots_of(home), cells - step * B)
+        dst = self.flat_cells(slots[:, None].expand(-1, cells.shape[0]), cells)
+        for n in CHANNELS:
+            v = self.view(n)
+            v[:, dst.reshape(-1)] = v[:, src.reshape(-1)]

@@ -1,0 +1,435 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""The map posterior q(M): occupancy and colour fields on a sparse, unbounded voxel-block map.
+
+Occupancy is parameterised through a signed distance to the nearest surface along the viewing
+direction: ``logit(x) = -slope * sdf(x)``, a TSDF-like ramp. Each voxel's q(sdf) is Gaussian with
+mean ``sdf`` and std ``sdf_noise / sqrt(weight)``; given the poses of the fused frames, that is the
+exact posterior under Gaussian signed-distance observations and a flat prior, so the map update is
+closed form (the fast path of PRISM) and map uncertainty exists per cell. Unobserved voxels hold
+``sdf = +truncation`` and ``weight = 0``: rays pass through them (free for rendering), while the
+cost-to-go treats them as unknown.
+
+Storage is sparse (``core.map.blocks``): blocks of ``block_size³`` voxels are allocated where a
+keyframe updates voxels, anywhere in R³; voxel (i, j, k) has its centre at ``(i, j, k) *
+resolution`` in the map frame. Queries are trilinear, exactly as a dense grid's (block seams
+included), so both fields are defined at every point; space without blocks is free and unknown.
+The signed-distance query averages over the observed corners of a cell only
+(``MapConfig.observed_floor``): a surface at the edge of a fused view would otherwise be pulled
+deeper by the free space assumed just beyond it.
+
+Memory: past ``memory_mb`` of active blocks, whole regions (cubes of ``REGION`` blocks) farthest
+from the drone move to a ``BlockSwap`` (disk, or host memory from a GPU) and come back,
+bit-identical, when the drone is within ``keep_radius`` of them again (nearest first, as far as
+the budget allows) or a keyframe updates them: the budget holds the regions nearest the drone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from vssm_ros.config import MapConfig
+from vssm_ros.core.map.blocks import BlockAtlas, block_bytes, containing_blocks
+from vssm_ros.core.map.fusion import observe
+from vssm_ros.core.map.index import LIMIT, MISSING, pack, unpack
+from vssm_ros.core.map.state import load_map_state, map_state
+from vssm_ros.core.map.swap import BlockSwap, HostSwap
+from vssm_ros.errors import StateError
+
+REGION = 4
+"""Blocks per region edge: the unit of eviction (0.96 m at the default 3 cm voxels)."""
+_CORNERS = torch.tensor([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
+
+
+class VoxelMap:
+    """Signed-distance, weight and colour fields on sparse voxel blocks.
+
+    Args:
+        cfg: the map parameters.
+        device, dtype: where and how the active blocks live.
+        swap: where evicted regions go (default: host memory).
+    """
+
+    def __init__(self, cfg: MapConfig, device: torch.device, dtype: torch.dtype,
+                 swap: Optional[BlockSwap] = None):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.resolution = float(cfg.resolution)
+        self.B = int(cfg.block_size)
+        self.budget_blocks = max(64, int(cfg.memory_mb * 2**20 // block_bytes(self.B, dtype)))
+        # Room for the budget and one keyframe's new blocks beyond it.
+        self.atlas = BlockAtlas(self.B, self.device, dtype, int(self.budget_blocks * 1.25))
+        self.swap = HostSwap() if swap is None else swap
+        # region key -> (centre (metres), blocks)
+        self._evicted: Dict[int, Tuple[np.ndarray, int]] = {}
+        self.n_evictions = 0
+        self.n_restores = 0
+        # Seconds spent per fusion stage, summed over keyframes (``stats``).
+        self.stage_s: Dict[str, float] = {}
+        self.n_fused = 0
+        self.swap.clear()
+
+    # ------------------------------------------------------------------ queries
+
+    def _locate(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Slot and local continuous voxel coordinates in [0, B) of the block holding each
+        point's cell. Shape: (N, 3) -> (N,), (N, 3)."""
+        v = points / self.resolution
+        blk = torch.floor(v.detach() / self.B)
+        local = v - blk * self.B
+        # Keep the atlas coordinate off the block's faces by a few ulps, so that its rounding
+        # in grid_sample cannot pick a cell of the neighbouring slot (whose values would enter
+        # the gradient); the gradient passes through unchanged.
+        eps = self.atlas.coordinate_eps()
+        inside = local.detach().clamp(eps, self.B - eps)
+        return self.atlas.slots_of(blk.long()), local + (inside - local.detach())
+
+    def sdf_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Posterior mean signed distance, interpolated over the observed corners of each
+        point's cell (``MapConfig.observed_floor``). Shape: (N, 3) -> (N,).
+        """
+        slots, local = self._locate(points)
+        out = self.atlas.sample('dist_seen', slots, local)
+        floor = self.cfg.observed_floor
+        if floor >= 1.0:
+            return out[:, 0] + self.cfg.truncation
+        # Unobserved corners hold 0 in the shifted field.
+        return out[:, 0] / out[:, 1].clamp(min=floor) + self.cfg.truncation
+
+    def logits_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Posterior mean occupancy logits. Shape: (N, 3) -> (N,)."""
+        return -self.cfg.logit_slope * self.sdf_at(points)
+
+    def color_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Colour in [0, 1], interpolated over the corners whose colour was observed (0
+        where none was). Shape: (N, 3) -> (N, 3)."""
+        return self.color_and_share(points)[0]
+
+    def color_and_share(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Colour interpolated over the colour-observed corners of each point's cell, and
+        those corners' share of the trilinear weight (1: all observed).
+
+        Returns:
+            colour (N, 3) in [0, 1] and share (N,) in [0, 1].
+        """
+        slots, local = self._locate(points)
+        out = self.atlas.sample('color_seen', slots, local)
+        share = out[:, 3]
+        return out[:, :3] / share.clamp(min=1e-6)[:, None], share
+
+    def weight_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Accumulated observation weight (0: never observed). Shape: (N, 3) -> (N,)."""
+        slots, local = self._locate(points)
+        return self.atlas.sample('weight', slots, local)[:, 0]
+
+    def anchor_at(self, points: torch.Tensor) -> torch.Tensor:
+        """Position and rotation variance (m², rad²) of the poses that fused the map near each
+        point (per block), weighted by their observation weights; NaN where nothing was fused.
+
+        Shape: (N, 3) -> (N, 2).
+        """
+        vox = torch.round(points / self.resolution).long()
+        slot = self.atlas.slots_of(torch.div(vox, self.B, rounding_mode='floor'))
+        w = self.atlas.anchor_weight[slot]
+        var = self.atlas.anchor_sum[slot] / w.clamp(min=1e-12)[:, None]
+        return torch.where((w > 0)[:, None], var, torch.full_like(var, float('nan')))
+
+    # ------------------------------------------------------------------ update
+
+    def fuse(self, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Tensor,
+             T_world_cam: torch.Tensor, depth_sigma: Optional[torch.Tensor] = None,
+             max_pixels: int = 20000, pose_var: Optional[torch.Tensor] = None) -> int:
+        """Closed-form posterior update with one depth image (projective signed distances,
+        see ``core.map.fusion.observe``): each voxel's weighted mean of its observations.
+
+        Args:
+            depth: metres, NaN invalid. Shape: (H, W).
+            rgb: colour in [0, 1] or None. Shape: (H, W, 3).
+            K: intrinsics. Shape: (3, 3).
+            T_world_cam: camera pose. Shape: (4, 4).
+            depth_sigma: depth noise std per pixel (None: weight 1). Shape: (H, W).
+            max_pixels: rays used to find candidate voxels.
+            pose_var: position and rotation variance (m², rad²) of the camera pose in the
+                world, remembered by the blocks of the updated voxels. Shape: (2,).
+        Returns:
+            The number of voxels updated.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        obs = observe(depth, K, T_world_cam, cfg, depth_sigma, max_pixels)
+        if obs is None or obs.vox.shape[0] == 0:
+            return 0
+        n = obs.vox.shape[0]
+        t1 = time.perf_counter()
+        blk, local, rows = containing_blocks(obs.vox, self.B)
+        flat = self.atlas.flat_cells(self._prepare(blk), local)
+        t2 = time.perf_counter()
+        home = flat[:n]
+        wgt = obs.weight
+        W_old = self.atlas.view('weight')[0, home]
+        if cfg.freeze_weight > 0:
+            wgt = torch.where(W_old >= cfg.freeze_weight, torch.zeros_like(wgt), wgt)
+        s_old = self.atlas.view('dist_seen')[0, home] + cfg.truncation
+        W_new = W_old + wgt
+        W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
+        s_new = torch.where(W_new > 0, (s_old * W_old + obs.sdf * wgt) / W_safe, s_old)
+        seen = (W_new > 0).to(self.dtype)
+        values = {'dist_seen': torch.stack((s_new - cfg.truncation, seen)),
+                  'weight': W_new.clamp(max=cfg.max_weight)[None]}
+        if pose_var is not None:
+            slot = self.atlas.slots_of(blk[:n])
+            self.atlas.anchor_weight.index_add_(0, slot, wgt)
+            self.atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * pose_var.to(self.dtype))
+        if rgb is not None:
+            # Colour only near the surface; other voxels keep theirs.
+            cw = torch.where(obs.sdf.abs() < 0.5 * cfg.truncation, wgt, torch.zeros_like(wgt))
+            col = rgb.reshape(-1, 3)[obs.pix].to(self.dtype)
+            cw_old = self.atlas.view('color_weight')[0, home]
+            cw_new = cw_old + cw
+            cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))
+            c_old = self.atlas.view('color_seen')[:3, home]
+            c_new = torch.where(cw > 0, (c_old * cw_old + col.t() * cw) / cw_safe, c_old)
+            values['color_seen'] = torch.cat((c_new, (cw_new > 0)[None].to(self.dtype)))
+            values['color_weight'] = cw_new.clamp(max=cfg.max_weight)[None]
+        for name, val in values.items():
+            self.atlas.view(name)[:, flat] = val[:, rows]
+        self.add_stage_time(fuse_observe=t1 - t0, fuse_allocate=t2 - t1,
+                            fuse_update=time.perf_counter() - t2)
+        self.n_fused += 1
+        return int(n)
+
+    def add_stage_time(self, **seconds: float) -> None:
+        """Add to the per-stage time sums of map updates (``stats`` reports per keyframe)."""
+        for k, v in seconds.items():
+            self.stage_s[k] = self.stage_s.get(k, 0.0) + v
+
+    def _prepare(self, blk: torch.Tensor) -> torch.Tensor:
+        """Make active the padded blocks that fusion writes to: take back evicted regions
+        (also those of the next blocks, whose first voxels fill new aprons) and allocate
+        missing blocks.
+
+        Shape: blk (M, 3) block coordinates -> their slots (M,).
+        """
+        # De-duplicate on a boolean grid over the blocks' bounding box (a keyframe's blocks
+        # span a few metres): cheaper than sorting M keys, and it maps slots back for free.
+        lo = blk.min(dim=0).values
+        ext = blk.max(dim=0).values - lo + 1
+        rel = blk - lo
+        cell = (rel[:, 2] * ext[1] + rel[:, 1]) * ext[0] + rel[:, 0]
+        n_cells = int(ext.prod())
+        mark = torch.zeros(n_cells, dtype=torch.bool, device=blk.device)
+        mark[cell] = True
+        ucell = mark.nonzero().squeeze(1)
+        ex, ey = ext[0], ext[1]
+        coords = torch.stack((ucell % ex, (ucell // ex) % ey, ucell // (ex * ey)), dim=-1) + lo
+        keys = pack(coords)
+        if self._evicted:
+            near = (coords[:, None, :] + _CORNERS.to(coords.device)).reshape(-1, 3)
+            regions = torch.unique(pack(torch.div(near, REGION, rounding_mode='floor')))
+            self._restore([r for r in regions.tolist() if r in self._evicted])
+        slots = self.atlas.index.lookup(keys)
+        new = slots == MISSING
+        _check_range(coords[new])
+        slots[new] = self.atlas.allocate(keys[new])
+        self.atlas.refresh_apron(coords[new], slots[new])
+        grid = torch.zeros(n_cells, dtype=torch.long, device=blk.device)
+        grid[ucell] = slots
+        return grid[cell]
+
+    # ------------------------------------------------------------------ memory budget
+
+    def restore_near(self, position: np.ndarray) -> int:
+        """Take back the evicted regions within ``keep_radius`` of a position (map frame,
+        metres), nearest first, as long as the budget holds them, making room by evicting
+        active regions farther away (by more than a region: no back and forth). The budget
+        thus holds the regions nearest the drone. Returns the number of regions restored."""
+        near = sorted((float(np.linalg.norm(c - position)), k, n)
+                      for k, (c, n) in self._evicted.items())
+        near = [x for x in near if x[0] <= self.cfg.keep_radius]
+        if not near:
+            return 0
+        active = self._active_regions(position)   # farthest first
+        taken = []
+        for dist, key, n in near:
+            room = self.budget_blocks - len(self.atlas)
+            out = []
+            while room < n and active and active[0][0] > dist + self._region_edge():
+                d_far, k_far, n_far = active.pop(0)
+                out.append(k_far)
+                room += n_far
+            if out:
+                self._evict(out)
+            if room < n:
+                break
+            self._restore([key])
+            taken.append(key)
+        return len(taken)
+
+    def enforce_budget(self, position: np.ndarray) -> int:
+        """Evict the regions farthest from a position while the active blocks exceed the
+        budget, down to 80 % of it; the regions within two region edges of the position (where
+        the next keyframes fuse) stay. Returns the blocks evicted."""
+        if len(self.atlas) <= self.budget_blocks:
+            return 0
+        excess = len(self.atlas) - int(0.8 * self.budget_blocks)
+        chosen, freed = [], 0
+        for dist, key, n in self._active_regions(position):
+            if freed >= excess or dist <= 2 * self._region_edge():
+                break
+            chosen.append(key)
+            freed += n
+        self._evict(chosen)
+        return freed
+
+    def _active_regions(self, position: np.ndarray) -> List[Tuple[float, int, int]]:
+        """(distance of the centre, region key, blocks) of the regions in the atlas, farthest
+        first."""
+        coords, _ = self.atlas.blocks()
+        region = torch.div(coords, REGION, rounding_mode='floor')
+        rkeys, counts = torch.unique(pack(region), return_counts=True)
+        centres = (unpack(rkeys).double() + 0.5).cpu().numpy() * self._region_edge()
+        dist = np.linalg.norm(centres - np.asarray(position, dtype=np.float64), axis=1)
+        order = np.argsort(-dist)
+        return [(float(dist[i]), int(rkeys[i]), int(counts[i])) for i in order]
+
+    def _region_edge(self) -> float:
+        return REGION * self.B * self.resolution
+
+    def _evict(self, regions: List[int]) -> None:
+        if not regions:
+            return
+        keys_all, slots_all = self.atlas.index.items()
+        region_keys = pack(torch.div(unpack(keys_all), REGION, rounding_mode='floor'))
+        for r in regions:
+            sel = region_keys == r
+            keys, slots = keys_all[sel], slots_all[sel]
+            payload = self.atlas.read_blocks(slots)
+            payload['keys'] = keys
+            payload['anchor_sum'] = self.atlas.anchor_sum[slots]
+            payload['anchor_weight'] = self.atlas.anchor_weight[slots]
+            self.swap.put(r, {k: v.cpu() for k, v in payload.items()})
+            centre = (unpack(torch.tensor(r)).double().numpy() + 0.5) * self._region_edge()
+            self._evicted[r] = (centre, int(keys.numel()))
+        for r in regions:
+            self.atlas.release(keys_all[region_keys == r])
+        self.n_evictions += len(regions)
+
+    def _restore(self, regions) -> None:
+        for r in regions:
+            p = self.swap.get(r)
+            slots = self.atlas.allocate(p['keys'].to(self.device))
+            self.atlas.write_blocks(slots, p, p['anchor_sum'], p['anchor_weight'])
+            self.swap.drop(r)
+            del self._evicted[r]
+        self.n_restores += len(regions)
+
+    def stats(self) -> Dict[str, float]:
+        """Block counts and bytes: active (in the atlas), evicted (in the swap), total."""
+        bpb = self.atlas.bytes_per_block()
+        active = len(self.atlas)
+        evicted = sum(n for _, n in self._evicted.values())
+        return {'active_blocks': active, 'evicted_blocks': evicted,
+                'total_blocks': active + evicted, 'active_bytes': active * bpb,
+                'evicted_bytes': self.swap.nbytes(), 'reserved_bytes': self.atlas.nbytes(),
+                'budget_blocks': self.budget_blocks, 'evicted_regions': len(self._evicted),
+                'evictions': self.n_evictions, 'restores': self.n_restores,
+                'keyframes_fused': self.n_fused,
+                'ms_per_keyframe': {k: 1e3 * v / max(self.n_fused, 1)
+                                    for k, v in self.stage_s.items()}}
+
+    # ------------------------------------------------------------------ export
+
+    def home_voxels(self, centre: Optional[torch.Tensor] = None,
+                    radius: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Every voxel of the active blocks (optionally of those within ``radius`` of
+        ``centre``): (x, y, z) coordinates (N, 3) and flat atlas cells (N,)."""
+        coords, slots = self.atlas.blocks()
+        if centre is not None and radius is not None:
+            mid = (coords.to(self.dtype) + 0.5) * (self.B * self.resolution)
+            near = torch.linalg.norm(mid - centre.to(self.dtype), dim=-1) <= radius
+            coords, slots = coords[near], slots[near]
+        r = torch.arange(self.B, device=self.device)
+        local = torch.stack(torch.meshgrid(r, r, r, indexing='ij'), -1).reshape(-1, 3).flip(-1)
+        vox = (coords[:, None, :] * self.B + local).reshape(-1, 3)
+        flat = self.atlas.flat_cells(slots[:, None].expand(-1, local.shape[0]), local[None]
+                                     .expand(slots.shape[0], -1, -1)).reshape(-1)
+        return vox, flat
+
+    def surface_points(self, min_weight: float = 1.0, centre: Optional[torch.Tensor] = None,
+                       radius: Optional[float] = None, evicted: bool = False
+                       ) -> Dict[str, torch.Tensor]:
+        """Voxels near the surface (|sdf| < 0.75 voxel) as a point cloud: of the active blocks
+        (those within ``radius`` of ``centre`` if given), and of the evicted ones too with
+        ``evicted`` (read back one region at a time, the active set unchanged).
+
+        Returns: dict with ``xyz`` (N, 3), ``rgb`` (N, 3) in [0, 1], ``occupancy`` (N,)
+        probability, ``logit_std`` (N,).
+        """
+        vox, flat = self.home_voxels(centre, radius)
+        parts = [self._surface(vox, self.atlas.view('dist_seen')[0, flat],
+                               self.atlas.view('weight')[0, flat],
+                               self.atlas.view('color_seen')[:3, flat].t(), min_weight)]
+        for r in (self.evicted_regions() if evicted else []):
+            p = self.swap.get(r)
+            B = self.B
+            r_ = torch.arange(B)
+            local = torch.stack(torch.meshgrid(r_, r_, r_, indexing='ij'), -1).flip(-1)
+            v = (unpack(p['keys'])[:, None, None, None, :] * B + local).reshape(-1, 3)
+            col = p['color_seen'][:, :3, :B, :B, :B].permute(0, 2, 3, 4, 1).reshape(-1, 3)
+            parts.append(self._surface(v.to(self.device),
+                                       p['dist_seen'][:, 0, :B, :B, :B].reshape(-1).to(
+                                           self.device, self.dtype),
+                                       p['weight'][:, 0, :B, :B, :B].reshape(-1).to(
+                                           self.device, self.dtype),
+                                       col.to(self.device, self.dtype), min_weight))
+        return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+
+    def _surface(self, vox: torch.Tensor, dist: torch.Tensor, weight: torch.Tensor,
+                 color: torch.Tensor, min_weight: float) -> Dict[str, torch.Tensor]:
+        """Surface points among voxels (N, 3) with shifted distance (N,), weight (N,) and
+        colour (N, 3)."""
+        cfg = self.cfg
+        sdf = dist + cfg.truncation
+        keep = (weight >= min_weight) & (sdf.abs() < 0.75 * self.resolution)
+        weight, sdf = weight[keep], sdf[keep]
+        return {
+            'xyz': vox[keep].to(self.dtype) * self.resolution,
+            'rgb': color[keep].clamp(0, 1),
+            'occupancy': torch.sigmoid(-cfg.logit_slope * sdf),
+            'logit_std': cfg.logit_slope * cfg.sdf_noise / weight.sqrt(),
+        }
+
+    def evicted_regions(self) -> List[int]:
+        """Keys of the regions now in the swap."""
+        return list(self._evicted)
+
+    def restore_all(self) -> None:
+        """Take back every evicted region (before a whole-map export)."""
+        self._restore(self.evicted_regions())
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """Every block, active and evicted, without aprons (``core.map.state.map_state``)."""
+        return map_state(self)
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore blocks saved by ``state_dict`` (``core.map.state.load_map_state``)."""
+        load_map_state(self, state)
+
+    def reset(self) -> None:
+        """Forget everything."""
+        self.stage_s.clear()
+        self.n_fused = 0
+        self.atlas.clear()
+        self.swap.clear()
+        self._evicted.clear()
+
+
+def _check_range(coords: torch.Tensor) -> None:
+    if coords.numel() and bool((coords.abs() > LIMIT).any()):
+        raise StateError('the map would grow beyond ±250 km at this resolution: the pose has '
+                         'diverged')
