@@ -18,6 +18,8 @@ FORBIDDEN = {
     'core': {'vssm_ros.data', 'vssm_ros.eval', 'vssm_ros.ros', 'vssm_ros.cli'},
     'data': {'vssm_ros.ros', 'vssm_ros.cli', 'vssm_ros.eval'},
     'eval': {'vssm_ros.ros', 'vssm_ros.cli'},
+    # session.py sits between the data layer and the two drivers (DESIGN §3).
+    'session.py': {'vssm_ros.ros', 'vssm_ros.cli'},
 }
 
 

@@ -144,7 +144,7 @@ def test_queries_across_block_seams_equal_a_dense_grid(fused, floor):
     assert float((g_map - g_oracle).abs().max()) < 1e-6 * float(g_oracle.abs().max())
     col, share = m.color_and_share(p.detach())
     # (Colour divides by the observed share, which is tiny 1 nm from an observed corner.)
-    assert float((col - col_o).abs().max()) < 1e-6
+    assert float((col - col_o.detach()).abs().max()) < 1e-6
     # The points reach the surface band and the seams (the test sees what it claims).
     assert float(sdf.detach().abs().min()) < 0.01 and float(g_oracle.abs().max()) > 1.0
 

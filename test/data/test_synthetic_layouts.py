@@ -13,6 +13,9 @@ from vssm_ros.config import SyntheticConfig
 from vssm_ros.data.synthetic import GRAVITY, config_hash, generate_flight
 from vssm_ros.errors import ConfigError
 
+# The package-independent SO(3) oracle of test_synthetic (same directory, on sys.path).
+from test_synthetic import _exp, _log  # noqa: E402,I100
+
 HALL = SyntheticConfig(layout='hall', duration_s=130.0)
 ROOMS = SyntheticConfig(layout='rooms', duration_s=500.0)
 HALL_CENTRE = SyntheticConfig(layout='hall', start='centre', duration_s=130.0, seed=1)
@@ -28,25 +31,6 @@ def flight(request):
 @pytest.fixture(scope='module')
 def rooms():
     return generate_flight(ROOMS)
-
-
-def _hat(w):
-    return np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]])
-
-
-def _exp(w):
-    """SO(3) exponential (Rodrigues), independent of the package (as in test_synthetic)."""
-    th = np.linalg.norm(w)
-    K = _hat(w)
-    if th < 1e-12:
-        return np.eye(3) + K
-    return np.eye(3) + np.sin(th) / th * K + (1 - np.cos(th)) / th ** 2 * K @ K
-
-
-def _log(R):
-    th = np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))
-    v = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2
-    return v if th < 1e-12 else v * th / np.sin(th)
 
 
 def _integrate_window(flight, i0, n):

@@ -125,6 +125,11 @@ class BlockAtlas:
             # (A copy only when the reserved capacity runs out: cat would touch every page.)
             self.tensors[n] = torch.cat((t, add), dim=2) if t.shape[2] else add
         self.layers += layers
+        # Atlas coordinates (x, y, z) to grid_sample's [-1, 1] (align_corners), kept on the
+        # device so that a query copies nothing from the host.
+        t = next(iter(self.tensors.values()))
+        self._scale = 2.0 / (torch.tensor((t.shape[4], t.shape[3], t.shape[2]),
+                                          dtype=torch.float64, device=self.device) - 1)
         extra = self.capacity - old
         z = dict(device=self.device, dtype=self.dtype)
         self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
@@ -222,9 +227,7 @@ class BlockAtlas:
         """
         t = self.tensors[name]
         a = self._slot_xyz(slots).to(local.dtype) * self.A + local
-        size = torch.tensor((t.shape[4], t.shape[3], t.shape[2]), dtype=local.dtype,
-                            device=local.device)
-        g = a * (2.0 / (size - 1)) - 1.0
+        g = a * self._scale.to(local.dtype) - 1.0
         out = F.grid_sample(t, g.reshape(1, 1, 1, -1, 3), mode='bilinear', padding_mode='zeros',
                             align_corners=True)
         return out.reshape(t.shape[1], -1).t()

@@ -196,13 +196,20 @@ def _place_obstacles(cfg: SyntheticConfig, L: np.ndarray,
             cyl = None if is_box else (xy, radius, (0.0, top))
             if not _fits(L, box, cyl, footprints, xy, radius, path):
                 continue
-            footprints = np.vstack([footprints, [*xy, radius]])
-            if is_box:
-                boxes.append(box)
-            else:
-                cyls.append(cyl)
+            footprints = _place(box, cyl, xy, radius, footprints, boxes, cyls)
             placed += 1
     return _scene(L, list(walls) + boxes, cyls, cfg.seed, rooms)
+
+
+def _place(box: Optional[_Box], cyl: Optional[_Cyl], xy: np.ndarray, radius: float,
+           footprints: np.ndarray, boxes: List[_Box], cyls: List[_Cyl]) -> np.ndarray:
+    """Add an obstacle that fits (a box, else the cylinder); returns the footprints with it.
+    Shape: footprints (N, 3) -> (N + 1, 3)."""
+    if box is not None:
+        boxes.append(box)
+    else:
+        cyls.append(cyl)
+    return np.vstack([footprints, [*xy, radius]])
 
 
 def _fits(L: np.ndarray, box: Optional[_Box], cyl: Optional[_Cyl], footprints: np.ndarray,
@@ -270,11 +277,7 @@ def _place_along_walls(cfg: SyntheticConfig, L: np.ndarray, path: np.ndarray,
         cyl = None if is_box else (xy, depth, (0.0, top))
         if not _fits(L, box, cyl, footprints, xy, radius, path):
             continue
-        footprints = np.vstack([footprints, [*xy, radius]])
-        if is_box:
-            boxes.append(box)
-        else:
-            cyls.append(cyl)
+        footprints = _place(box, cyl, xy, radius, footprints, boxes, cyls)
     return _scene(L, boxes, cyls, cfg.seed)
 
 
