@@ -85,18 +85,24 @@ def test_noise_free_imu_integrates_to_the_trajectory(flight):
     assert np.linalg.norm(p_bad - gt.T_world_body[:, :3, 3], axis=1).max() > 0.1
 
 
+def check_state_derivatives(flight, t, h=1e-5):
+    """v, a and omega of the flight's state at t against central differences of p, v and R;
+    the thrust axis along a - g. Returns the state."""
+    s, lo, hi = flight.state_at(t), flight.state_at(t - h), flight.state_at(t + h)
+    np.testing.assert_allclose(s.v[0], (hi.p[0] - lo.p[0]) / (2 * h), atol=1e-8)
+    np.testing.assert_allclose(s.a[0], (hi.v[0] - lo.v[0]) / (2 * h), atol=1e-7)
+    omega_fd = _log(lo.R[0].T @ hi.R[0]) / (2 * h)
+    np.testing.assert_allclose(s.omega[0], omega_fd, atol=1e-8)
+    z = s.R[0][:, 2]
+    f = s.a[0] - GRAVITY
+    np.testing.assert_allclose(z, f / np.linalg.norm(f), atol=1e-12)
+    return s
+
+
 def test_derivatives_match_finite_differences(flight):
-    h = 1e-5
     for t in (1.5, 2.7, 4.2):
-        s, lo, hi = flight.state_at(t), flight.state_at(t - h), flight.state_at(t + h)
-        np.testing.assert_allclose(s.v[0], (hi.p[0] - lo.p[0]) / (2 * h), atol=1e-8)
-        np.testing.assert_allclose(s.a[0], (hi.v[0] - lo.v[0]) / (2 * h), atol=1e-7)
-        omega_fd = _log(lo.R[0].T @ hi.R[0]) / (2 * h)
-        np.testing.assert_allclose(s.omega[0], omega_fd, atol=1e-8)
-        # Thrust axis along a - g; rotations orthonormal.
-        z = s.R[0][:, 2]
-        f = s.a[0] - GRAVITY
-        np.testing.assert_allclose(z, f / np.linalg.norm(f), atol=1e-12)
+        s = check_state_derivatives(flight, t)
+        # Rotations orthonormal.
         np.testing.assert_allclose(s.R[0].T @ s.R[0], np.eye(3), atol=1e-12)
     assert np.abs(flight.state_at(3.5).omega).max() > 0.05   # it does rotate
 

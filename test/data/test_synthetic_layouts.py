@@ -14,7 +14,7 @@ from vssm_ros.data.synthetic import GRAVITY, config_hash, generate_flight
 from vssm_ros.errors import ConfigError
 
 # The package-independent SO(3) oracle of test_synthetic (same directory, on sys.path).
-from test_synthetic import _exp, _log  # noqa: E402,I100
+from test_synthetic import _exp, _log, check_state_derivatives  # noqa: E402,I100
 
 HALL = SyntheticConfig(layout='hall', duration_s=130.0)
 ROOMS = SyntheticConfig(layout='rooms', duration_s=500.0)
@@ -86,14 +86,7 @@ def test_derivatives_match_finite_differences(flight):
         end = _spiral_end(flight)
         times += [end - 0.3, end + 0.3, 0.5 * (flight.cfg.hover_s + end)]
     for t in times:
-        s, lo, hi = flight.state_at(t), flight.state_at(t - h), flight.state_at(t + h)
-        np.testing.assert_allclose(s.v[0], (hi.p[0] - lo.p[0]) / (2 * h), atol=1e-8)
-        np.testing.assert_allclose(s.a[0], (hi.v[0] - lo.v[0]) / (2 * h), atol=1e-7)
-        omega_fd = _log(lo.R[0].T @ hi.R[0]) / (2 * h)
-        np.testing.assert_allclose(s.omega[0], omega_fd, atol=1e-8)
-        z = s.R[0][:, 2]
-        f = s.a[0] - GRAVITY
-        np.testing.assert_allclose(z, f / np.linalg.norm(f), atol=1e-12)
+        check_state_derivatives(flight, t, h)
 
 
 def test_noise_free_imu_integrates_to_the_trajectory(flight):

@@ -35,7 +35,8 @@ def block_bytes(block_size: int, dtype: torch.dtype) -> int:
     return sum(CHANNELS.values()) * (block_size + 1) ** 3 * elem + 3 * elem + 8
 
 
-_CORNERS = torch.tensor([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
+CORNERS = torch.tensor([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
+"""The 8 corner offsets (x, y, z) of a cell: the blocks a voxel's copies can be in."""
 
 
 def containing_blocks(vox: torch.Tensor, B: int
@@ -53,7 +54,7 @@ def containing_blocks(vox: torch.Tensor, B: int
     local = vox - home * B
     first = local == 0                                        # (N, 3)
     blks, locs, rows = [home], [local], [torch.arange(vox.shape[0], device=vox.device)]
-    for d in _CORNERS[1:].tolist():
+    for d in CORNERS[1:].tolist():
         axes = [a for a in range(3) if d[a]]
         r = first[:, axes].all(dim=1).nonzero().squeeze(1)
         step = torch.tensor(d, device=vox.device)
@@ -88,7 +89,6 @@ class BlockAtlas:
                            dtype=dtype) for n, c in CHANNELS.items()}
         self.anchor_sum = torch.zeros((0, 2), device=self.device, dtype=dtype)
         self.anchor_weight = torch.zeros(0, device=self.device, dtype=dtype)
-        self.slot_keys = torch.zeros(0, dtype=torch.long, device=self.device)
         self._free: List[int] = []
         self._grow(-(-(int(capacity) + 1) // (self.T * self.T)))
         self.clear()
@@ -113,7 +113,6 @@ class BlockAtlas:
     def clear(self) -> None:
         """Forget every block (the memory stays reserved)."""
         self.index.clear()
-        self.slot_keys.fill_(MISSING)
         self._free = list(range(self.capacity - 1, 0, -1))   # slot 0: the empty block
         self._zero(torch.zeros(1, dtype=torch.long, device=self.device))
 
@@ -134,9 +133,6 @@ class BlockAtlas:
         z = dict(device=self.device, dtype=self.dtype)
         self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
         self.anchor_weight = torch.cat((self.anchor_weight, torch.zeros(extra, **z)))
-        self.slot_keys = torch.cat((self.slot_keys, torch.full((extra,), MISSING,
-                                                               dtype=torch.long,
-                                                               device=self.device)))
         self._free[:0] = range(self.capacity - 1, old - 1, -1)
 
     def _zero(self, slots: torch.Tensor) -> None:
@@ -158,7 +154,6 @@ class BlockAtlas:
         del self._free[len(self._free) - n:]
         self._zero(slots)
         self.index.insert(keys, slots)
-        self.slot_keys[slots] = keys
         return slots
 
     def allocate_at(self, keys: torch.Tensor, slots: torch.Tensor) -> None:
@@ -176,12 +171,10 @@ class BlockAtlas:
         slots = slots.to(self.device)
         self._zero(slots)
         self.index.insert(keys, slots)
-        self.slot_keys[slots] = keys
 
     def release(self, keys: torch.Tensor) -> None:
         """Drop blocks (read their data out first); their slots are zeroed when reused."""
         slots = self.index.remove(keys)
-        self.slot_keys[slots] = MISSING
         self._free.extend(slots.tolist())
 
     def slots_of(self, blocks: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from vssm_ros.config import MapConfig
-from vssm_ros.core.map.blocks import BlockAtlas, block_bytes, containing_blocks
+from vssm_ros.core.map.blocks import CORNERS, BlockAtlas, block_bytes, containing_blocks
 from vssm_ros.core.map.fusion import observe
 from vssm_ros.core.map.index import LIMIT, MISSING, pack, unpack
 from vssm_ros.core.map.state import load_map_state, map_state
@@ -42,7 +42,6 @@ from vssm_ros.errors import StateError
 
 REGION = 4
 """Blocks per region edge: the unit of eviction (0.96 m at the default 3 cm voxels)."""
-_CORNERS = torch.tensor([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
 
 
 class VoxelMap:
@@ -229,7 +228,7 @@ class VoxelMap:
         coords = torch.stack((ucell % ex, (ucell // ex) % ey, ucell // (ex * ey)), dim=-1) + lo
         keys = pack(coords)
         if self._evicted:
-            near = (coords[:, None, :] + _CORNERS.to(coords.device)).reshape(-1, 3)
+            near = (coords[:, None, :] + CORNERS.to(coords.device)).reshape(-1, 3)
             regions = torch.unique(pack(torch.div(near, REGION, rounding_mode='floor')))
             self._restore([r for r in regions.tolist() if r in self._evicted])
         slots = self.atlas.index.lookup(keys)
