@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 ROS_VENV ?= .venv-ros
 ROS_STAMP := $(ROS_VENV)/.installed
 
-.PHONY: demo test bench bench-seeds venv ros-venv clean
+.PHONY: demo test bench bench-seeds bench-scenarios venv ros-venv clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,11 @@ bench: $(STAMP)
 # The demo on three synthetic flights (about 4 minutes): gate map/tracking changes on it.
 bench-seeds: $(STAMP)
 	$(PY) tools/seed_sweep.py --seeds 0 1 2
+
+# The default config on scenario flights it was not tuned on (docs/scenarios.md; about
+# 35 minutes single-threaded). SCENARIO_ARGS='--split tune --max-frames 150' for a quick look.
+bench-scenarios: $(STAMP)
+	$(PY) tools/scenarios.py $(SCENARIO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(ROS_VENV) .cache build *.egg-info

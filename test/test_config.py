@@ -110,7 +110,7 @@ def test_specialisation_values():
         535.4, 539.2, 320.1, 247.6)
     assert tum.camera.depth_scale == 5000.0 and tum.camera.has_intrinsics
     assert tum.topics.imu == ''
-    assert tum.engine.map.observed_floor == 0.75
+    assert not tum.engine.inference.track_color
 
     rs = load_config([BASE, CONFIG / 'realsense.yaml'])
     assert rs.topics.rgb == '/camera/color/image_raw'

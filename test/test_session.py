@@ -165,3 +165,54 @@ def test_a_2d_pose_keeps_height_and_tilt_of_the_estimate():
     np.testing.assert_allclose(T[:3, 3], [4.0, -1.0, 1.5])
     np.testing.assert_allclose(T[:3, :3], Rz(1.2) @ Ry @ Rx, atol=1e-12)
     np.testing.assert_allclose(planar_pose(given, None), given)
+
+
+def _tf(msgs):
+    """{(parent, child): T} of the /tf messages of one step."""
+    from vssm_ros.data.transforms import xyzquat_to_matrix
+    out = {}
+    for topic, msg in msgs:
+        if topic != outputs.TF:
+            continue
+        for t in msg.transforms:
+            tr, q = t.transform.translation, t.transform.rotation
+            out[(t.header.frame_id, t.child_frame_id)] = xyzquat_to_matrix(
+                [tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w])
+    return out
+
+
+def test_a_relocalisation_jump_goes_into_map_to_odom(flight):
+    """REP-105: when the engine relocalises (``Estimate.T_jump``), map -> odom takes the jump
+    and odom -> base_link stays continuous; the status reaches diagnostics and the counts."""
+    s = SlamSession(make_cfg(), TYPES, ground_truth=_truth(flight))
+    items = _items(flight, 0, 3)
+    steps = [s.feed(x) for x in items]
+    steps = [st for st in steps if st is not None]
+    T_odom_body_before = _tf(steps[-1].messages)[('odom', 'base_link')]
+    jump = np.eye(4)
+    jump[:3, 3] = (0.4, -0.2, 0.0)
+    real_step = s.engine.step
+
+    def relocalising_step(frame):
+        est = real_step(frame)
+        est.T_world_body = jump @ est.T_world_body
+        est.T_jump, est.status, est.status_reason = jump, 'DEGRADED', 'relocalised'
+        return est
+
+    s.engine.step = relocalising_step
+    step = [st for st in map(s.feed, _items(flight, 4, 4)) if st is not None][-1]
+    tf = _tf(step.messages)
+    np.testing.assert_allclose(tf[('map', 'odom')], jump, atol=1e-6)
+    # odom -> base_link moved by the frame's own motion only, not by the jump.
+    assert np.linalg.norm(tf[('odom', 'base_link')][:3, 3]
+                          - T_odom_body_before[:3, 3]) < 0.1
+    status = [m for t, m in step.messages if t == outputs.STATUS][0]
+    assert status.level == 1 and 'degraded' in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert values['tracking_status'] == 'DEGRADED'
+    assert 'bias_acc.x' in values and 'health.inlier_fraction' in values
+    stats = s.stats()
+    assert stats['relocalisations'] == 1 and stats['status.DEGRADED'] == 1
+    assert stats['status.OK'] == 4   # frames 0-3
+    s.reset()
+    assert np.array_equal(s.T_map_odom, np.eye(4))

@@ -187,16 +187,76 @@ class SyntheticConfig:
     start: str = 'loop'
     """Where the flight starts: 'loop' (hovering on the loop) or 'centre' (hovering at the
     middle of the room or hall at 1.5 m, then spiralling out smoothly onto the loop, the radial
-    speed below 0.8 x peak_speed). Not with layout 'rooms' (its middle is a wall junction)."""
+    speed below 0.8 x peak_speed) or 'moving' (already on the loop at full speed, tilted as it
+    flies: no hover, no ramp). 'centre' not with layout 'rooms' (its middle is a wall
+    junction)."""
     hall_size: Tuple[float, ...] = (32.0, 24.0, 4.0)
     """Hall extent x, y, z (metres) of layout 'hall' (room_size is the room's for 'room' and
     each room's for 'rooms')."""
+    yaw: str = 'centre'
+    """Heading of the loop flights: 'centre' (the layout's own: facing the room's centre with a
+    slow pan, the hall's walls, or along the travel through the rooms) or 'velocity' (the body
+    x axis along the direction of travel on the loop)."""
+    trajectory: str = 'loop'
+    """Where the flight comes from: 'loop' (the closed-form loop of the layout, with the
+    synthetic IMU) or 'blackbird' (a segment of a real Blackbird flight: its motion-capture
+    trajectory and its real raw IMU at 100 Hz, published in the IMU's own z-down frame with
+    T_body_imu on /tf_static, inside a room sized from the segment; room_size, peak_speed,
+    imu_rate_hz, start, hover_s, ramp_s and the IMU noise fields do not apply)."""
+    blackbird_path: str = ''
+    """trajectory 'blackbird': a folder with data.hdf5 and stamped_groundtruth_imu.txt (the
+    Blackbird flights as pre-processed by Cioffi et al., e.g. blackbird_clover_5p0/train)."""
+    blackbird_start_s: float = 0.0
+    """trajectory 'blackbird': start of the segment (seconds after the recording's first
+    sample); the segment is duration_s long."""
+    frame_drop: float = 0.0
+    """Fraction of the camera frames dropped at random (neither written nor rendered)."""
+    time_offset_s: float = 0.0
+    """Camera stamps minus the true exposure times (seconds, |offset| < 0.1): the images are
+    rendered at the exposure, stamped this much later, ground truth at the stamps; frames
+    stamped outside the IMU's span are left out."""
+    noise_scale: float = 1.0
+    """Multiplies the depth noise (a and b), the colour noise and the IMU white noise and bias
+    walks (trajectory 'blackbird': the camera noise only; its IMU is real)."""
+    exposure_std: float = 0.0
+    """Per-frame exposure change: each frame's colours are multiplied by exp(N(0, std²))."""
+    motion_blur_s: float = 0.0
+    """Exposure time (seconds) of the colour image: the mean of 5 renders spread over it,
+    centred on the exposure (0: sharp). Depth stays sharp."""
+    blackout_start_s: float = 0.0
+    """Start (seconds since the flight start) of a covered lens: black colour and all-invalid
+    depth for blackout_s while the IMU goes on."""
+    blackout_s: float = 0.0
+    """Length of the covered-lens span (seconds; 0: none)."""
+    texture: str = 'default'
+    """Surface textures: 'default' (each surface its own sum of sinusoids in three wavelength
+    bands), 'low_contrast' (the same at a fifth of the contrast) or 'repetitive' (one tiled
+    pattern of 0.3 m period on every surface)."""
 
     def __post_init__(self):
         _check(self.layout in ('room', 'hall', 'rooms'), 'synthetic.layout',
                f"must be 'room', 'hall' or 'rooms', got {self.layout!r}")
-        _check(self.start in ('loop', 'centre'), 'synthetic.start',
-               f"must be 'loop' or 'centre', got {self.start!r}")
+        _check(self.start in ('loop', 'centre', 'moving'), 'synthetic.start',
+               f"must be 'loop', 'centre' or 'moving', got {self.start!r}")
+        _check(self.yaw in ('centre', 'velocity'), 'synthetic.yaw',
+               f"must be 'centre' or 'velocity', got {self.yaw!r}")
+        _check(self.trajectory in ('loop', 'blackbird'), 'synthetic.trajectory',
+               f"must be 'loop' or 'blackbird', got {self.trajectory!r}")
+        _check(self.trajectory != 'blackbird' or bool(self.blackbird_path),
+               'synthetic.blackbird_path', "is needed with trajectory 'blackbird'")
+        _check(self.trajectory != 'blackbird' or self.layout == 'room', 'synthetic.layout',
+               "must be 'room' with trajectory 'blackbird' (the room is sized from the segment)")
+        _check(self.blackbird_start_s >= 0, 'synthetic.blackbird_start_s', 'must be >= 0')
+        _check(0 <= self.frame_drop < 1, 'synthetic.frame_drop', 'must be in [0, 1)')
+        _check(abs(self.time_offset_s) < 0.1, 'synthetic.time_offset_s',
+               'must be within (-0.1, 0.1) seconds')
+        _check(self.noise_scale >= 0, 'synthetic.noise_scale', 'must be >= 0')
+        _check(self.exposure_std >= 0, 'synthetic.exposure_std', 'must be >= 0')
+        _check(0 <= self.motion_blur_s < 0.1, 'synthetic.motion_blur_s', 'must be in [0, 0.1)')
+        _check(self.blackout_start_s >= 0 and self.blackout_s >= 0,
+               'synthetic.blackout_start_s/blackout_s', 'must be >= 0')
+        _check(self.texture in ('default', 'low_contrast', 'repetitive'), 'synthetic.texture',
+               f"must be 'default', 'low_contrast' or 'repetitive', got {self.texture!r}")
         _check(not (self.layout == 'rooms' and self.start == 'centre'), 'synthetic.start',
                "'centre' is not available with layout 'rooms' (its middle is a wall junction); "
                "use start 'loop'")
@@ -395,6 +455,13 @@ class SensorConfig:
     """Std (grey intensity in [0, 1]) of the colour likelihood that tracking uses
     (``inference.track_color``): camera noise plus the map's colour error (a voxel averages
     the texture it covers). The synthetic camera (noise 2/255) takes 0.005 (config/demo.yaml)."""
+    color_affine: bool = False
+    """The colour likelihood fits each frame's brightness to the map's as a gain and an
+    offset (profiled out at every Gauss-Newton step), for auto exposure and lighting changes.
+    Off by default: on the tune scenario families (docs/scenarios.md) it measured worse on 4
+    of 5 (exposure changes 3.59 against 3.41 cm, start in motion 1.73 against 1.30, hall 5.28
+    against 4.49), on the demo flight 0.339 against 0.348 cm, on TUM teddy with colour
+    tracking 1.85 against 2.0 cm (colour off there: 1.77)."""
     huber: float = 2.0
     """Huber threshold on normalised depth and colour residuals (robust to outliers and
     dynamics)."""
@@ -418,9 +485,26 @@ class MotionConfig:
     gravity: float = 9.81
     """Gravity magnitude (m/s²); the world z axis points up."""
     acc_noise: float = 0.05
-    """Accelerometer noise density (m/s²/sqrt(Hz)), including unmodelled bias drift."""
+    """Accelerometer white-noise density (m/s²/sqrt(Hz)); the bias is estimated in the state
+    (``acc_bias_walk``). Above a datasheet's (BMI055: 0.0015): it also covers vibration and
+    the zero-order hold between samples."""
     gyro_noise: float = 0.005
-    """Gyroscope noise density (rad/s/sqrt(Hz)), including unmodelled bias drift."""
+    """Gyroscope white-noise density (rad/s/sqrt(Hz)); the bias is estimated in the state
+    (``gyro_bias_walk``). Above a datasheet's (BMI055: 0.00024) for the same reasons."""
+    acc_bias_walk: float = 0.001
+    """Accelerometer bias random walk (m/s³/sqrt(Hz)): the bias drifts by this times
+    sqrt(seconds). Allan-variance fits of a RealSense D435i's BMI055 give 6e-5 to 8e-4; 1e-3
+    (as VINS-Mono's RealSense configs) leaves room for temperature drift."""
+    gyro_bias_walk: float = 0.0001
+    """Gyroscope bias random walk (rad/s²/sqrt(Hz)). Allan-variance fits of a BMI055 give
+    2e-6 to 2e-5; 1e-4 (as VINS-Mono's RealSense configs) leaves room for temperature drift."""
+    acc_bias_std: float = 0.1
+    """Prior std of the accelerometer bias at the first frame (m/s², per axis, mean 0): a
+    calibrated consumer MEMS IMU's residual offset (uncalibrated BMI055 units read up to
+    ~0.4)."""
+    gyro_bias_std: float = 0.01
+    """Prior std of the gyroscope bias at the first frame (rad/s, per axis, mean 0): a
+    consumer MEMS gyro's turn-on offset (BMI055: up to 1 °/s = 0.017 rad/s)."""
     cv_acc_noise: float = 2.0
     """Constant-velocity model (no IMU): white acceleration density (m/s²/sqrt(Hz))."""
     cv_gyro_noise: float = 1.0
@@ -435,7 +519,8 @@ class MotionConfig:
 
     def __post_init__(self):
         for k in ('gravity', 'acc_noise', 'gyro_noise', 'cv_acc_noise', 'cv_gyro_noise',
-                  'max_imu_gap'):
+                  'max_imu_gap', 'acc_bias_walk', 'gyro_bias_walk', 'acc_bias_std',
+                  'gyro_bias_std'):
             _check(getattr(self, k) > 0, f'motion.{k}', 'must be > 0')
 
 
@@ -492,6 +577,123 @@ class InferenceConfig:
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
         for k in ('track_stop_translation', 'track_stop_rotation_deg'):
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initialisation (``core.init``): rest or motion at the first frame, and gravity and
+    velocity from the first frames (with ``engine.init_pose: gravity`` and IMU)."""
+
+    rest_max_gyro: float = 0.05
+    """At rest when the IMU samples before the first frame turn slower than this on average
+    (rad/s) ..."""
+    rest_max_acc_dev: float = 0.3
+    """... and their specific force stays within this of gravity's magnitude (m/s²)."""
+    rest_samples: int = 40
+    """IMU samples before the first frame judged for rest (and averaged for gravity)."""
+    rest_velocity_std: float = 0.05
+    """Std (m/s) of the first velocity (zero) at rest."""
+    moving_velocity_std: float = 4.0
+    """Std (m/s) of the first velocity (zero) in motion or without IMU: tracking against the
+    first keyframe finds it."""
+    align_frames: int = 20
+    """Frames after which gravity and velocity are solved from the tracked poses and the IMU
+    (``core.init.align_gravity``); when the map frame's gravity direction moves by more than
+    ``min_correction_deg``, the start was in motion, or the velocity was not zero after all,
+    the engine restarts from the first frame with both corrected (once). 0: never (gravity
+    from the accelerometer alone). With 3 mm of tracking noise, 20 frames at 20 Hz give
+    gravity's direction to 0.23 deg (median; 8 frames: 1.6 deg)."""
+    min_correction_deg: float = 1.0
+    """Smallest gravity correction (degrees) worth a restart from a start at rest. At rest
+    the accelerometer already gives gravity to its bias (0.05 m/s²: 0.3 deg), which the solve
+    over the first second does not beat (it scatters by 0.2-0.6 deg); a larger disagreement
+    means the rest was not one."""
+    max_gravity_error: float = 0.15
+    """The solve is rejected (kept as it was) when its gravity's magnitude is off by more
+    than this fraction (too little motion or bad tracking to tell)."""
+
+    def __post_init__(self):
+        for k in ('rest_max_gyro', 'rest_max_acc_dev', 'rest_velocity_std',
+                  'moving_velocity_std', 'max_gravity_error'):
+            _check(getattr(self, k) > 0, f'init.{k}', 'must be > 0')
+        _check(self.rest_samples >= 2, 'init.rest_samples', 'must be >= 2')
+        _check(self.align_frames == 0 or self.align_frames >= 3, 'init.align_frames',
+               'must be 0 (off) or >= 3')
+        _check(self.min_correction_deg >= 0, 'init.min_correction_deg', 'must be >= 0')
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Tracking health (``core.health``): when the estimate is OK, DEGRADED or LOST, and how
+    the engine relocalises. Thresholds were set on the 1 m/s synthetic flights and checked on
+    held-out families (docs/scenarios.md)."""
+
+    lost_inlier_fraction: float = 0.25
+    """A frame is bad when fewer of its valid rays than this fraction land on the map within
+    the band around their measured depth."""
+    min_agreement: float = 0.8
+    """Below this fraction of inliers among the rays that hit the map, a tracked frame is
+    weak (DEGRADED): the map is seen but does not match (0.95-1 when tracking)."""
+    max_rmse: float = 5.0
+    """Above this robust normalised depth residual a tracked frame is weak (DEGRADED): the
+    depth noise model is off by that factor (0.8-1 on the synthetic flights at 160 x 120,
+    1.5-2.5 at 48 x 36)."""
+    max_innovation: float = 200.0
+    """A frame is bad when its pose update's chi-square against the propagated prior (6
+    degrees of freedom) exceeds this: the rays pull the pose where the motion prior says it
+    cannot be. 200 leaves room for an over-confident IMU prior (chi-square 0.999 is 22.5)."""
+    max_pose_std: float = 0.05
+    """A tracked frame is weak when the rays alone leave the pose this uncertain (metres, or
+    radians) along its weakest direction (a blank wall, a view of one plane)."""
+    lost_acc_noise: float = 0.3
+    """While LOST, white acceleration noise (m/s²/sqrt(Hz)) added to the motion prior's, so
+    that the coasted covariance grows as dead reckoning on a drone's IMU really drifts
+    (vibration, bias and tilt errors the IMU model leaves out): on the real Blackbird IMU
+    the IMU model alone gave a 21 cm std 18 m off the truth after 3 s of coasting. 0.3 adds
+    0.9 m of std over 3 s; 0.5 and more widen the relocalisation search (3 stds) so much
+    that its grid coarsens and a 2 s blackout came back 8 cm off instead of 3."""
+    lost_after_s: float = 0.1
+    """Bad frames for this long (seconds) make the status LOST (no map updates, coasting on
+    the motion prior, relocalisation)."""
+    ok_after_s: float = 0.3
+    """Good frames for this long (seconds) after a relocalisation or a weak spell make the
+    status OK again."""
+    relocalise: bool = True
+    """Try to relocalise while LOST: score candidate poses around the coasted one and the
+    recent keyframes by how many rays land on the map, refine the best by tracking, and
+    accept one that passes the OK tests."""
+    reloc_min_inlier_fraction: float = 0.6
+    """A pose found while LOST is taken only with at least this fraction of its valid rays
+    on the map (and the OK tests passed); normal tracking measures 0.5-0.99, the lower end
+    where the view reaches into unmapped space."""
+    reloc_radius: float = 0.6
+    """Half-width (metres) of the position grid searched around each candidate centre,
+    widened to 3 position stds of the coasted pose (at most ``reloc_max_radius``)."""
+    reloc_max_radius: float = 2.0
+    """Largest position search half-width (metres)."""
+    reloc_step: float = 0.15
+    """Spacing (metres) of the position grid (coarser for wide searches: at most 9 x 9 x 5
+    positions per centre)."""
+    reloc_yaw_deg: float = 10.0
+    """Half-width (degrees) of the yaw search (roll and pitch come from the IMU; the gyro
+    keeps yaw to a fraction of a degree over seconds of coasting)."""
+    reloc_yaw_step_deg: float = 5.0
+    """Spacing (degrees) of the yaw search."""
+    reloc_candidates: int = 6
+    """Best-scoring candidates refined by tracking in one relocalisation attempt."""
+    reloc_rays: int = 192
+    """Rays scored per candidate pose (a coarse test; the refinement uses all rays)."""
+
+    def __post_init__(self):
+        for k in ('lost_inlier_fraction', 'min_agreement', 'reloc_min_inlier_fraction'):
+            _check(0 <= getattr(self, k) <= 1, f'health.{k}', 'must be in [0, 1]')
+        for k in ('max_rmse', 'max_innovation', 'max_pose_std', 'reloc_radius',
+                  'reloc_max_radius', 'reloc_step', 'reloc_yaw_step_deg'):
+            _check(getattr(self, k) > 0, f'health.{k}', 'must be > 0')
+        for k in ('lost_after_s', 'ok_after_s', 'reloc_yaw_deg', 'lost_acc_noise'):
+            _check(getattr(self, k) >= 0, f'health.{k}', 'must be >= 0')
+        for k in ('reloc_candidates', 'reloc_rays'):
+            _check(getattr(self, k) >= 1, f'health.{k}', 'must be >= 1')
 
 
 @dataclass(frozen=True)
@@ -595,6 +797,10 @@ class EngineConfig:
     """Transition model."""
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     """Online inference."""
+    health: HealthConfig = field(default_factory=HealthConfig)
+    """Tracking health and relocalisation."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Initialisation: rest or motion, gravity and velocity from the first frames."""
     predict: PredictionConfig = field(default_factory=PredictionConfig)
     """Prediction ahead."""
     cost: CostConfig = field(default_factory=CostConfig)

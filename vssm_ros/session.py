@@ -35,6 +35,7 @@ import numpy as np
 
 from vssm_ros.config import VssmConfig, to_dict
 from vssm_ros.core.engine import SlamEngine
+from vssm_ros.core.state_layout import BIAS, DIM, POSE, V
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
 from vssm_ros.data.dynamics_io import dynamics_for_engine
@@ -125,6 +126,9 @@ class SlamSession:
         self._bad_lock = threading.Lock()
         self.schedule = (outputs.OutputSchedule(types, cfg.frames, cfg.outputs, camera_frame)
                          if types is not None else None)
+        # Standalone map -> odom: the relocalisation jumps so far, so that odom -> base_link
+        # stays continuous (REP-105).
+        self.T_map_odom = np.eye(4)
 
     # ------------------------------------------------------------------ intake
 
@@ -234,6 +238,18 @@ class SlamSession:
             return self._failed(frame, type(err).__name__, str(err))
         dt = time.perf_counter() - t0
         self.counts['frames_processed'] += 1
+        self.counts[f'status.{est.status}'] += 1
+        if est.T_jump is not None:
+            # A relocalisation, or the map frame levelled once gravity was solved (init).
+            self.T_map_odom = np.asarray(est.T_jump, float) @ self.T_map_odom
+            reloc = est.status_reason == 'relocalised'
+            self.counts['relocalisations' if reloc else 'map_frame_corrections'] += 1
+            what = 'relocalised' if reloc else 'map frame levelled (gravity solved)'
+            self.log('info', f'{what} at {est.stamp_ns} ns: a jump of '
+                             f'{np.linalg.norm(est.T_jump[:3, 3]):.2f} m into map -> odom')
+        if self.last_estimate is not None and est.status != self.last_estimate.status:
+            self.throttled('status', 'warn' if est.status != 'OK' else 'info',
+                           f'tracking {est.status}: {est.status_reason}')
         self.steps_s.append(dt)
         for k, v in est.timings.items():
             self.stage_sums[k] += float(v)
@@ -253,7 +269,7 @@ class SlamSession:
         if self.schedule is None:
             return []
         frames = self.cfg.frames
-        T_map_odom, tf = None, True
+        T_map_odom, tf = self.T_map_odom, True
         if not frames.standalone:
             T_odom_body = self.odom_at(est.stamp_ns) if self.odom_at is not None else None
             if T_odom_body is None:
@@ -275,14 +291,12 @@ class SlamSession:
         est = est or self.last_estimate
         if est is None:
             return M.DIAG_WARN, 'no frame processed yet'
-        own = getattr(est, 'status', None)
-        if own:
-            level = {'OK': M.DIAG_OK, 'DEGRADED': M.DIAG_WARN, 'LOST': M.DIAG_ERROR}
-            return level.get(str(own), M.DIAG_WARN), str(own).lower()
-        rays = est.timings.get('rays_used')
-        if rays is not None and rays < self.cfg.engine.inference.min_valid_rays:
-            return M.DIAG_WARN, 'too few valid depth rays: frame not tracked'
-        return M.DIAG_OK, 'localizing' if self.localization else 'tracking'
+        if est.status == 'OK':
+            return M.DIAG_OK, 'localizing' if self.localization else 'tracking'
+        level = M.DIAG_WARN if est.status == 'DEGRADED' else M.DIAG_ERROR
+        what = ('degraded (map not updated)' if est.status == 'DEGRADED'
+                else 'lost (coasting on the motion prior, map not updated)')
+        return level, f'{what}: {est.status_reason}'
 
     def status_msg(self, est: Estimate) -> Any:
         """diagnostic_msgs/DiagnosticStatus of one frame's tracking (``~/status``)."""
@@ -290,6 +304,10 @@ class SlamSession:
         values: Dict[str, Any] = {'stamp_ns': int(est.stamp_ns)}
         values.update({k: int(est.timings[k]) for k in TIMING_COUNTS if k in est.timings})
         values['position_std_m'] = position_std(est)
+        values['tracking_status'] = est.status
+        values.update({f'health.{k}': v for k, v in est.health.items()})
+        values.update({f'bias_acc.{a}': float(v) for a, v in zip('xyz', est.b_a)})
+        values.update({f'bias_gyro.{a}': float(v) for a, v in zip('xyz', est.b_g)})
         return M.diagnostic_status_msg(self.types, outputs.DIAGNOSTIC_NAME, level, text, values)
 
     def flush(self) -> bool:
@@ -303,7 +321,9 @@ class SlamSession:
         """Counts, bad input by reason and timing figures for diagnostics and reports."""
         c = self.counts
         n = c['frames_processed']
-        keys = ('frames_processed', 'frames_failed', 'imu_received', 'resets')
+        keys = ('frames_processed', 'frames_failed', 'imu_received', 'resets',
+                'relocalisations', 'map_frame_corrections', 'status.OK', 'status.DEGRADED',
+                'status.LOST')
         out: Dict[str, Any] = {k: c[k] for k in keys}
         out['imu_gaps'] = self.engine.n_imu_gaps if self.engine is not None else 0
         out.update({f'bad.{k}': v for k, v in self.bad_counts().items()})
@@ -327,6 +347,7 @@ class SlamSession:
         """Forget the map and the trajectory; the next frame starts a new map (slam mode)."""
         self._replace_engine(None)
         self.last_estimate = None
+        self.T_map_odom = np.eye(4)
         self._pending_imu.clear()
         self._imu_last = None
         self._pose_request = None
@@ -413,12 +434,18 @@ class SlamSession:
         # load_state_dict resets before it reads them.
         t = sd['tensors'] = {k: v.clone() for k, v in sd['tensors'].items()}
         dtype = t['state.R'].dtype if 'state.R' in t else torch.float64
-        n = t['state.cov'].shape[0] if 'state.cov' in t else 9
-        full = torch.zeros(n, n, dtype=dtype)
+        full = torch.zeros(DIM, DIM, dtype=dtype)
         prior = np.diag([0.05 ** 2] * 3 + [np.deg2rad(2.0) ** 2] * 3)
-        full[:6, :6] = torch.as_tensor(prior if cov is None else cov, dtype=dtype)
-        for i in range(6, n):
-            full[i, i] = 0.1 ** 2
+        full[POSE, POSE] = torch.as_tensor(prior if cov is None else cov, dtype=dtype)
+        # The velocity at a pose given by hand is unknown: tracking finds it.
+        full[V, V] = torch.eye(3, dtype=dtype) * self.engine.cfg.init.moving_velocity_std ** 2
+        # The IMU biases do not change with the pose: keep their estimate and covariance.
+        mc = self.engine.cfg.motion
+        full[BIAS, BIAS] = (t['state.cov'][BIAS, BIAS] if 'state.cov' in t else torch.diag(
+            torch.tensor([mc.acc_bias_std ** 2] * 3 + [mc.gyro_bias_std ** 2] * 3,
+                         dtype=dtype)))
+        t.setdefault('state.b_a', torch.zeros(3, dtype=dtype))
+        t.setdefault('state.b_g', torch.zeros(3, dtype=dtype))
         t['state.R'] = torch.as_tensor(T[:3, :3], dtype=dtype)
         t['state.p'] = torch.as_tensor(T[:3, 3], dtype=dtype)
         t['state.v'] = torch.zeros(3, dtype=dtype)

@@ -102,6 +102,16 @@ class Estimate:
         v_world: posterior mean linear velocity in the world frame. Shape: (3,).
         timings: seconds spent per stage ('propagate', 'track', 'map', 'total', ...), and
             the counts named in ``TIMING_COUNTS``.
+        b_a: posterior mean accelerometer bias, body frame (m/s²); subtract it from raw
+            accelerometer readings. Shape: (3,).
+        b_g: posterior mean gyroscope bias, body frame (rad/s). Shape: (3,).
+        status: tracking health, 'OK', 'DEGRADED' or 'LOST' (``core.health``): only OK
+            frames update the map; a LOST estimate is the motion prior coasting.
+        status_reason: why (e.g. 'inliers 12 % < 25 %').
+        health: the signals the status came from (``core.health.TrackSignals.as_dict``).
+        T_jump: when this frame relocalised, the jump ``T_new T_coasted^-1`` (world frame)
+            that the drivers put into map -> odom so that odom -> base_link stays continuous
+            (REP-105); None otherwise. Shape: (4, 4).
     """
 
     stamp_ns: int
@@ -109,6 +119,12 @@ class Estimate:
     cov: np.ndarray
     v_world: np.ndarray
     timings: Dict[str, float] = field(default_factory=dict)
+    b_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    b_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    status: str = 'OK'
+    status_reason: str = ''
+    health: Dict[str, float] = field(default_factory=dict)
+    T_jump: Optional[np.ndarray] = None
 
     @property
     def t(self) -> float:

@@ -77,6 +77,12 @@ def test_metrics_json(replayed):
     assert m['rpe']['n'] == 15
     unc = m['uncertainty']
     assert unc['n'] == 16 and 0 <= unc['coverage'] <= 1 and unc['nees_mean'] > 0
+    trk = m['tracking']
+    assert sum(trk['status_frames'].values()) == 16 and trk['status_frames']['OK'] == 16
+    assert trk['lost_spells'] == [] and trk['relocalisations'] == 0
+    assert len(trk['bias']['acc']) == 3 and len(trk['bias']['gyro']) == 3
+    assert unc['ok_frames']['n'] == 16   # every frame OK: the same frames as the whole run
+    assert unc['ok_frames']['coverage'] == unc['coverage']
     t = m['timing']
     lat = t['step_latency']
     assert lat['n'] == 16

@@ -13,8 +13,9 @@ from vssm_ros.core.dynamics import GaussianState, propagate_imu
 from vssm_ros.core.dynamics_fit import (StateSequence, fit, initial_covariance, window_nll,
                                         window_starts)
 from vssm_ros.core.imu import integrate_imu
-from vssm_ros.core.learned_dynamics import (LearnedDynamics, error_nll, propagate_learned,
-                                            so3_exp_step)
+from vssm_ros.core.learned_dynamics import (LearnedDynamics, error_nll, learned_transition,
+                                            propagate_learned, so3_exp_step)
+from vssm_ros.core.state_layout import BA, BG, DIM
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.errors import StateError
 
@@ -97,16 +98,61 @@ def test_covariance_matches_the_engineered_propagation(flight):
     seq = _sequence(flight)
     cfg = MotionConfig()
     model = LearnedDynamics.engineered(cfg.acc_noise, cfg.gyro_noise).to(F64)
-    P0 = torch.diag(torch.tensor([1e-4] * 3 + [1e-5] * 3 + [1e-3] * 3, dtype=F64))
+    P0 = torch.diag(torch.tensor([1e-4] * 3 + [1e-5] * 3 + [1e-3] * 3 + [1e-2] * 3
+                                 + [1e-4] * 3, dtype=F64))
     s, n = 200, 10
-    state = GaussianState(seq.R[s], seq.p[s], seq.v[s], P0, torch.zeros(3, dtype=F64))
-    acc, gyro, dt = seq.u[s:s + n, :3], seq.u[s:s + n, 3:], seq.dt[s:s + n]
+    # The state's biases are subtracted from the samples, in both.
+    b_a = torch.tensor([0.2, -0.1, 0.3], dtype=F64)
+    b_g = torch.tensor([0.01, 0.02, -0.01], dtype=F64)
+    state = GaussianState(seq.R[s], seq.p[s], seq.v[s], P0, torch.zeros(3, dtype=F64),
+                          b_a, b_g)
+    acc, gyro, dt = seq.u[s:s + n, :3] + b_a, seq.u[s:s + n, 3:] + b_g, seq.dt[s:s + n]
     ref = propagate_imu(state, acc, gyro, dt, cfg)
-    new = propagate_learned(state, acc, gyro, dt, model)
+    new = propagate_learned(state, acc, gyro, dt, model, cfg)
     torch.testing.assert_close(new.p, ref.p, rtol=0, atol=1e-10)
     torch.testing.assert_close(new.v, ref.v, rtol=0, atol=1e-10)
     torch.testing.assert_close(new.R, ref.R, rtol=0, atol=1e-10)
     torch.testing.assert_close(new.cov, ref.cov, rtol=2e-3, atol=1e-9)
+    torch.testing.assert_close(new.omega, ref.omega, rtol=0, atol=1e-12)
+    assert torch.equal(new.b_a, b_a) and torch.equal(new.b_g, b_g)
+    # Ignoring the biases would be off by about |b_a| T = 0.037 m/s in velocity.
+    blind = propagate_learned(GaussianState(seq.R[s], seq.p[s], seq.v[s], P0,
+                                            torch.zeros(3, dtype=F64)), acc, gyro, dt, model)
+    assert float((blind.v - new.v).norm()) > 0.03
+    # The transition's process noise: the model's on the kinematics, the walk on the biases.
+    pred, F = learned_transition(state, acc, gyro, dt, model, cfg)
+    T = float(dt.sum())
+    assert F.shape == (DIM, DIM) and pred.cov.shape == (DIM, DIM)
+    torch.testing.assert_close(torch.diagonal(pred.cov)[BA],
+                               torch.full((3,), cfg.acc_bias_walk ** 2 * T, dtype=F64))
+    torch.testing.assert_close(torch.diagonal(pred.cov)[BG],
+                               torch.full((3,), cfg.gyro_bias_walk ** 2 * T, dtype=F64))
+
+
+def test_sampling_draws_the_biases_with_the_state():
+    """``sample`` with the whole state's covariance: each rollout's controls are corrected by
+    its own bias draw; the mean bias is subtracted. A hovering IMU, level: after T seconds the
+    position spread from an accelerometer bias std s is s T² / 2 (the model's own noise and
+    the tilt from the gyro bias are made negligible here)."""
+    model = LearnedDynamics.engineered(1e-6, 1e-8).to(F64)
+    n, dt, s = 50, 0.02, 0.2
+    u = torch.tensor([[0.0, 0.0, 9.81, 0.0, 0.0, 0.0]], dtype=F64).expand(n, 6)
+    b_a = torch.tensor([0.5, 0.0, 0.0], dtype=F64)
+    P0 = torch.zeros(DIM, DIM, dtype=F64)
+    P0[BA, BA] = torch.eye(3, dtype=F64) * s ** 2
+    P0[BG, BG] = torch.eye(3, dtype=F64) * 1e-12
+    R0, p0, v0 = torch.eye(3, dtype=F64), torch.zeros(3, dtype=F64), torch.zeros(3, dtype=F64)
+    smp = model.sample(R0, p0, v0, P0, u + torch.cat((b_a, torch.zeros(3, dtype=F64))), dt,
+                       4000, generator=torch.Generator().manual_seed(3), residual=False,
+                       b_a=b_a)
+    T = n * dt
+    p_end = smp['p'][:, -1]
+    assert float(p_end.mean(0).abs().max()) < 4 * 0.5 * s * T * T / 60   # bias subtracted
+    std = p_end.std(0)
+    torch.testing.assert_close(std, torch.full((3,), 0.5 * s * T * T, dtype=F64), rtol=0.06,
+                               atol=0)
+    with pytest.raises(StateError, match='P0'):
+        model.sample(R0, p0, v0, torch.eye(6, dtype=F64), u, dt, 4)
 
 
 def test_sampled_rollouts_match_the_linearised_covariance(flight):

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Tracking: Gauss-Newton on a map fused from a noise-free synthetic frame at its true pose."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,13 +14,13 @@ from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.map import VoxelMap
-from vssm_ros.core.posterior import depth_sigma, linearise, make_rays, track
+from vssm_ros.core.posterior import brightness_fit, depth_sigma, linearise, make_rays, track
 from vssm_ros.data.synthetic import generate_flight
 
 F64 = torch.float64
 SYN = SyntheticConfig(duration_s=3, width=64, height=48)
 ECFG = EngineConfig()
-PRIOR_STD = [0.05] * 3 + [math.radians(3.0)] * 3 + [0.5] * 3  # loose
+PRIOR_STD = [0.05] * 3 + [math.radians(3.0)] * 3 + [0.5] * 3 + [0.1] * 3 + [0.01] * 3  # loose
 
 
 def _t(x):
@@ -81,10 +82,10 @@ class Scene:
                 math.degrees(float(lie.so3_log(T[:3, :3].t() @ state.R).norm())))
 
 
-def _track(scene, prior, rays=None, iters=8, stop=(0.0, 0.0)):
+def _track(scene, prior, rays=None, iters=8, stop=(0.0, 0.0), scfg=None):
     inf = ECFG.inference
     return track(scene.map, scene.rays if rays is None else rays, prior, iters, ECFG.render,
-                 ECFG.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
+                 scfg or ECFG.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
                  inf.min_valid_rays, 1.0, *stop)
 
 
@@ -169,17 +170,20 @@ def test_jacobian_matches_finite_differences(scene30):
 def test_colour_jacobian_matches_finite_differences(scene30):
     # The colour term's Jacobian against central differences of the map's intensity at the
     # rays' observed points.
+    # The brightness gain and offset (``sensor.color_affine``) are refitted at every pose (a
+    # profiled nuisance): Gauss-Newton takes them as fixed, so the check fixes them too.
+    scfg = dataclasses.replace(ECFG.sensor, color_affine=False)
     prior = scene30.prior((0.004, -0.003, 0.002), (1.0, -2.0, 0.5), 0.3)
     R0, p0 = prior.R, prior.p
     rays = scene30.rays_rgb
-    lin = linearise(scene30.map, rays, R0, p0, ECFG.render, ECFG.sensor)
+    lin = linearise(scene30.map, rays, R0, p0, ECFG.render, scfg)
     use = lin['w_col'] > 0
     assert int(use.sum()) > 300
     assert int((use & (lin['w'] == 0)).sum()) == 0  # colour only where depth is usable
 
     def intensity(R, p):
-        out = linearise(scene30.map, rays, R, p, ECFG.render, ECFG.sensor)
-        return rays.i_obs - out['r_col'] * ECFG.sensor.color_sigma
+        out = linearise(scene30.map, rays, R, p, ECFG.render, scfg)
+        return rays.i_obs - out['r_col'] * scfg.color_sigma
 
     eps = 1e-7  # the trilinear gradient jumps at cell faces; one ray here is 4 um from one
     for j in range(6):
@@ -187,20 +191,57 @@ def test_colour_jacobian_matches_finite_differences(scene30):
         d[j] = eps
         fd = (intensity(R0 @ lie.so3_exp(d[3:]), p0 + d[:3])
               - intensity(R0 @ lie.so3_exp(-d[3:]), p0 - d[:3])) / (2 * eps)
-        analytic = -lin['J_col'][:, j] * ECFG.sensor.color_sigma
+        analytic = -lin['J_col'][:, j] * scfg.color_sigma
         rel = float((fd - analytic)[use].norm() / fd[use].norm())
         assert rel < 1e-4, (j, rel)
+
+
+def test_brightness_fit_recovers_gain_and_offset():
+    g = torch.Generator().manual_seed(0)
+    i_map = torch.rand(500, generator=g, dtype=F64)
+    ok = torch.ones(500, dtype=torch.bool)
+    ok[:100] = False
+    i_obs = 1.3 * i_map + 0.05
+    i_obs[:100] = 5.0   # outside the fit: ignored
+    gain, offset = brightness_fit(i_obs, i_map, ok)
+    assert float(gain) == pytest.approx(1.3) and float(offset) == pytest.approx(0.05)
+    # Too few rays, or a map without contrast there: no correction.
+    few = torch.zeros(500, dtype=torch.bool)
+    few[:10] = True
+    assert [float(x) for x in brightness_fit(i_obs, i_map, few)] == [1.0, 0.0]
+    flat = torch.full((500,), 0.4, dtype=F64)
+    assert [float(x) for x in brightness_fit(i_obs, flat, ok)] == [1.0, 0.0]
+
+
+def test_track_with_colour_ignores_an_exposure_change(scene30):
+    """The same rays 40 % brighter (auto exposure): with the brightness fit tracking lands
+    where it lands on the original rays; with the plain colour term it does not."""
+    prior = scene30.prior((0.01, -0.01, 0.005), (0.5, -0.5, 0.5), 0.3)
+    rays = scene30.rays_rgb
+    bright = dataclasses.replace(rays, i_obs=(rays.i_obs * 1.4 + 0.02).clamp(max=1.0))
+    out = {}
+    for affine in (True, False):
+        scfg = dataclasses.replace(ECFG.sensor, color_affine=affine)
+        p = [track(scene30.map, r, prior, 8, ECFG.render, scfg, 0.05, 3.0, 50,
+                   ECFG.sensor.ray_info_scale)['state'].p for r in (rays, bright)]
+        out[affine] = float(torch.linalg.norm(p[0] - p[1]))
+    assert out[True] < 1e-3 and out[False] > 3 * out[True]
 
 
 @pytest.mark.parametrize('axis', [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)])
 def test_track_with_colour_converges_from_2cm_1deg(scene30, axis):
     # Every 2 cm x 1 deg perturbation (along +-x/y/z, about +-body x/y/z) that depth alone
-    # leaves 5-26 mm off (8 of 36, the xfails below among them) converges with colour.
-    for dp in _DP6:
-        for angle in (1.0, -1.0):
-            prior = scene30.prior(dp, axis, angle)
-            e_p, e_r = scene30.errors(_track(scene30, prior, rays=scene30.rays_rgb)['state'])
-            assert e_p < 5e-3 and e_r < 0.2, (dp, angle, e_p, e_r)
+    # leaves 5-26 mm off (8 of 36, the xfails below among them) converges with colour. The
+    # brightness fit (sensor.color_affine) gives up a little of colour's pull in this scene:
+    # the worst rotation error 0.32 deg against 0.2 without it.
+    for affine, max_deg in ((False, 0.2), (True, 0.35)):
+        scfg = dataclasses.replace(ECFG.sensor, color_affine=affine)
+        for dp in _DP6:
+            for angle in (1.0, -1.0):
+                prior = scene30.prior(dp, axis, angle)
+                res = _track(scene30, prior, rays=scene30.rays_rgb, scfg=scfg)
+                e_p, e_r = scene30.errors(res['state'])
+                assert e_p < 5e-3 and e_r < max_deg, (affine, dp, angle, e_p, e_r)
 
 
 def _textured_wall(color):

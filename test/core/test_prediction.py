@@ -50,12 +50,14 @@ def tracked(flight):
     return eng, last
 
 
-def _hovering_engine(imu=True):
-    """An engine whose state is set directly: at rest at (1, 2, 1.5), level."""
+def _hovering_engine(imu=True, acc_bias_std=1e-6):
+    """An engine whose state is set directly: at rest at (1, 2, 1.5), level, biases zero and
+    (by default) known."""
     eng = SlamEngine(CFG)
     T = np.eye(4)
     T[:3, 3] = (1.0, 2.0, 1.5)
-    eng.state = initial_state(torch.tensor(T), pos_std=1e-3, rot_std=1e-4, vel_std=1e-3)
+    eng.state = initial_state(torch.tensor(T), pos_std=1e-3, rot_std=1e-4, vel_std=1e-3,
+                              acc_bias_std=acc_bias_std, gyro_bias_std=1e-7)
     eng.last_stamp_ns = 10**9
     if imu:
         eng.add_imu(ImuSample(stamp_ns=10**9 + 5 * 10**6, acc=G.copy(), gyro=np.zeros(3)))
@@ -99,6 +101,31 @@ def test_given_controls_are_followed_and_held():
     assert out['p'][:, -1].std(axis=0).mean() == pytest.approx(expected, rel=0.3)
     with pytest.raises(StateError, match='controls'):
         eng.predict(horizon_s=1.0, controls=np.zeros((5, 3)), render=False)
+
+
+def test_rollouts_subtract_the_estimated_biases_and_spread_with_their_uncertainty():
+    """Raw controls carry the IMU's bias: a state that knows it predicts the motion the
+    bias-free controls give; an uncertain bias (std s) adds ``s T² / 2`` to the spread."""
+    b_a, b_g = np.array([0.3, -0.2, 0.4]), np.array([0.0, 0.0, 0.05])
+    eng = _hovering_engine()
+    eng.state.b_a = torch.tensor(b_a)
+    eng.state.b_g = torch.tensor(b_g)
+    raw = np.tile(np.concatenate((G + b_a, b_g)), (100, 1))
+    out = eng.predict(raw, horizon_s=1.0, n_samples=64, control_dt=0.01, render=False)
+    assert np.abs(out['p'][:, -1].mean(axis=0) - (1.0, 2.0, 1.5)).max() < 0.02
+    yaw = np.arctan2(out['R'][:, -1, 1, 0], out['R'][:, -1, 0, 0])
+    # The gyro's white noise spreads the yaw by gyro_noise sqrt(T) = 0.005 rad; its mean is
+    # good to 0.005 / 8: not subtracting the 0.05 rad/s bias would turn it 0.05 rad.
+    assert abs(yaw.mean()) < 0.003
+    blind = _hovering_engine().predict(raw, horizon_s=1.0, n_samples=64, control_dt=0.01,
+                                       render=False)
+    assert np.abs(blind['p'][:, -1].mean(axis=0) - (1.0, 2.0, 1.5)).max() > 0.15
+    s = 0.2
+    wide = _hovering_engine(acc_bias_std=s).predict(
+        np.tile(np.concatenate((G, np.zeros(3))), (100, 1)), horizon_s=1.0, n_samples=2000,
+        control_dt=0.01, render=False)
+    expected = np.hypot(CFG.motion.acc_noise * np.sqrt(1.0 / 3.0), 0.5 * s)
+    assert wide['p'][:, -1].std(axis=0).mean() == pytest.approx(expected, rel=0.1)
 
 
 def test_without_imu_the_constant_velocity_model_predicts():

@@ -15,6 +15,7 @@ from vssm_ros.core.dynamics import GaussianState, imu_transition, propagate_imu
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.posterior import depth_sigma, make_rays
+from vssm_ros.core.state_layout import BA, DIM, P, PHI
 from vssm_ros.core.window import WindowFrame, refine_window
 from vssm_ros.data.synthetic import generate_flight
 
@@ -25,6 +26,12 @@ ECFG = EngineConfig()
 
 def _t(x):
     return torch.as_tensor(np.asarray(x), dtype=F64)
+
+
+def _cov(pos, rot, vel, acc_bias=0.05, gyro_bias=0.002):
+    """Diagonal covariance of the 15-vector error from per-block stds."""
+    return torch.diag(_t([pos ** 2] * 3 + [rot ** 2] * 3 + [vel ** 2] * 3
+                         + [acc_bias ** 2] * 3 + [gyro_bias ** 2] * 3))
 
 
 @pytest.fixture(scope='module')
@@ -68,8 +75,9 @@ def _rays(flight, k, valid=True, n=256):
 def test_without_rays_the_window_is_the_exact_gaussian_smoother(flight):
     """Prior and transitions only: the means stay put (all residuals are zero) and the newest
     state's marginal is the propagated covariance, F P F^T + Q twice."""
-    P0 = torch.diag(_t([0.01 ** 2] * 3 + [math.radians(1.0) ** 2] * 3 + [0.1 ** 2] * 3))
+    P0 = _cov(0.01, math.radians(1.0), 0.1)
     s0 = _true_state(flight, 10, P0)
+    s0.b_a, s0.b_g = _t([0.03, -0.02, 0.01]), _t([0.001, 0.002, -0.001])
     steps = [_imu_step(flight, 10), _imu_step(flight, 11)]
     s1 = propagate_imu(s0, *_imu_args(flight, 10))
     s2 = propagate_imu(s1, *_imu_args(flight, 11))
@@ -81,8 +89,16 @@ def test_without_rays_the_window_is_the_exact_gaussian_smoother(flight):
     for got, want in zip(out, (s0, s1, s2)):
         assert torch.allclose(got.p, want.p, atol=1e-9)
         assert torch.allclose(got.R, want.R, atol=1e-9)
+        assert torch.allclose(got.b_a, want.b_a, atol=1e-9)
+        assert torch.allclose(got.b_g, want.b_g, atol=1e-9)
     assert torch.allclose(out[0].cov, P0, rtol=1e-6, atol=1e-14)
     assert torch.allclose(out[2].cov, s2.cov, rtol=1e-4, atol=1e-12)
+    assert out[2].cov.shape == (DIM, DIM)
+    # The bias blocks too: the prior's plus two random-walk steps, coupled to the motion.
+    walk = ECFG.motion.acc_bias_walk ** 2 * 0.1
+    assert torch.allclose(torch.diagonal(out[2].cov)[BA], torch.full((3,), 0.05 ** 2 + walk,
+                                                                     dtype=F64), rtol=1e-6)
+    assert float(out[2].cov[P, BA].abs().max()) > 1e-6
 
 
 def test_later_frames_pull_an_erroneous_old_state_back(flight):
@@ -94,19 +110,20 @@ def test_later_frames_pull_an_erroneous_old_state_back(flight):
         fr = flight.frame(k, noise=False)
         d = _t(fr.depth)
         m.fuse(d, None, _t(fr.K), _t(flight.T_world_cam(k)), depth_sigma(d, ECFG.sensor))
-    P0 = torch.diag(_t([0.03 ** 2] * 3 + [math.radians(1.0) ** 2] * 3 + [0.1 ** 2] * 3))
+    P0 = _cov(0.03, math.radians(1.0), 0.1)
     truth0 = _true_state(flight, ks[0], P0)
-    wrong = truth0.boxplus(_t([0.02, -0.01, 0.005, 0.0, 0.0, math.radians(0.5), 0, 0, 0]))
-    P = torch.diag(_t([0.005 ** 2] * 3 + [math.radians(0.3) ** 2] * 3 + [0.05 ** 2] * 3))
+    wrong = truth0.boxplus(_t([0.02, -0.01, 0.005, 0.0, 0.0, math.radians(0.5), 0, 0, 0]
+                              + [0.0] * 6))
+    P_k = _cov(0.005, math.radians(0.3), 0.05)
     frames = [WindowFrame(0, wrong, None, None)]
     for j, k in enumerate(ks[1:]):
-        frames.append(WindowFrame(j + 1, _true_state(flight, k, P), _rays(flight, k),
+        frames.append(WindowFrame(j + 1, _true_state(flight, k, P_k), _rays(flight, k),
                                   _imu_step(flight, k - 1)))
     out = refine_window(m, frames, 3, ECFG.render, ECFG.sensor, 0.02, 0.05, 3.0)
 
     def err(s):
         e = s.boxminus(truth0)
-        return float(e[:3].norm()), math.degrees(float(e[3:6].norm()))
+        return float(e[P].norm()), math.degrees(float(e[PHI].norm()))
 
     e_p, e_r = err(wrong)
     r_p, r_r = err(out[0])
@@ -115,7 +132,9 @@ def test_later_frames_pull_an_erroneous_old_state_back(flight):
     for f, s in zip(frames[1:], out[1:]):
         assert float((s.p - f.filtered.p).norm()) < 0.5 * e_p
     # Information only adds: every refined marginal is tighter than the oldest's prior.
-    assert float(torch.diagonal(out[0].cov)[:3].sum()) < float(torch.diagonal(P0)[:3].sum())
+    assert float(torch.diagonal(out[0].cov)[P].sum()) < float(torch.diagonal(P0)[P].sum())
+    # Nothing here says the biases are wrong: they stay near zero.
+    assert float(out[0].b_a.norm()) < 0.05 and float(out[0].b_g.norm()) < 0.002
 
 
 def _run(feed, flight, window, n=22):

@@ -59,7 +59,8 @@ from vssm_ros.data.sources import Source, open_source
 from vssm_ros.data.trajectory import write_tum_trajectory
 from vssm_ros.errors import ConfigError, SourceError, StateError, SyncError, VssmError
 from vssm_ros.eval.metrics import associate, depth_l1, trajectory_metrics
-from vssm_ros.eval.report import aligned_position_calibration, latency_stats, summary_table
+from vssm_ros.eval.report import (aligned_position_calibration, latency_stats, summary_table,
+                                  tracking_report)
 from vssm_ros.session import SlamSession, Step
 from vssm_ros.types import TIMING_COUNTS, Estimate, Frame
 
@@ -260,6 +261,8 @@ class _Run:
         self.stamps: List[int] = []
         self.poses: List[np.ndarray] = []
         self.covs: List[np.ndarray] = []
+        self.statuses: List[str] = []
+        self.health: List[Dict[str, float]] = []
         self.keeper = _SpreadKeeper()
 
     def add(self, step: Step) -> None:
@@ -267,6 +270,8 @@ class _Run:
         self.stamps.append(int(est.stamp_ns))
         self.poses.append(est.T_world_body)
         self.covs.append(est.cov)
+        self.statuses.append(est.status)
+        self.health.append(est.health)
         self.keeper.offer(len(self.stamps) - 1, lambda f=step.frame, e=est: (f, e))
 
 
@@ -336,6 +341,11 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
         try:
             metrics['uncertainty'] = aligned_position_calibration(
                 stamps_ns, T_est, cov, gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S)
+            ok = np.array(run.statuses) == 'OK'
+            metrics['uncertainty']['ok_frames'] = (aligned_position_calibration(
+                stamps_ns[ok], T_est[ok], cov[ok], gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S,
+                T_align=metrics['ate']['alignment'] if metrics['ate'] else None)
+                if ok.sum() >= 3 else None)
         except ValueError as err:
             metrics['uncertainty'] = {'error': str(err)}
     write_tum_trajectory(out / 'trajectory.tum', stamps_ns, T_est)
@@ -360,6 +370,10 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
     metrics['memory'] = {'peak_rss_mb': peak_rss_mb(),
                          'peak_gpu_mb': _peak_gpu_mb(cfg.engine.device)}
     metrics['map'] = engine.map_stats()   # blocks and bytes: active, evicted, total
+    last = None if not c['imu_received'] else session.last_estimate   # no IMU: no biases
+    metrics['tracking'] = tracking_report(
+        stamps_ns, run.statuses, engine.n_relocalisations,
+        None if last is None else last.b_a, None if last is None else last.b_g, run.health)
     metrics['out_dir'] = str(out)
     return metrics
 

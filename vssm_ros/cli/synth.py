@@ -7,6 +7,9 @@ Example::
     vssm-synth --out out/synthetic --format mcap tum --seed 3 --duration 20
     vssm-synth --out out/hall --layout hall --duration 130
     vssm-synth --out out/rooms --layout rooms --duration 500 --format mcap
+    vssm-synth --out out/fast --start moving --yaw velocity --peak-speed 3
+    vssm-synth --out out/bb --trajectory blackbird --duration 25 --camera-rate 30 \
+        --blackbird data/blackbird_clover_5p0/train --blackbird-start 5
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from vssm_ros.errors import VssmError
 
 LAYOUTS = ('room', 'hall', 'rooms')
 """The values of ``synthetic.layout``."""
-STARTS = ('loop', 'centre')
+STARTS = ('loop', 'centre', 'moving')
 """The values of ``synthetic.start``."""
 # Command-line option -> SyntheticConfig field.
 _OVERRIDES = {'seed': 'seed', 'duration': 'duration_s', 'peak_speed': 'peak_speed',
-              'width': 'width', 'height': 'height', 'layout': 'layout', 'start': 'start'}
+              'width': 'width', 'height': 'height', 'layout': 'layout', 'start': 'start',
+              'yaw': 'yaw', 'trajectory': 'trajectory', 'blackbird': 'blackbird_path',
+              'blackbird_start': 'blackbird_start_s', 'camera_rate': 'camera_rate_hz',
+              'texture': 'texture'}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help='scene: room (one room, the default), hall (a large hall, obstacles '
                         'along the walls) or rooms (four rooms joined by doorways)')
     p.add_argument('--start', choices=STARTS,
-                   help='start hovering on the loop (default) or at the centre of the room or '
-                        'hall, spiralling out onto the loop')
+                   help='start hovering on the loop (default), at the centre of the room or '
+                        'hall, spiralling out onto the loop, or moving: on the loop at full speed')
+    p.add_argument('--yaw', choices=('centre', 'velocity'),
+                   help="heading: the layout's own (default) or along the velocity")
+    p.add_argument('--trajectory', choices=('loop', 'blackbird'),
+                   help='the loop (default) or a segment of a real Blackbird flight with its '
+                        'real IMU (needs --blackbird)')
+    p.add_argument('--blackbird', metavar='DIR',
+                   help='Blackbird split folder (data.hdf5, stamped_groundtruth_imu.txt)')
+    p.add_argument('--blackbird-start', type=float, metavar='S',
+                   help='start of the Blackbird segment (seconds into the recording)')
+    p.add_argument('--camera-rate', type=float, metavar='HZ', help='RGB-D frame rate')
+    p.add_argument('--texture', choices=('default', 'low_contrast', 'repetitive'),
+                   help='surface textures')
     p.add_argument('--overwrite', action='store_true', help='replace outputs that exist')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
@@ -95,11 +113,15 @@ def summary(flight, written, t_gen: float, t_write: float) -> str:
     speed = np.linalg.norm(flight.gt_imu.v_world, axis=1)
     length = float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
     clearance = float(flight.scene.distance(p).min())
+    imu_hz = (len(flight.imu.stamps_ns) - 1) / max(float(flight.seconds(
+        flight.imu.stamps_ns[-1])), 1e-9)
+    what = (f'Blackbird segment {cfg.blackbird_path} from {cfg.blackbird_start_s:g} s'
+            if cfg.trajectory == 'blackbird' else f'start {cfg.start}')
     lines = [
-        f'synthetic flight (seed {cfg.seed}, layout {cfg.layout}, start {cfg.start}): '
+        f'synthetic flight (seed {cfg.seed}, layout {cfg.layout}, {what}): '
         f'{cfg.duration_s:g} s, {flight.n_frames} frames '
         f'{cfg.width}x{cfg.height} @ {cfg.camera_rate_hz:g} Hz, {len(flight.imu.stamps_ns)} IMU '
-        f'samples @ {cfg.imu_rate_hz:g} Hz',
+        f'samples @ {imu_hz:.0f} Hz',
         f'  path {length:.2f} m, peak speed {speed.max():.3f} m/s, height '
         f'{p[:, 2].min():.2f}-{p[:, 2].max():.2f} m, clearance {clearance:.2f} m, '
         f'{flight.scene.n_boxes} boxes + {flight.scene.n_cylinders} cylinders',

@@ -35,19 +35,24 @@ from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
                                     preintegrated_transition, with_propagated_cov)
+from vssm_ros.core.health import LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.imu import preintegrate
+from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_correction,
+                                is_at_rest)
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.map import BlockSwap, VoxelMap
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
+from vssm_ros.core.relocalise import candidate_poses, score_poses
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
+from vssm_ros.core.state_layout import DIM, P, PHI, POSE, V
 from vssm_ros.core.window import Transition, WindowFrame, refine_window
 from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 RENDER_SPACING = 0.85
 """Full renders sample rays at most this many truncations apart (see ``render``)."""
 GRAVITY_SAMPLES = 50
@@ -81,6 +86,7 @@ class SlamEngine:
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
+        self.health = HealthMonitor(cfg.health)
         self.dynamics = None
         if dynamics is not None:   # inference only: no autograd graph through the transition
             self.dynamics = dynamics.to(self.device, self.dtype).eval().requires_grad_(False)
@@ -106,6 +112,19 @@ class SlamEngine:
         self.n_frames = 0
         self.n_imu_gaps = 0
         self.n_untracked = 0
+        self.n_relocalisations = 0
+        self.health.reset()
+        self._signals_last: Optional[TrackSignals] = None
+        # T_new T_coasted^-1 of a relocalisation in the last frame (the map -> odom jump).
+        self._jump: Optional[np.ndarray] = None
+        # Initialisation (core.init): the inputs so far and the tracked poses with the IMU
+        # between them, until gravity and velocity are solved (None: not aligning).
+        align = self._align_gravity and self.cfg.init.align_frames > 0
+        self._init_log: Optional[List[Any]] = [] if align else None
+        self._init_track: List[Tuple[torch.Tensor, torch.Tensor, Any]] = []
+        self._init_fix: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self.started_moving: Optional[bool] = None
+        self.gravity_correction_deg = 0.0
         # (K, T_body_cam, width, height) of the last frame: predict() renders with it.
         self._camera: Optional[Tuple[np.ndarray, np.ndarray, int, int]] = None
         # Position and rotation variance of the map frame the current state was tracked
@@ -126,6 +145,8 @@ class SlamEngine:
 
     def add_imu(self, sample: ImuSample) -> None:
         """Queue one IMU sample (body frame); samples older than the last frame are ignored."""
+        if self._init_log is not None:
+            self._init_log.append(sample)
         if self.last_stamp_ns is not None and sample.stamp_ns <= self.last_stamp_ns:
             self._last_imu = sample
             return
@@ -172,6 +193,14 @@ class SlamEngine:
         Raises:
             StateError: if the frame's stamp is not after the previous frame's.
         """
+        est = self._step(frame)
+        if self._init_log is not None:
+            self._init_log.append(frame)
+            if self.n_frames >= self.cfg.init.align_frames:
+                est = self._finish_init(est)
+        return est
+
+    def _step(self, frame: Frame) -> Estimate:
         inf = self.cfg.inference
         t_start = time.perf_counter()
         timings: Dict[str, float] = {}
@@ -187,55 +216,49 @@ class SlamEngine:
         t0 = time.perf_counter()
         dt = 0.0 if self.last_stamp_ns is None else (frame.stamp_ns - self.last_stamp_ns) * 1e-9
         if self.state is None:
-            T0 = self._gravity_aligned() if self._align_gravity else self.T_world_body0
-            self.state = initial_state(self._t(T0))
+            self.state = self._initial_state()
             prior = self.state
             first = True
         else:
             first = False
             imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
             transition = self._transition(imu, dt)
+            imu_of_interval = imu
             if imu is not None and self.dynamics is not None:
-                prior = propagate_learned(self.state, *imu, self.dynamics)
+                prior = propagate_learned(self.state, *imu, self.dynamics, self.cfg.motion)
             else:
                 pred, F = transition(self.state)
                 prior = with_propagated_cov(pred, F, self.state.cov)
+            if self.health.status == LOST:
+                prior.cov = prior.cov + self._dead_reckoning_noise(dt)
         timings['propagate'] = time.perf_counter() - t0
 
-        # 2. track
+        # 2. track, with the health of the result (and relocalisation when lost)
         t0 = time.perf_counter()
-        valid = torch.isfinite(depth)
         rays: Optional[RayBatch] = None
+        quality = 'good'
         if first:
             post = prior
         else:
-            idx, ok = sample_pixels(valid, inf.rays, self._gen)
-            h, w = depth.shape
-            uv = torch.stack(((idx % w).to(self.dtype), (idx // w).to(self.dtype)), dim=-1)
-            rgb_obs = rgb.reshape(-1, 3)[idx] if inf.track_color else None
-            rays = make_rays(pixel_rays(K, uv), depth.reshape(-1)[idx], ok, T_body_cam,
-                             self.cfg.render, rgb_obs)
-            res = track(self.map, rays, prior, inf.track_iters, self.cfg.render,
-                        self.cfg.sensor, inf.max_step_translation, inf.max_step_rotation_deg,
-                        inf.min_valid_rays, self.cfg.sensor.ray_info_scale,
-                        inf.track_stop_translation, inf.track_stop_rotation_deg)
-            post = res['state']
-            timings['rays_used'] = float(res['n_used'])
-            timings['track_iters'] = float(res['iters'])
-            if res['n_used'] < inf.min_valid_rays:
-                self.n_untracked += 1
-            else:
+            rays = self._sample_rays(depth, rgb, K, T_body_cam)
+            post, quality, res = self._track(rays, prior, frame.t, dt, timings)
+            if quality != 'bad':
                 self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
-            post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         timings['track'] = time.perf_counter() - t0
+        if self._init_log is not None:
+            self._init_track.append((post.R, post.p, None if first else imu_of_interval))
 
         # 3. window and map (closed form, keyframes)
         t0 = time.perf_counter()
-        if self._pending is not None and rays is not None:
+        if self.health.status != OK and self._pending is not None:
+            post = self._close_window(post)   # its keyframe was taken while OK
+        if self._pending is not None and rays is not None and quality != 'bad':
             n = inf.window_rays
             self._window.append(WindowFrame(frame.stamp_ns, post.clone(), rays.head(n),
                                             transition))
-        if first or self._is_keyframe(post):
+        # Only OK frames map: fusing weak ones let a drifting pose drag the map along with it
+        # (3x depth noise: 12 m off in 13 s, every frame DEGRADED).
+        if first or (self.health.status == OK and self._is_keyframe(post)):
             post = self._close_window(post)
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
@@ -259,6 +282,242 @@ class SlamEngine:
         self.n_frames += 1
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
+
+    def _initial_state(self) -> GaussianState:
+        """The first frame's state: the map frame's pose (``init_pose``, corrected by a
+        gravity solve when restarting), zero velocity with a std for rest or motion (the
+        solved velocity when restarting)."""
+        ic, mc = self.cfg.init, self.cfg.motion
+        T0 = self._gravity_aligned() if self._align_gravity else self.T_world_body0
+        T0 = self._t(T0)
+        if self._init_fix is not None:
+            R_fix, v0 = self._init_fix
+            T0[:3, :3] = R_fix @ T0[:3, :3]
+            vel_std = ic.rest_velocity_std
+        else:
+            self.started_moving = not self._at_rest()
+            vel_std = ic.moving_velocity_std if self.started_moving else ic.rest_velocity_std
+        state = initial_state(T0, vel_std=vel_std, acc_bias_std=mc.acc_bias_std,
+                              gyro_bias_std=mc.gyro_bias_std)
+        if self._init_fix is not None:
+            state.v = v0
+        return state
+
+    def _at_rest(self) -> bool:
+        """Whether the IMU samples before the first frame say the body is at rest (False
+        without IMU: nothing says so)."""
+        ic = self.cfg.init
+        samples = list(self._imu)[-ic.rest_samples:]
+        if len(samples) < 2:
+            return False
+        acc = self._t(np.stack([x.acc for x in samples]))
+        gyro = self._t(np.stack([x.gyro for x in samples]))
+        return is_at_rest(acc, gyro, self.cfg.motion.gravity, ic.rest_max_gyro,
+                          ic.rest_max_acc_dev)
+
+    def _finish_init(self, est: Estimate) -> Estimate:
+        """Solve gravity and velocity over the first frames (``core.init``); when the map
+        frame's gravity must turn (or the start was in motion), process the first frames
+        again from the corrected first state. Returns the newest frame's estimate, with the
+        change of map frame in ``T_jump``."""
+        log, track = self._init_log, self._init_track
+        self._init_log, self._init_track = None, []
+        ic, mc = self.cfg.init, self.cfg.motion
+        if any(imu is None for _, _, imu in track[1:]):
+            return est   # an interval without IMU says nothing about gravity
+        pre = [preintegrate(*imu) for _, _, imu in track[1:]]
+        R = torch.stack([r for r, _, _ in track])
+        p = torch.stack([x for _, x, _ in track])
+        T = torch.stack([q.delta_t for q in pre])
+        g, v = align_gravity(R, p, torch.stack([q.delta_v for q in pre]),
+                             torch.stack([q.delta_p for q in pre]), T,
+                             sigma_v=mc.acc_noise * math.sqrt(float(T.mean())),
+                             sigma_p=self.cfg.sensor.depth_sigma_a + 0.003)
+        if abs(float(torch.linalg.norm(g)) / mc.gravity - 1.0) > ic.max_gravity_error:
+            return est
+        R_fix = gravity_correction(g).to(self.dtype)
+        angle = correction_angle_deg(R_fix)
+        v0 = R_fix @ v[0].to(self.dtype)
+        rest_held = float(torch.linalg.norm(v0)) < 3 * ic.rest_velocity_std
+        if not self.started_moving and angle < ic.min_correction_deg and rest_held:
+            return est
+        T_old = est.T_world_body
+        moving = self.started_moving
+        self.reset()
+        self._init_log = None
+        self._init_fix = (R_fix, v0)
+        for item in log:
+            if isinstance(item, Frame):
+                est = self._step(item)
+            else:
+                self.add_imu(item)
+        self._init_fix = None
+        self.started_moving = moving
+        self.gravity_correction_deg = angle
+        est.T_jump = est.T_world_body @ np.linalg.inv(T_old)
+        return est
+
+    def _dead_reckoning_noise(self, dt: float) -> torch.Tensor:
+        """Extra process noise while LOST: white acceleration of density
+        ``health.lost_acc_noise`` on position and velocity over ``dt`` seconds, for what the
+        IMU model leaves out when nothing corrects it (vibration, bias and tilt errors).
+        Shape: (DIM, DIM)."""
+        q = self.cfg.health.lost_acc_noise ** 2
+        Q = torch.zeros(DIM, DIM, device=self.device, dtype=self.dtype)
+        eye = torch.eye(3, device=self.device, dtype=self.dtype)
+        Q[P, P] = eye * q * dt ** 3 / 3
+        Q[P, V] = Q[V, P] = eye * q * dt ** 2 / 2
+        Q[V, V] = eye * q * dt
+        return Q
+
+    def _sample_rays(self, depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor,
+                     T_body_cam: torch.Tensor) -> RayBatch:
+        """The frame's rays for tracking: ``inference.rays`` pixels sampled among the valid
+        ones (their band samples, observed depth and grey intensity)."""
+        inf = self.cfg.inference
+        idx, ok = sample_pixels(torch.isfinite(depth), inf.rays, self._gen)
+        w = depth.shape[1]
+        uv = torch.stack(((idx % w).to(self.dtype), (idx // w).to(self.dtype)), dim=-1)
+        rgb_obs = rgb.reshape(-1, 3)[idx] if inf.track_color else None
+        return make_rays(pixel_rays(K, uv), depth.reshape(-1)[idx], ok, T_body_cam,
+                         self.cfg.render, rgb_obs)
+
+    def _track(self, rays: RayBatch, prior: GaussianState, t: float, dt: float,
+               timings: Dict[str, float]) -> Tuple[GaussianState, str, Dict]:
+        """Track the frame from the propagated prior, judge the result (``core.health``) and
+        act on it: a bad frame keeps the prior (coasting; its covariance grows); while LOST
+        only a verified relocalisation is taken (tracking from the coasted prior is its first
+        candidate), otherwise the engine coasts.
+
+        Returns:
+            The posterior, the frame's quality ('good', 'weak', 'bad') and ``track``'s result.
+        """
+        inf, hc = self.cfg.inference, self.cfg.health
+        res = self._run_track(rays, prior, inf.track_iters)
+        post = res['state']
+        sig = self._signals(rays, res, prior, post)
+        timings['rays_used'] = float(res['n_used'])
+        timings['track_iters'] = float(res['iters'])
+        self._jump = None
+        was_lost = self.health.status == LOST
+        self.health.update(sig, t)
+        quality = self.health.quality(sig)
+        if was_lost:
+            found = (post, res, sig) if self._verified(sig) else None
+            if found is None and hc.relocalise and sig.valid_fraction > 0:
+                found = self._relocalise(rays, prior)
+            if found is None:
+                quality = 'bad'
+            else:
+                post, res, sig = found
+                quality = 'good'
+                self._jump = (post.T @ torch.linalg.inv(prior.T)).cpu().double().numpy()
+                self.health.relocalised(t)
+                self.n_relocalisations += 1
+        if quality == 'bad':
+            self.n_untracked += 1
+            post = prior.clone()
+        elif dt > 0:
+            post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
+        self._signals_last = sig
+        return post, quality, res
+
+    def _verified(self, sig: TrackSignals) -> bool:
+        """Whether a pose found while LOST is taken: it passes the OK tests with at least
+        ``health.reloc_min_inlier_fraction`` of the rays on the map."""
+        return (self.health.quality(sig) == 'good'
+                and sig.inlier_fraction >= self.cfg.health.reloc_min_inlier_fraction)
+
+    def _run_track(self, rays: RayBatch, prior: GaussianState, iters: int) -> Dict:
+        inf = self.cfg.inference
+        return track(self.map, rays, prior, iters, self.cfg.render, self.cfg.sensor,
+                     inf.max_step_translation, inf.max_step_rotation_deg, inf.min_valid_rays,
+                     self.cfg.sensor.ray_info_scale, inf.track_stop_translation,
+                     inf.track_stop_rotation_deg)
+
+    def _signals(self, rays: RayBatch, res: Dict, prior: GaussianState,
+                 post: GaussianState) -> TrackSignals:
+        """The health signals of one tracking result (one host sync)."""
+        rc = self.cfg.render
+        # Rays beyond the render range never hit the map: they say nothing either way.
+        valid = rays.valid & (rays.d_obs < rc.far - rc.band)
+        n_valid = valid.sum()
+        hit = (valid & (res['hit'] > 0.5)).sum()
+        inl = (valid & (res['w'] > 0)).sum()
+        e = post.boxminus(prior)[POSE].to(torch.float64)
+        chi2 = e @ torch.linalg.solve(prior.cov[POSE, POSE].to(torch.float64), e)
+        info = res['info']
+        if info is None:
+            weakest = torch.full((), float('inf'), device=self.device, dtype=torch.float64)
+        else:
+            cov = torch.linalg.inv(info.to(torch.float64)
+                                   + 1e-9 * torch.eye(6, dtype=torch.float64,
+                                                      device=self.device))
+            weakest = torch.maximum(torch.linalg.eigvalsh(cov[P, P])[-1],
+                                    torch.linalg.eigvalsh(cov[PHI, PHI])[-1]).clamp(min=0)
+            weakest = weakest.sqrt()
+        vals = torch.stack([x.to(torch.float64) for x in (n_valid, hit, inl, chi2, weakest)])
+        nv, nh, ni, chi2, weakest = vals.tolist()
+        return TrackSignals(tracked=res['n_used'] >= self.cfg.inference.min_valid_rays,
+                            valid_fraction=nv / max(1, rays.valid.numel()),
+                            hit_fraction=nh / max(1.0, nv), inlier_fraction=ni / max(1.0, nv),
+                            rmse=float(res['rmse']), innovation=chi2, min_info_std=weakest)
+
+    def _relocalise(self, rays: RayBatch, coasted: GaussianState
+                    ) -> Optional[Tuple[GaussianState, Dict, TrackSignals]]:
+        """Search poses around the coasted one and the last keyframes (``core.relocalise``),
+        refine the best-scoring by tracking, and return the refined pose with the most
+        inliers if it is verified (``_verified``) and unambiguous (no verified pose elsewhere
+        nearly as good: repetitive structure). None: not found; the caller keeps coasting."""
+        hc, inf = self.cfg.health, self.cfg.inference
+        sel = torch.nonzero(rays.valid)[:, 0]
+        if sel.numel() < inf.min_valid_rays:
+            return None
+        pick = torch.randperm(sel.numel(), generator=self._gen, device=self.device)
+        sel = sel[pick[:hc.reloc_rays]]
+        pos_std = float(torch.sqrt(torch.linalg.eigvalsh(coasted.cov[P, P])[-1]))
+        radius = min(max(hc.reloc_radius, 3.0 * pos_std), hc.reloc_max_radius)
+        step = max(hc.reloc_step, radius / 4)
+        n_xy = 2 * int(math.ceil(radius / step - 1e-9)) + 1
+        n_yaw = 2 * int(math.ceil(hc.reloc_yaw_deg / hc.reloc_yaw_step_deg - 1e-9)) + 1
+        centres = [(coasted.R, coasted.p)]
+        for kf in list(self.keyframes)[-2:]:
+            T = kf['T_world_body']
+            if float(torch.linalg.norm(T[:3, 3] - coasted.p)) < 2 * radius:
+                centres.append((T[:3, :3], T[:3, 3]))
+        Rc, pc = candidate_poses(centres, radius, hc.reloc_yaw_deg, n_xy, n_xy // 2 + 1,
+                                 n_yaw)
+        # Inliers within half a grid step: the true pose is at most that far from one.
+        scores = score_poses(self.map, rays.q_obs[sel], Rc, pc, max(0.5 * step, 0.05))
+        best = torch.topk(scores, min(hc.reloc_candidates, scores.numel())).indices.tolist()
+        step_r = math.radians(hc.reloc_yaw_step_deg)
+        found: List[Tuple[GaussianState, Dict, TrackSignals]] = []
+        eye = torch.eye(3, device=self.device, dtype=self.dtype)
+        for k in best:
+            prior = coasted.clone()
+            prior.R, prior.p = Rc[k], pc[k]
+            # The candidate is only known to within its grid cell.
+            cov = prior.cov.clone()
+            cov[POSE, :] = 0
+            cov[:, POSE] = 0
+            cov[P, P] = eye * step ** 2
+            cov[PHI, PHI] = eye * step_r ** 2
+            prior.cov = cov
+            res = self._run_track(rays, prior, 3 * inf.track_iters)
+            sig = self._signals(rays, res, prior, res['state'])
+            sig.innovation = 0.0   # a jump is what relocalisation is for
+            if self._verified(sig):
+                found.append((res['state'], res, sig))
+        if not found:
+            return None
+        found.sort(key=lambda f: -f[2].inlier_fraction)
+        top = found[0]
+        for other in found[1:]:
+            apart = float(torch.linalg.norm(other[0].p - top[0].p)) > 2 * step or float(
+                torch.linalg.norm(lie.so3_log(top[0].R.t() @ other[0].R))) > 2 * step_r
+            if apart and other[2].inlier_fraction > top[2].inlier_fraction - 0.02:
+                return None   # two places fit about as well: do not guess
+        return top
 
     def flush(self) -> bool:
         """Close the open window now: refine its states and fuse its keyframe into the map
@@ -312,15 +571,19 @@ class SlamEngine:
 
     def _transition(self, imu, dt: float) -> Transition:
         """The transition from the current state to the next frame (the propagate step, and
-        the window's factor between the two)."""
+        the window's factor between the two). The IMU samples are preintegrated once, at the
+        current bias estimate: the window's states apply them corrected to first order in
+        their own biases, which stay close to it."""
         mc = self.cfg.motion
         if imu is not None and self.dynamics is not None:
-            return lambda s: learned_transition(s, *imu, self.dynamics)
+            return lambda s: learned_transition(s, *imu, self.dynamics, mc)
         if imu is not None:
             acc, gyro, dts = imu
-            pre = preintegrate(acc, gyro, dts, acc_noise=mc.acc_noise, gyro_noise=mc.gyro_noise)
-            omega = gyro.mean(dim=0)
-            return lambda s: preintegrated_transition(s, pre, mc.gravity, omega)
+            b_a, b_g = self.state.b_a.clone(), self.state.b_g.clone()
+            pre = preintegrate(acc, gyro, dts, b_a, b_g, acc_noise=mc.acc_noise,
+                               gyro_noise=mc.gyro_noise)
+            omega = (gyro - b_g).mean(dim=0)
+            return lambda s: preintegrated_transition(s, pre, mc, omega)
         return lambda s: constant_velocity_transition(s, dt, mc)
 
     def _gravity_aligned(self) -> np.ndarray:
@@ -359,8 +622,8 @@ class SlamEngine:
         """Isotropic position and rotation variance of a state in the world (m², rad²): its
         covariance relative to the map plus the anchor of the map it was tracked against.
         Shape: (2,)."""
-        rel = torch.diagonal(state.cov)[:6]
-        return torch.stack((rel[:3].mean(), rel[3:].mean())) + anchor_var
+        rel = torch.diagonal(state.cov)
+        return torch.stack((rel[P].mean(), rel[PHI].mean())) + anchor_var
 
     def _is_keyframe(self, state: GaussianState) -> bool:
         inf = self.cfg.inference
@@ -382,12 +645,18 @@ class SlamEngine:
         A[:3, :3] = torch.eye(3, device=self.device, dtype=self.dtype)
         A[3:, 3:] = s.R  # body-frame rotation error -> world-frame rotation error
         anchor = torch.repeat_interleave(self.anchor_var, 3)
-        cov = A @ s.cov[:6, :6] @ A.t() + torch.diag(anchor)
+        cov = A @ s.cov[POSE, POSE] @ A.t() + torch.diag(anchor)
         return Estimate(stamp_ns=int(self.last_stamp_ns),
                         T_world_body=s.T.detach().cpu().double().numpy(),
                         cov=cov.detach().cpu().double().numpy(),
                         v_world=s.v.detach().cpu().double().numpy(),
-                        timings=dict(timings or {}))
+                        timings=dict(timings or {}),
+                        b_a=s.b_a.detach().cpu().double().numpy(),
+                        b_g=s.b_g.detach().cpu().double().numpy(),
+                        status=self.health.status, status_reason=self.health.reason,
+                        health=({} if self._signals_last is None
+                                else self._signals_last.as_dict()),
+                        T_jump=self._jump)
 
     # ------------------------------------------------------------------ outputs
 
@@ -580,7 +849,7 @@ class SlamEngine:
                 'last_stamp_ns': self.last_stamp_ns, 'map_format': 'blocks',
                 'block_size': self.map.B, 'resolution': self.map.resolution}
         if self.state is not None:
-            for k in ('R', 'p', 'v', 'cov', 'omega'):
+            for k in ('R', 'p', 'v', 'cov', 'omega', 'b_a', 'b_g'):
                 tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
             tensors['state.anchor_var'] = self.anchor_var.detach().cpu()
         kf = list(self.keyframes)
@@ -594,8 +863,12 @@ class SlamEngine:
         meta, tensors = sd['meta'], sd['tensors']
         version = meta.get('version')
         if version != STATE_VERSION:
-            why = (' (a dense-grid map from before map v2: rebuild it by replaying the data)'
-                   if isinstance(version, int) and version < STATE_VERSION else '')
+            why = ''
+            if isinstance(version, int) and version < 3:
+                why = ' (a dense-grid map from before map v2: rebuild it by replaying the data)'
+            elif isinstance(version, int) and version < STATE_VERSION:
+                why = (' (a state without IMU biases, from before state v4: rebuild it by '
+                       'replaying the data)')
             raise StateError(f'engine state version {version} is not supported (this build '
                              f'reads version {STATE_VERSION}){why}')
         for key, mine in (('resolution', self.map.resolution), ('block_size', self.map.B)):
@@ -603,13 +876,15 @@ class SlamEngine:
                 raise StateError(f'saved map has {key} {meta.get(key)}, the config gives '
                                  f'{mine}: load it with the config it was made with')
         self.reset()
+        self._init_log = None   # a saved state is past its initialisation
         self.map.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('map.')})
         pre = 'cost.free_space.'
         self.free_space.load_state_dict({k[len(pre):]: v for k, v in tensors.items()
                                          if k.startswith(pre)})
         if 'state.R' in tensors:
             self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
-                                         for k in ('R', 'p', 'v', 'cov', 'omega')))
+                                         for k in ('R', 'p', 'v', 'cov', 'omega', 'b_a',
+                                                   'b_g')))
             self.anchor_var = self._t(tensors['state.anchor_var'].numpy())
         self.last_stamp_ns = meta.get('last_stamp_ns')
         self.n_frames = int(meta.get('n_frames', 0))

@@ -21,6 +21,10 @@ and ``q_g`` (rad/s/√Hz) per body axis from the MLP's noise head (``MLP_σ``). 
 (variance ``q²/dt``), it maps onto the state error ``(δp, δφ, δv)`` exactly as the IMU noise of
 ``preintegrate`` does, giving Σ (9×9, diagonal in the body-frame acceleration and rate).
 
+IMU biases: the model is driven by bias-corrected controls ``u − (b_a, b_g)`` (the state's
+biases, ``propagate_learned`` / ``learned_transition`` / ``sample``); the biases themselves
+follow their random walk (``MotionConfig``) and their Jacobian columns are f_T's.
+
 Features (inputs of both heads), chosen to be invariant to where the drone is and where it
 points (yaw), so that what is learned on one track transfers to another:
 
@@ -48,7 +52,9 @@ from torch import nn
 
 from vssm_ros.config import MotionConfig
 from vssm_ros.core import lie
-from vssm_ros.core.dynamics import GaussianState, imu_transition
+from vssm_ros.core.dynamics import (GaussianState, bias_walk_noise, imu_transition,
+                                    with_propagated_cov)
+from vssm_ros.core.state_layout import BIAS, DIM, KIN, P, PHI, V
 from vssm_ros.errors import StateError
 
 Tensor = torch.Tensor
@@ -288,13 +294,17 @@ class LearnedDynamics(nn.Module):
     def sample(self, R0: Tensor, p0: Tensor, v0: Tensor, P0: Tensor, controls: Tensor,
                dt: Tensor, n_samples: int, generator: Optional[torch.Generator] = None,
                offset_std: Sequence[float] = (0.0, 0.0), residual: bool = True,
-               steps: Optional[int] = None) -> Dict[str, Tensor]:
+               steps: Optional[int] = None, b_a: Optional[Tensor] = None,
+               b_g: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Sampled rollouts: initial states from N(mean, P0), then the transition's noise
         (white noise on the corrected acceleration and rate, held over each step).
 
         Args:
             R0, p0, v0: initial state means. Shape: (..., 3, 3), (..., 3), (..., 3).
-            P0: covariance of the initial error (δp, δφ, δv). Shape: (..., 9, 9).
+            P0: covariance of the initial error, (δp, δφ, δv) or the whole state's
+                (``core.state_layout``: the biases are sampled too, constant along each
+                rollout). Shape: (..., 9, 9) or (..., 15, 15).
+            b_a, b_g: bias means subtracted from the controls (None: zero). Shape: (..., 3).
             controls: Shape: (..., N, 6). dt: Shape (..., N) or scalar.
             n_samples: S.
             offset_std: stds (acc m/s², gyro rad/s) of a constant offset drawn once per
@@ -313,18 +323,28 @@ class LearnedDynamics(nn.Module):
             raise StateError(f'sample: steps must be in [1, {n_rows}], got {n}')
         dt = torch.as_tensor(dt, dtype=dty, device=dev)
         dt = dt.expand(controls.shape[:-1]) if dt.dim() == 0 else dt
+        n_err = P0.shape[-1]
+        if n_err not in (9, DIM):
+            raise StateError(f'sample: P0 must be (9, 9) or ({DIM}, {DIM}), got '
+                             f'{tuple(P0.shape[-2:])}')
         L = _safe_cholesky(P0)
         batch = controls.shape[:-2]
-        z = torch.randn((n_samples,) + batch + (9,), generator=generator, dtype=dty,
+        z = torch.randn((n_samples,) + batch + (n_err,), generator=generator, dtype=dty,
                         device=dev)
-        d0 = (L @ z[..., None])[..., 0]  # (S, ..., 9)
-        R = R0 @ lie.so3_exp(d0[..., 3:6])
-        p = p0 + d0[..., :3]
-        v = v0 + d0[..., 6:9]
+        d0 = (L @ z[..., None])[..., 0]  # (S, ..., 9 or 15)
+        R = R0 @ lie.so3_exp(d0[..., PHI])
+        p = p0 + d0[..., P]
+        v = v0 + d0[..., V]
         off_std = torch.tensor([offset_std[0]] * 3 + [offset_std[1]] * 3, dtype=dty,
                                device=dev)
         offset = off_std * torch.randn((n_samples,) + batch + (6,), generator=generator,
                                        dtype=dty, device=dev)
+        zero = torch.zeros(3, dtype=dty, device=dev)
+        bias = torch.cat(torch.broadcast_tensors(zero if b_a is None else b_a,
+                                                 zero if b_g is None else b_g), dim=-1)
+        if n_err == DIM:
+            bias = bias + d0[..., BIAS]
+        offset = offset - bias  # (S, ..., 6): the controls corrected by each sample's biases
         eps = torch.randn((n, n_samples) + batch + (6,), generator=generator, dtype=dty,
                           device=dev)
         g = self._g(controls)
@@ -392,28 +412,42 @@ def error_nll(R: Tensor, p: Tensor, v: Tensor, cov: Tensor, R_true: Tensor, p_tr
     return 0.5 * ((white * white).sum(-1) + logdet + 9.0 * math.log(2.0 * math.pi))
 
 
+def _corrected_controls(state: GaussianState, acc: Tensor, gyro: Tensor) -> Tensor:
+    """IMU samples corrected by the state's biases, ``(acc − b_a, gyro − b_g)``. Shape: (N, 6)."""
+    return torch.cat((acc - state.b_a, gyro - state.b_g), dim=-1)
+
+
 def propagate_learned(state: GaussianState, acc: Tensor, gyro: Tensor, dt: Tensor,
-                      model: LearnedDynamics) -> GaussianState:
-    """The propagate step with a learned transition (IMU controls), like ``propagate_imu``.
+                      model: LearnedDynamics, cfg: Optional[MotionConfig] = None
+                      ) -> GaussianState:
+    """The propagate step with a learned transition (IMU controls), like ``propagate_imu``:
+    ``learned_transition``'s mean and process noise with the covariance ``F P Fᵀ + Q``.
 
     Args:
         acc: specific force. Shape: (N, 3).
         gyro: angular rate. Shape: (N, 3).
         dt: duration each sample is held. Shape: (N,).
+        cfg: the biases' random walk (None: ``MotionConfig``'s defaults).
     """
-    out = model.rollout(state.R, state.p, state.v, torch.cat((acc, gyro), dim=-1), dt,
-                        P0=state.cov)
-    return GaussianState(lie.orthonormalize(out['R']), out['p'], out['v'], out['cov'],
-                         gyro.mean(dim=0))
+    pred, F = learned_transition(state, acc, gyro, dt, model, cfg)
+    return with_propagated_cov(pred, F, state.cov)
 
 
 def learned_transition(state: GaussianState, acc: Tensor, gyro: Tensor, dt: Tensor,
-                       model: LearnedDynamics) -> Tuple[GaussianState, Tensor]:
+                       model: LearnedDynamics, cfg: Optional[MotionConfig] = None
+                       ) -> Tuple[GaussianState, Tensor]:
     """The learned transition of a state's mean, like ``dynamics.imu_transition``: the predicted
-    state, whose ``cov`` is the process noise alone, and the Jacobian F (9, 9). F is f_T's: the
+    state, whose ``cov`` is the process noise alone (the model's on (δp, δφ, δv), the biases'
+    random walk from ``cfg``, None: ``MotionConfig``'s defaults), and the Jacobian F (15, 15).
+    The model is driven by the bias-corrected samples; F is f_T's (bias columns included): the
     covariance rollout ignores the MLP's state Jacobian too."""
-    out = model.rollout(state.R, state.p, state.v, torch.cat((acc, gyro), dim=-1), dt,
-                        P0=torch.zeros_like(state.cov))
-    _, F = imu_transition(state, acc, gyro, dt, MotionConfig(gravity=model.gravity))
-    return GaussianState(lie.orthonormalize(out['R']), out['p'], out['v'], out['cov'],
-                         gyro.mean(dim=0)), F
+    cfg = MotionConfig(gravity=model.gravity) if cfg is None else cfg
+    kin = torch.zeros(9, 9, dtype=state.cov.dtype, device=state.cov.device)
+    out = model.rollout(state.R, state.p, state.v, _corrected_controls(state, acc, gyro), dt,
+                        P0=kin)
+    _, F = imu_transition(state, acc, gyro, dt, cfg)
+    Q = bias_walk_noise(dt.sum(), cfg, state.p)
+    Q[KIN, KIN] = out['cov']
+    return GaussianState(lie.orthonormalize(out['R']), out['p'], out['v'], Q,
+                         (gyro - state.b_g).mean(dim=0), state.b_a.clone(),
+                         state.b_g.clone()), F

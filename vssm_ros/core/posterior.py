@@ -31,6 +31,7 @@ from vssm_ros.config import RenderConfig, SensorConfig
 from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.render import band_depths, composite
+from vssm_ros.core.state_layout import P, PHI, POSE
 
 
 @dataclass
@@ -135,10 +136,37 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
         col, share = field.color_and_share(x)
         inten = col.mean(dim=-1)
         (g,) = torch.autograd.grad(inten.sum(), x)
-    r = (rays.i_obs - inten.detach()) / scfg.color_sigma
-    J = -torch.cat((g, torch.cross(rays.q_obs, g @ R, dim=-1)), dim=-1) / scfg.color_sigma
+    inten = inten.detach()
     ok = usable & (share.detach() > 0.999)
+    gain, offset = (brightness_fit(rays.i_obs, inten, ok) if scfg.color_affine
+                    else (torch.ones_like(inten[0]), torch.zeros_like(inten[0])))
+    r = (rays.i_obs - (gain * inten + offset)) / scfg.color_sigma
+    J = -gain * torch.cat((g, torch.cross(rays.q_obs, g @ R, dim=-1)), dim=-1) \
+        / scfg.color_sigma
     return {'r_col': r, 'J_col': J, 'w_col': _robust_weight(r, ok, scfg.huber)}
+
+
+def brightness_fit(i_obs: torch.Tensor, i_map: torch.Tensor, ok: torch.Tensor,
+                   min_rays: int = 32) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The image's brightness against the map's, ``i_obs ~ gain * i_map + offset``, by least
+    squares over the rays in ``ok`` (auto exposure and lighting change a frame's brightness;
+    the map holds the average). The pair is a nuisance parameter, profiled out at each
+    linearisation. Gain is kept in [0.5, 2]; with fewer than ``min_rays`` rays, or a map
+    without contrast there, (1, 0). No host sync.
+
+    Shape: (R,), (R,), (R,) -> (), ().
+    """
+    w = ok.to(i_map.dtype)
+    n = w.sum()
+    mx = (w * i_map).sum() / n.clamp(min=1)
+    my = (w * i_obs).sum() / n.clamp(min=1)
+    dx = (i_map - mx) * w
+    var = (dx * dx).sum()
+    gain = ((dx * (i_obs - my)).sum() / var.clamp(min=1e-12)).clamp(0.5, 2.0)
+    usable = (n >= min_rays) & (var > 1e-4 * n.clamp(min=1))
+    gain = torch.where(usable, gain, torch.ones_like(gain))
+    offset = torch.where(usable, my - gain * mx, torch.zeros_like(gain))
+    return gain, offset
 
 
 def _robust_weight(r: torch.Tensor, usable: torch.Tensor, k: float) -> torch.Tensor:
@@ -168,10 +196,10 @@ def clamp_step(delta: torch.Tensor, max_t: float, max_r_deg: float) -> torch.Ten
     """A Gauss-Newton step scaled down (direction kept) so that its translation is at most
     ``max_t`` metres and its rotation at most ``max_r_deg`` degrees; no host sync.
 
-    Shape: (..., 9) -> (..., 9), per state (δp, δφ, δv).
+    Shape: (..., 15) -> (..., 15), per state (``core.state_layout``).
     """
-    nt = torch.linalg.norm(delta[..., :3], dim=-1)
-    nr = torch.linalg.norm(delta[..., 3:6], dim=-1)
+    nt = torch.linalg.norm(delta[..., P], dim=-1)
+    nr = torch.linalg.norm(delta[..., PHI], dim=-1)
     scale = torch.minimum(torch.ones_like(nt),
                           torch.minimum(max_t / (nt + 1e-12),
                                         math.radians(max_r_deg) / (nr + 1e-12)))
@@ -191,7 +219,8 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     Returns:
         ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual),
         ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth,
-        ``iters`` (int) the steps taken.
+        ``hit`` (R,) hit probability, ``info`` (6, 6) the rays' pose information at the
+        optimum (None when too few rays), ``iters`` (int) the steps taken.
     """
     P_inv = torch.linalg.inv(prior.cov)
     state = prior.clone()
@@ -218,23 +247,23 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
             break
         JtJ, Jtr = normal_equations(lin, info_scale)
         H = P_inv.clone()
-        H[:6, :6] += JtJ
+        H[POSE, POSE] += JtJ
         if it == iters or converged:
             break  # the final linearisation only refreshes the Hessian at the optimum
         e = state.boxminus(prior)
         b = P_inv @ e
-        b[:6] += Jtr
+        b[POSE] += Jtr
         H_d = H + 1e-6 * torch.diag(torch.diagonal(H))
         delta = clamp_step(-torch.linalg.solve(H_d, b), max_step_t, max_step_r)
         state = state.boxplus(delta)
         steps += 1
         if early_stop:
-            step_norms = torch.stack((torch.linalg.norm(delta[:3]),
-                                      torch.linalg.norm(delta[3:6])))
+            step_norms = torch.stack((torch.linalg.norm(delta[P]),
+                                      torch.linalg.norm(delta[PHI])))
     if n_used >= min_rays:
         rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)
     state.cov = 0.5 * (cov + cov.t())
     state.R = lie.orthonormalize(state.R)
     return {'state': state, 'n_used': n_used, 'rmse': rmse, 'w': w, 'depth': lin['depth'],
-            'iters': steps}
+            'hit': lin['hit'], 'info': JtJ if n_used >= min_rays else None, 'iters': steps}

@@ -5,8 +5,10 @@ of the images rendered along them (DESIGN §2, prediction and planning support).
 
 A sample starts from a state drawn from the posterior q(z_t) = N(mean, cov) and follows the
 transition with its process noise: the learned or engineered IMU transition driven by given (or
-held) controls, or, without any IMU, the constant-velocity model (velocity and angular velocity
-random walks with the configured densities).
+held) controls corrected by the sample's IMU biases (drawn with the state, constant over the
+horizon: their random walk is negligible over a few seconds), or, without any IMU, the
+constant-velocity model (velocity and angular velocity random walks with the configured
+densities; the biases play no part).
 
 Rendered depth over S samples: a pixel is valid where at least ``min_hit_fraction`` of the
 samples hit a surface; its mean is the mean over those, its std combines the spread over the
@@ -24,6 +26,7 @@ import torch
 from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.learned_dynamics import LearnedDynamics, so3_exp_step
+from vssm_ros.core.state_layout import KIN, P, PHI, V
 
 Tensor = torch.Tensor
 
@@ -35,14 +38,16 @@ def sample_imu_rollouts(state: GaussianState, transition: LearnedDynamics, contr
     """Sampled rollouts of an IMU-driven transition from a state posterior.
 
     Args:
-        controls: ``(acc, gyro)`` body frame, one row per step. Shape: (N, 6).
+        controls: raw ``(acc, gyro)`` IMU samples, body frame, one row per step: each rollout
+            subtracts its sampled biases. Shape: (N, 6).
         dt: step (seconds).
         residual: False: the transition's f_T with its initial noise (the engineered model).
     Returns:
         ``R`` (S, N, 3, 3), ``p`` (S, N, 3), ``v`` (S, N, 3) after each step.
     """
     return transition.sample(state.R, state.p, state.v, state.cov, controls, dt, n_samples,
-                             generator=generator, offset_std=offset_std, residual=residual)
+                             generator=generator, offset_std=offset_std, residual=residual,
+                             b_a=state.b_a, b_g=state.b_g)
 
 
 def sample_constant_velocity(state: GaussianState, n_steps: int, dt: float, n_samples: int,
@@ -55,12 +60,13 @@ def sample_constant_velocity(state: GaussianState, n_steps: int, dt: float, n_sa
     Returns: ``R`` (S, N, 3, 3), ``p`` (S, N, 3), ``v`` (S, N, 3) after each step.
     """
     dev, dty = state.p.device, state.p.dtype
-    L = torch.linalg.cholesky(0.5 * (state.cov + state.cov.t())
+    cov = state.cov[KIN, KIN]  # the marginal of (δp, δφ, δv): the biases play no part
+    L = torch.linalg.cholesky(0.5 * (cov + cov.t())
                               + 1e-12 * torch.eye(9, dtype=dty, device=dev))
     d0 = torch.randn(n_samples, 9, generator=generator, dtype=dty, device=dev) @ L.t()
-    R = state.R @ lie.so3_exp(d0[:, 3:6])
-    p = state.p + d0[:, :3]
-    v = state.v + d0[:, 6:9]
+    R = state.R @ lie.so3_exp(d0[:, PHI])
+    p = state.p + d0[:, P]
+    v = state.v + d0[:, V]
     w = state.omega.expand(n_samples, 3)
     eps = torch.randn(n_steps, n_samples, 6, generator=generator, dtype=dty, device=dev)
     sa, sg = acc_noise * dt ** 0.5, gyro_noise * dt ** 0.5   # random-walk increments

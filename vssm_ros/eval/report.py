@@ -15,7 +15,7 @@ import numpy as np
 
 from vssm_ros.eval.metrics import associate, nees_and_coverage, umeyama_alignment
 
-__all__ = ['latency_stats', 'aligned_position_calibration', 'summary_table']
+__all__ = ['latency_stats', 'aligned_position_calibration', 'tracking_report', 'summary_table']
 
 
 def latency_stats(latencies_s: Sequence[float]) -> Dict[str, Optional[float]]:
@@ -38,8 +38,8 @@ def latency_stats(latencies_s: Sequence[float]) -> Dict[str, Optional[float]]:
 
 def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov: np.ndarray,
                                  gt_stamps: np.ndarray, T_gt: np.ndarray,
-                                 max_diff: float = 0.02, prob: float = 0.95
-                                 ) -> Dict[str, Any]:
+                                 max_diff: float = 0.02, prob: float = 0.95,
+                                 T_align: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """NEES and coverage of the reported position covariances after the ATE alignment.
 
     The estimate is associated with ground truth by stamp and aligned by SE(3) Umeyama on the
@@ -55,6 +55,8 @@ def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov:
         T_gt: ground-truth poses. Shape: (M, 4, 4).
         max_diff: largest stamp difference for a pair, seconds.
         prob: probability of the coverage ellipsoid.
+        T_align: use this alignment (the ATE's of the whole run, e.g. to score a subset of
+            its frames) instead of fitting one. Shape: (4, 4).
 
     Returns:
         ``nees_and_coverage``'s dict (``nees_mean``, ``nees_median``, ``coverage``,
@@ -74,7 +76,10 @@ def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov:
                          f'{max_diff} s; need at least 3')
     p_est = T_est[idx_est, :3, 3]  # (K, 3)
     p_gt = T_gt[idx_gt, :3, 3]
-    R, t, _ = umeyama_alignment(p_est, p_gt, with_scale=False)
+    if T_align is None:
+        R, t, _ = umeyama_alignment(p_est, p_gt, with_scale=False)
+    else:
+        R, t = np.asarray(T_align, float)[:3, :3], np.asarray(T_align, float)[:3, 3]
     err = p_est @ R.T + t - p_gt  # (K, 3)
     cov_aligned = R @ cov[idx_est] @ R.T  # (K, 3, 3)
     out = nees_and_coverage(err, cov_aligned, prob=prob)
@@ -82,6 +87,54 @@ def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov:
     out['pos_std_median_m'] = float(np.median(std))
     out['err_rms_m'] = float(np.sqrt(np.mean(np.sum(err ** 2, axis=1))))
     return out
+
+
+STATUSES = ('OK', 'DEGRADED', 'LOST')
+
+
+def tracking_report(stamps_ns: np.ndarray, statuses: Sequence[str], relocalisations: int = 0,
+                    b_a: Optional[np.ndarray] = None, b_g: Optional[np.ndarray] = None,
+                    signals: Sequence[Dict[str, float]] = ()) -> Dict[str, Any]:
+    """Tracking health over a run: frames per status, the status changes in time, the spells
+    spent LOST, relocalisations and the final IMU bias estimates.
+
+    Args:
+        stamps_ns: frame stamps. Shape: (N,).
+        statuses: each frame's status ('OK', 'DEGRADED', 'LOST'). Shape: (N,).
+        b_a, b_g: the last estimate's biases (m/s², rad/s). Shape: (3,).
+        signals: each frame's health signals (``Estimate.health``; empty dicts allowed).
+
+    Returns:
+        ``status_frames`` {status: count}, ``changes`` [[seconds from the first frame,
+        status], ...] (the first frame's included), ``lost_spells`` [[start_s, end_s], ...]
+        (end: the first frame no longer LOST, or the last frame), ``relocalisations``,
+        ``bias`` {``acc``, ``gyro``} or None, ``signals`` {name: [p10, p50, p90]} over the
+        frames with finite values.
+    """
+    t = (np.asarray(stamps_ns, dtype=np.int64) - (int(stamps_ns[0]) if len(stamps_ns) else 0)
+         ) * 1e-9
+    changes: List[List[Any]] = []
+    spells: List[List[float]] = []
+    for ti, st in zip(t, statuses):
+        if not changes or changes[-1][1] != st:
+            if changes and changes[-1][1] == 'LOST':
+                spells[-1][1] = float(ti)
+            if st == 'LOST':
+                spells.append([float(ti), float(t[-1])])
+            changes.append([float(ti), st])
+    bias = None
+    if b_a is not None and b_g is not None:
+        bias = {'acc': [float(x) for x in b_a], 'gyro': [float(x) for x in b_g]}
+    names = sorted({k for d in signals for k in d})
+    spread = {}
+    for k in names:
+        x = np.array([d[k] for d in signals if k in d], dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if x.size:
+            spread[k] = [float(v) for v in np.percentile(x, [10, 50, 90])]
+    return {'status_frames': {s: int(sum(1 for x in statuses if x == s)) for s in STATUSES},
+            'changes': changes, 'lost_spells': spells,
+            'relocalisations': int(relocalisations), 'bias': bias, 'signals': spread}
 
 
 def _num(x: Any, fmt: str, scale: float = 1.0, unit: str = '') -> str:
@@ -115,6 +168,21 @@ def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
         rows.append(('calibration', f'NEES {_num(unc.get("nees_mean"), ".2f")} (3 is '
                                     f'calibrated), {_num(unc.get("coverage"), ".0%")} inside '
                                     f'the 95% ellipsoid'))
+    trk = metrics.get('tracking')
+    if trk:
+        sf = trk.get('status_frames', {})
+        rows.append(('tracking', ', '.join(f'{sf.get(k, 0)} {k}' for k in STATUSES)
+                     + f' frames; {len(trk.get("lost_spells", []))} times lost, '
+                       f'{trk.get("relocalisations", 0)} relocalisations'))
+        ok = (unc or {}).get('ok_frames') if unc and 'error' not in unc else None
+        if ok:
+            rows.append(('calibration OK', f'{_num(ok.get("coverage"), ".0%")} inside the 95% '
+                                           f'ellipsoid on OK frames'))
+        bias = trk.get('bias')
+        if bias:
+            rows.append(('IMU bias', 'acc [' + ', '.join(f'{x:+.3f}' for x in bias['acc'])
+                         + '] m/s², gyro [' + ', '.join(f'{x:+.4f}' for x in bias['gyro'])
+                         + '] rad/s'))
     held = metrics.get('heldout_depth')
     if held:
         rows.append(('held-out depth', f'median |error| '

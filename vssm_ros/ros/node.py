@@ -204,6 +204,11 @@ class VssmNode(Node):
                 raise
 
     def _log(self, level: str, text: str) -> None:
+        # After Ctrl-C the worker may still log (a status change in its last frame): /rosout
+        # is gone with the context, so the line goes to stderr.
+        if not self.context.ok():
+            print(f'[{level.upper()}] [vssm]: {text}', file=sys.stderr)
+            return
         # One call site per severity: rclpy's logger refuses a call site whose severity changes.
         logger = self.get_logger()
         if level == 'info':

@@ -16,9 +16,16 @@ Everything is a deterministic function of a :class:`~vssm_ros.config.SyntheticCo
   acceleration (quadrotor thrust axis along ``a - g``) and the yaw looks towards the room centre
   with a slow pan (the hall: away from it; the rooms: along the direction of travel). Position,
   velocity, acceleration, jerk, attitude and angular velocity are closed-form.
+  ``synthetic.start: moving`` starts on the loop at full speed; ``synthetic.yaw: velocity``
+  heads along the direction of travel.
+- Blackbird-style flights (``mocap.py``, ``synthetic.trajectory: blackbird``): a segment of a
+  real Blackbird flight, its motion-capture trajectory interpolated and its real raw IMU in its
+  own z-down frame (``T_body_imu`` on /tf_static), in a room sized from the segment.
 - Sensors (``flight.py``): an IMU in the body frame (white noise, bias random walk, initial
   bias; true biases kept) and an RGB-D camera (z-depth with ``sigma(z) = a + b z^2`` noise and
-  dropouts), rendered lazily frame by frame.
+  dropouts), rendered lazily frame by frame; faults on demand (dropped frames, a camera time
+  offset, scaled noise, exposure changes, motion blur, a covered lens) and other textures
+  (low contrast, repetitive).
 - Writing (``writer.py``): ROS bags with RealSense-like topics and TUM folders; here, a cache of
   written flights keyed by the config.
 
@@ -48,7 +55,10 @@ GENERATOR_VERSION = 1
 """Bumped whenever the generator's output changes, so cached flights are regenerated."""
 # Fields added after GENERATOR_VERSION 1 and their defaults: left out of the hash at those
 # defaults, so the flights cached before them keep their names (their output is unchanged).
-_HASH_OMITS_AT_DEFAULT = ('layout', 'start', 'hall_size')
+_HASH_OMITS_AT_DEFAULT = ('layout', 'start', 'hall_size', 'yaw', 'trajectory', 'blackbird_path',
+                          'blackbird_start_s', 'frame_drop', 'time_offset_s', 'noise_scale',
+                          'exposure_std', 'motion_blur_s', 'blackout_start_s', 'blackout_s',
+                          'texture')
 
 
 def config_hash(cfg: SyntheticConfig, formats: Sequence[str] = ()) -> str:

@@ -72,7 +72,11 @@ def make_trajectory(cfg: SyntheticConfig, rng: np.random.Generator) -> _Trajecto
                               f'flight needs x and y >= {2 * _WALL_MARGIN + 1.5} m and z >= 2.5 m')
         traj = _loop_trajectory(cfg, rng, (Lx / 2, Ly / 2), Lx / 2 - _WALL_MARGIN,
                                 Ly / 2 - _WALL_MARGIN, (0.04, 0.1))
-    if cfg.start == 'centre':
+    if cfg.yaw == 'velocity':
+        traj.yaw_mode, traj.yaw_offset = 'travel', 0.0
+    if cfg.start == 'moving':
+        traj.moving = True
+    elif cfg.start == 'centre':
         # Spiral out slowly enough that the radial speed stays below 0.8 x the peak speed
         # (35/16 is the septic step's peak slope).
         loop = traj.loop(np.linspace(0, 2 * np.pi, 2000, endpoint=False))
@@ -131,6 +135,12 @@ def make_scene(cfg: SyntheticConfig, traj: _Trajectory, rng: np.random.Generator
     Raises:
         ConfigError: the obstacles do not fit, or the path comes too close to a wall.
     """
+    scene = _make_scene(cfg, traj, rng)
+    scene.set_texture(cfg.texture)
+    return scene
+
+
+def _make_scene(cfg: SyntheticConfig, traj: _Trajectory, rng: np.random.Generator) -> Scene:
     path = flight_path(traj)
     if cfg.layout == 'hall':
         scene = _place_along_walls(cfg, np.asarray(cfg.hall_size, dtype=float), path, rng,
@@ -149,6 +159,27 @@ def make_scene(cfg: SyntheticConfig, traj: _Trajectory, rng: np.random.Generator
     if clearance < _MIN_CLEARANCE:
         raise ConfigError(f'synthetic: the {cfg.layout!r} flight passes {clearance:.2f} m from a '
                           f'surface (needs {_MIN_CLEARANCE} m); use a bigger room or hall')
+    return scene
+
+
+def make_room_around(cfg: SyntheticConfig, room_size: np.ndarray, path: np.ndarray,
+                     rng: np.random.Generator) -> Scene:
+    """A room of ``room_size`` with ``cfg.n_obstacles`` obstacles clear of a given path (a
+    Blackbird-style flight's positions), textured as ``cfg.texture``.
+
+    Shape: room_size (3,), path (M, 3).
+
+    Raises:
+        ConfigError: the obstacles do not fit, or the path comes too close to a surface.
+    """
+    L = np.asarray(room_size, dtype=float)
+    path = np.asarray(path, dtype=float)[::5]   # 20 Hz of a 100 Hz path: plenty for clearance
+    scene = _place_obstacles(cfg, L, [(np.zeros(2), L[:2], cfg.n_obstacles)], path, rng)
+    clearance = float(scene.distance(path).min())
+    if clearance < _MIN_CLEARANCE:
+        raise ConfigError(f'synthetic: the flight passes {clearance:.2f} m from a surface of its '
+                          f'room (needs {_MIN_CLEARANCE} m)')
+    scene.set_texture(cfg.texture)
     return scene
 
 

@@ -113,6 +113,32 @@ class Scene:
         self._tex_amp32 = self._tex_amp.astype(np.float32)
         self._tex_offset32 = self._tex_offset.astype(np.float32)
 
+    def set_texture(self, kind: str) -> None:
+        """Change the textures: 'default' (as made), 'low_contrast' (the waves and offsets at a
+        fifth: about a fifth of the contrast) or 'repetitive' (every surface the same tiled
+        pattern: waves of 0.3 m along x, y and z, so a face shows a grid of 0.3 m period)."""
+        if kind == 'default':
+            return
+        if kind == 'low_contrast':
+            self._tex_amp = self._tex_amp * 0.2
+            self._tex_offset = self._tex_offset * 0.2
+        elif kind == 'repetitive':
+            n = self.n_primitives
+            k = np.zeros((n, _N_WAVES, 3))
+            k[:, :3] = np.eye(3) * (2 * np.pi / 0.3)
+            amp = np.zeros((n, _N_WAVES, 3))
+            amp[:, :3] = [0.9, 0.8, 0.7]   # a warm grey: the same in every channel but a tint
+            self._tex_k, self._tex_amp = k, amp
+            self._tex_phase = np.zeros((n, _N_WAVES))
+            self._tex_offset = np.zeros((n, 3))
+        else:
+            raise ValueError(f"texture must be 'default', 'low_contrast' or 'repetitive', got "
+                             f'{kind!r}')
+        self._tex_k32 = np.ascontiguousarray(np.swapaxes(self._tex_k, 1, 2), np.float32)
+        self._tex_phase32 = self._tex_phase.astype(np.float32)
+        self._tex_amp32 = self._tex_amp.astype(np.float32)
+        self._tex_offset32 = self._tex_offset.astype(np.float32)
+
     def colour(self, points: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Texture colour of points on primitives.
 

@@ -63,6 +63,9 @@ class _Trajectory:
     """The loop p(theta) (sums of cosines of integer harmonics of the loop angle theta) and the
     time warp theta(t) = w0 * Phi(t), with Phi' a smootherstep from 0 (hover) to 1.
 
+    With ``moving`` the warp is theta = w0 * t from t = 0: the flight starts on the loop at full
+    speed (no hover, no ramp).
+
     With ``out_s > 0`` the flight starts at ``center`` instead: p = center + s(t) (loop -
     center), s a septic step from 0 to 1 over ``out_s`` seconds after the hover (a spiral out
     onto the loop). Yaw: 'look_at' faces ``look_at`` from the loop point (plus ``yaw_offset``,
@@ -72,7 +75,7 @@ class _Trajectory:
     def __init__(self, center: np.ndarray, amp: np.ndarray, harm: np.ndarray, phase: np.ndarray,
                  pan_amp: float, pan_harm: int, pan_phase: float, look_at: np.ndarray,
                  hover_s: float, ramp_s: float, w0: float = 1.0, yaw_mode: str = 'look_at',
-                 yaw_offset: float = 0.0, out_s: float = 0.0):
+                 yaw_offset: float = 0.0, out_s: float = 0.0, moving: bool = False):
         self.center = center        # (3,)
         self.amp = amp              # (3, K)
         self.harm = harm            # (3, K) integer harmonics (sign = direction of travel)
@@ -82,6 +85,7 @@ class _Trajectory:
         self.hover_s, self.ramp_s = hover_s, ramp_s
         self.w0 = w0
         self.yaw_mode, self.yaw_offset, self.out_s = yaw_mode, yaw_offset, out_s
+        self.moving = moving
 
     def loop(self, theta: np.ndarray, order: int = 0) -> np.ndarray:
         """d^order p / d theta^order. Shape: (N,) -> (N, 3)."""
@@ -98,6 +102,10 @@ class _Trajectory:
 
     def warp(self, t: np.ndarray) -> Tuple[np.ndarray, ...]:
         """theta and its first three time derivatives. Shape: (N,) -> 4 x (N,)."""
+        if self.moving:
+            t = np.asarray(t, dtype=float)
+            zero = np.zeros_like(t)
+            return self.w0 * t, self.w0 + zero, zero, zero.copy()
         T = self.ramp_s
         u = np.clip((t - self.hover_s) / T, 0.0, 1.0)
         phi = T * (2.5 * u ** 4 - 3 * u ** 5 + u ** 6) + np.maximum(t - self.hover_s - T, 0.0)

@@ -73,8 +73,9 @@ def write_flight(flight: SyntheticFlight, out_dir: Union[str, os.PathLike],
 
     Bag topics: ``/camera/color/image_raw`` (rgb8), ``/camera/color/camera_info``,
     ``/camera/aligned_depth_to_color/image_raw`` (16UC1 mm), its ``camera_info``,
-    ``/camera/imu`` (sensor_msgs/Imu in camera_imu_frame = base_link), ``/ground_truth/pose``
-    (geometry_msgs/PoseStamped, base_link in world, camera rate) and ``/tf_static``
+    ``/camera/imu`` (sensor_msgs/Imu in camera_imu_frame = base_link; for a Blackbird-style
+    flight the recording's z-down IMU frame, its raw readings unchanged), ``/ground_truth/pose``
+    (geometry_msgs/PoseStamped, base_link in world, at the frame stamps) and ``/tf_static``
     (base_link -> camera_link -> camera_color_optical_frame, base_link -> camera_imu_frame).
 
     Args:
