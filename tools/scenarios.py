@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-BLACKBIRD = Path(os.environ.get('VSSM_BLACKBIRD', '/work/shared/data/blackbird_clover_5p0'))
+BLACKBIRD = Path(os.environ.get('VSSM_BLACKBIRD',
+                                ROOT.parent / 'shared' / 'data' / 'blackbird_clover_5p0'))
 """Default folder of the Blackbird clover flight's splits (train/, val/); --blackbird DIR."""
 DASH = '–'
 

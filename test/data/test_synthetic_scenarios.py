@@ -18,11 +18,13 @@ from vssm_ros.errors import ConfigError
 
 # The package-independent SO(3) oracle of test_synthetic (same directory, on sys.path).
 from test_synthetic import _exp, _log, check_state_derivatives  # noqa: E402,I100
+from conftest import SHARED_DATA  # noqa: E402,I100
 
 ROOT = Path(__file__).resolve().parents[2]
-BLACKBIRD = Path('/work/shared/data/blackbird_clover_5p0')
-needs_blackbird = pytest.mark.skipif(not (BLACKBIRD / 'val' / 'data.hdf5').is_file(),
-                                     reason='the Blackbird clover flight is not here')
+BLACKBIRD = SHARED_DATA / 'blackbird_clover_5p0'
+needs_blackbird = pytest.mark.skipif(
+    not (BLACKBIRD / 'val' / 'data.hdf5').is_file(),
+    reason=f'the Blackbird clover flight is not at {BLACKBIRD} (../shared/data beside the repo)')
 SMALL = dict(width=32, height=24)
 
 
