@@ -160,3 +160,14 @@ def test_engine_at_rest_keeps_its_start(flight):
     assert eng.started_moving is False
     assert jumps == 0
     assert ate(est, gt).rmse < 0.01
+
+
+def test_imu_kept_before_the_first_frame_is_bounded():
+    """A driver may feed IMU for minutes before the camera starts: the initialisation keeps
+    only the latest samples of that time."""
+    eng = SlamEngine(EngineConfig())
+    for k in range(5000):
+        eng.add_imu(ImuSample(stamp_ns=10**9 + k * 5_000_000, acc=np.array([0.0, 0.0, 9.81]),
+                              gyro=np.zeros(3)))
+    assert len(eng._init_log) == 1000
+    assert eng._init_log[-1].stamp_ns == 10**9 + 4999 * 5_000_000

@@ -57,6 +57,9 @@ RENDER_SPACING = 0.85
 """Full renders sample rays at most this many truncations apart (see ``render``)."""
 GRAVITY_SAMPLES = 50
 """IMU samples averaged for the initial gravity direction (engine.init_pose 'gravity')."""
+INIT_IMU_BEFORE = 1000
+"""IMU samples before the first frame kept for a restart after the gravity solve (the first
+state uses the last ``GRAVITY_SAMPLES`` / ``init.rest_samples`` of them)."""
 
 
 class SlamEngine:
@@ -147,6 +150,9 @@ class SlamEngine:
         """Queue one IMU sample (body frame); samples older than the last frame are ignored."""
         if self._init_log is not None:
             self._init_log.append(sample)
+            if self.state is None and len(self._init_log) > max(INIT_IMU_BEFORE,
+                                                                self.cfg.init.rest_samples):
+                del self._init_log[0]   # before the first frame only the latest are used
         if self.last_stamp_ns is not None and sample.stamp_ns <= self.last_stamp_ns:
             self._last_imu = sample
             return
