@@ -81,8 +81,9 @@ def test_metrics_json(replayed):
     assert sum(trk['status_frames'].values()) == 16 and trk['status_frames']['OK'] == 16
     assert trk['lost_spells'] == [] and trk['relocalisations'] == 0
     assert len(trk['bias']['acc']) == 3 and len(trk['bias']['gyro']) == 3
-    assert unc['ok_frames']['n'] == 16   # every frame OK: the same frames as the whole run
-    assert unc['ok_frames']['coverage'] == unc['coverage']
+    # Every frame OK: the OK frames' figures are the whole run's.
+    assert unc['ok_frames']['n'] == 16 and unc['ok_frames']['coverage'] == unc['coverage']
+    assert m['ate']['ok_frames'] == {k: m['ate'][k] for k in ('rmse', 'max', 'n')}
     t = m['timing']
     lat = t['step_latency']
     assert lat['n'] == 16

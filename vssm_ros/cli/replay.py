@@ -341,13 +341,9 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
         try:
             metrics['uncertainty'] = aligned_position_calibration(
                 stamps_ns, T_est, cov, gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S)
-            ok = np.array(run.statuses) == 'OK'
-            metrics['uncertainty']['ok_frames'] = (aligned_position_calibration(
-                stamps_ns[ok], T_est[ok], cov[ok], gt_stamps, T_gt, max_diff=GT_MAX_DIFF_S,
-                T_align=metrics['ate']['alignment'] if metrics['ate'] else None)
-                if ok.sum() >= 3 else None)
         except ValueError as err:
             metrics['uncertainty'] = {'error': str(err)}
+        _ok_frames(metrics, run.statuses, stamps_ns, T_est, cov, gt_stamps, T_gt)
     write_tum_trajectory(out / 'trajectory.tum', stamps_ns, T_est)
     pts = engine.map_points(whole_map=True)   # the regions swapped out of memory too
     write_ply(out / 'map.ply', pts['xyz'], pts['rgb'], pts['occupancy'])
@@ -376,6 +372,29 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
         None if last is None else last.b_a, None if last is None else last.b_g, run.health)
     metrics['out_dir'] = str(out)
     return metrics
+
+
+def _ok_frames(metrics: Dict[str, Any], statuses: List[str], stamps_ns: np.ndarray,
+               T_est: np.ndarray, cov: np.ndarray, gt_stamps: np.ndarray,
+               T_gt: np.ndarray) -> None:
+    """ATE and calibration over the frames tracked OK alone, with their own alignment
+    (``metrics['ate']['ok_frames']``, ``metrics['uncertainty']['ok_frames']``): what the
+    estimate is worth while it says it is fine, whatever a lost spell did to the rest."""
+    ok = np.array(statuses) == 'OK'
+    ate_ok = unc_ok = None
+    if ok.sum() >= 3:
+        try:
+            tm = trajectory_metrics(stamps_ns[ok], T_est[ok], gt_stamps, T_gt,
+                                    max_diff=GT_MAX_DIFF_S)
+            ate_ok = {k: tm['ate'][k] for k in ('rmse', 'max', 'n')}
+            unc_ok = aligned_position_calibration(stamps_ns[ok], T_est[ok], cov[ok], gt_stamps,
+                                                  T_gt, max_diff=GT_MAX_DIFF_S)
+        except (SyncError, ValueError):
+            pass
+    if isinstance(metrics.get('ate'), dict):
+        metrics['ate']['ok_frames'] = ate_ok
+    if isinstance(metrics.get('uncertainty'), dict) and 'error' not in metrics['uncertainty']:
+        metrics['uncertainty']['ok_frames'] = unc_ok
 
 
 def _expected_frames(source: Source, max_frames: Optional[int]) -> Optional[int]:

@@ -38,8 +38,8 @@ def latency_stats(latencies_s: Sequence[float]) -> Dict[str, Optional[float]]:
 
 def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov: np.ndarray,
                                  gt_stamps: np.ndarray, T_gt: np.ndarray,
-                                 max_diff: float = 0.02, prob: float = 0.95,
-                                 T_align: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                                 max_diff: float = 0.02, prob: float = 0.95
+                                 ) -> Dict[str, Any]:
     """NEES and coverage of the reported position covariances after the ATE alignment.
 
     The estimate is associated with ground truth by stamp and aligned by SE(3) Umeyama on the
@@ -55,8 +55,6 @@ def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov:
         T_gt: ground-truth poses. Shape: (M, 4, 4).
         max_diff: largest stamp difference for a pair, seconds.
         prob: probability of the coverage ellipsoid.
-        T_align: use this alignment (the ATE's of the whole run, e.g. to score a subset of
-            its frames) instead of fitting one. Shape: (4, 4).
 
     Returns:
         ``nees_and_coverage``'s dict (``nees_mean``, ``nees_median``, ``coverage``,
@@ -76,10 +74,7 @@ def aligned_position_calibration(est_stamps: np.ndarray, T_est: np.ndarray, cov:
                          f'{max_diff} s; need at least 3')
     p_est = T_est[idx_est, :3, 3]  # (K, 3)
     p_gt = T_gt[idx_gt, :3, 3]
-    if T_align is None:
-        R, t, _ = umeyama_alignment(p_est, p_gt, with_scale=False)
-    else:
-        R, t = np.asarray(T_align, float)[:3, :3], np.asarray(T_align, float)[:3, 3]
+    R, t, _ = umeyama_alignment(p_est, p_gt, with_scale=False)
     err = p_est @ R.T + t - p_gt  # (K, 3)
     cov_aligned = R @ cov[idx_est] @ R.T  # (K, 3, 3)
     out = nees_and_coverage(err, cov_aligned, prob=prob)
@@ -175,9 +170,13 @@ def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
                      + f' frames; {len(trk.get("lost_spells", []))} times lost, '
                        f'{trk.get("relocalisations", 0)} relocalisations'))
         ok = (unc or {}).get('ok_frames') if unc and 'error' not in unc else None
-        if ok:
-            rows.append(('calibration OK', f'{_num(ok.get("coverage"), ".0%")} inside the 95% '
-                                           f'ellipsoid on OK frames'))
+        ate_ok = (ate or {}).get('ok_frames')
+        if ok and ate_ok:
+            rows.append(('while OK', f'ATE rmse {_num(ate_ok.get("rmse"), ".2f", 100.0, " cm")} '
+                                     f'(max {_num(ate_ok.get("max"), ".2f", 100.0, " cm")}), '
+                                     f'{_num(ok.get("coverage"), ".0%")} inside the 95% '
+                                     f'ellipsoid ({ate_ok.get("n", 0)} frames, their own '
+                                     'alignment)'))
         bias = trk.get('bias')
         if bias:
             rows.append(('IMU bias', 'acc [' + ', '.join(f'{x:+.3f}' for x in bias['acc'])
