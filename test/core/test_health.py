@@ -49,6 +49,8 @@ def test_quality_reasons():
     assert m.quality(GOOD) == 'good'
     assert m.quality(dataclasses.replace(GOOD, innovation=1e4)) == 'bad'
     assert 'motion prior' in m.reason
+    assert m.quality(dataclasses.replace(GOOD, drift=1e3)) == 'bad'
+    assert 'disagrees with the IMU' in m.reason
     assert m.quality(dataclasses.replace(GOOD, inlier_fraction=0.1)) == 'bad'
     assert m.quality(dataclasses.replace(GOOD, rmse=9.0)) == 'weak'
     assert m.quality(dataclasses.replace(GOOD, min_info_std=1.0)) == 'weak'
@@ -121,7 +123,7 @@ def test_covered_lens_goes_lost_keeps_the_map_and_recovers(flight):
     # Afterwards as good as the same flight without the blackout (which drifts to 8 cm on
     # these tiny images).
     _, status0, err0, _, _, _ = _fly(flight, ())
-    assert status0 == [OK] * len(status0)
+    assert status0 == [OK] * len(status0)   # no false alarm (drift test included)
     assert max(err[back:]) < max(err0[back:]) + 0.03
 
 
@@ -166,3 +168,26 @@ def test_relocalisation_refuses_a_view_the_map_cannot_explain(flight):
     e = eng.step(Frame(f.stamp_ns, f.rgb, noise, f.K, f.T_body_cam))
     assert e.status == LOST and e.T_jump is None
     assert eng.n_relocalisations == 0
+
+
+def test_motion_that_the_imu_contradicts_is_not_ok(flight):
+    """The camera flies (after a 2 s hover) while the IMU keeps reading rest: every frame's
+    update stays small, but over a second the estimated motion and the IMU disagree (the
+    drift test), so the status leaves OK and keyframes stop."""
+    eng = SlamEngine(CFG, T_world_body0=flight.gt_frames.T_world_body[0])
+    status, reasons, drift = [], [], []
+    for item in flight.items():
+        if isinstance(item, ImuSample):
+            eng.add_imu(ImuSample(item.stamp_ns, np.array([0.0, 0.0, 9.81]), np.zeros(3)))
+        if not isinstance(item, Frame):
+            continue
+        e = eng.step(item)
+        status.append(e.status)
+        reasons.append(e.status_reason)
+        drift.append(e.health.get('drift', 0.0))
+    speed = np.linalg.norm(flight.gt_frames.v_world, axis=1)
+    moving = int(np.argmax(speed > 0.01))   # the hover ends at 2 s
+    assert status[:moving] == [OK] * moving and max(drift[:moving]) < 60   # measured 42
+    flagged = [i for i, r in enumerate(reasons) if 'disagrees with the IMU' in r]
+    assert flagged and moving < flagged[0] < moving + 30   # within 1.5 s of moving
+    assert status[flagged[0]] != OK and status[-1] != OK

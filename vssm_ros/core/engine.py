@@ -53,6 +53,9 @@ from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
 
 STATE_VERSION = 4
+DRIFT_FLOOR_ROT, DRIFT_FLOOR_VEL, DRIFT_FLOOR_POS = 0.005, 0.05, 0.01
+"""Stds (rad, m/s, m) added to the drift test's covariance for the errors of the two states
+it compares (tracking's own noise, the biases' uncertainty over the window)."""
 RENDER_SPACING = 0.85
 """Full renders sample rays at most this many truncations apart (see ``render``)."""
 GRAVITY_SAMPLES = 50
@@ -118,8 +121,11 @@ class SlamEngine:
         self.n_relocalisations = 0
         self.health.reset()
         self._signals_last: Optional[TrackSignals] = None
+        self._imu_interval: Any = None
         # T_new T_coasted^-1 of a relocalisation in the last frame (the map -> odom jump).
         self._jump: Optional[np.ndarray] = None
+        # Recent frames (time, the IMU since the frame before, the state) for the drift test.
+        self._history: Deque[Tuple[float, Any, GaussianState]] = collections.deque(maxlen=400)
         # Initialisation (core.init): the inputs so far and the tracked poses with the IMU
         # between them, until gravity and velocity are solved (None: not aligning).
         align = self._align_gravity and self.cfg.init.align_frames > 0
@@ -229,7 +235,7 @@ class SlamEngine:
             first = False
             imu = self._imu_between(self.last_stamp_ns, frame.stamp_ns)
             transition = self._transition(imu, dt)
-            imu_of_interval = imu
+            imu_of_interval = self._imu_interval = imu
             if imu is not None and self.dynamics is not None:
                 prior = propagate_learned(self.state, *imu, self.dynamics, self.cfg.motion)
             else:
@@ -281,6 +287,7 @@ class SlamEngine:
 
         # 4. freeze
         self.state = post
+        self._history.append((frame.t, None if first else imu_of_interval, post))
         self.last_stamp_ns = frame.stamp_ns
         self._camera = (np.array(frame.K, dtype=np.float64),
                         np.array(frame.T_body_cam, dtype=np.float64),
@@ -402,6 +409,7 @@ class SlamEngine:
         res = self._run_track(rays, prior, inf.track_iters)
         post = res['state']
         sig = self._signals(rays, res, prior, post)
+        sig.drift = self._drift(t, post)
         timings['rays_used'] = float(res['n_used'])
         timings['track_iters'] = float(res['iters'])
         self._jump = None
@@ -420,6 +428,8 @@ class SlamEngine:
                 self._jump = (post.T @ torch.linalg.inv(prior.T)).cpu().double().numpy()
                 self.health.relocalised(t)
                 self.n_relocalisations += 1
+        if self._jump is not None:
+            self._history.clear()   # the motion across a relocalisation is not the IMU's
         if quality == 'bad':
             self.n_untracked += 1
             post = prior.clone()
@@ -427,6 +437,39 @@ class SlamEngine:
             post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         self._signals_last = sig
         return post, quality, res
+
+    def _drift(self, t: float, post: GaussianState) -> float:
+        """Chi-square of the motion from the frame ``health.drift_window_s`` ago to ``post``
+        against the IMU preintegrated over it (``Preintegrated.residual``, 9 dimensions), its
+        covariance the preintegration noise plus a floor for the two states' own errors; 0
+        without IMU over the whole window."""
+        hc, mc = self.cfg.health, self.cfg.motion
+        hist = list(self._history)
+        k = len(hist) - 1
+        while k >= 0 and t - hist[k][0] < hc.drift_window_s:
+            k -= 1
+        if k < 0 or self._imu_interval is None:
+            return 0.0
+        chunks = [h[1] for h in hist[k + 1:]] + [self._imu_interval]
+        if any(c is None for c in chunks):
+            return 0.0
+        acc, gyro, dts = (torch.cat([c[i] for c in chunks]) for i in range(3))
+        s0 = hist[k][2]
+        pre = preintegrate(acc, gyro, dts, s0.b_a, s0.b_g, mc.acc_noise, mc.gyro_noise)
+        g = (0.0, 0.0, -mc.gravity)
+        r = pre.residual(s0.R, s0.v, s0.p, post.R, post.v, post.p, s0.b_a, s0.b_g, g)
+        # The two states' own uncertainty, in the residual's frame (state i's body) and
+        # order (rotation, velocity, position); added as if independent: conservative.
+        Rt, T = s0.R.t(), pre.delta_t
+        S = pre.cov.clone()
+        S[0:3, 0:3] += s0.cov[PHI, PHI] + post.cov[PHI, PHI]
+        S[3:6, 3:6] += Rt @ (s0.cov[V, V] + post.cov[V, V]) @ Rt.t()
+        S[6:9, 6:9] += Rt @ (s0.cov[P, P] + post.cov[P, P] + T * T * s0.cov[V, V]) @ Rt.t()
+        floor = torch.tensor([DRIFT_FLOOR_ROT ** 2] * 3 + [DRIFT_FLOOR_VEL ** 2] * 3
+                             + [DRIFT_FLOOR_POS ** 2] * 3, device=self.device, dtype=self.dtype)
+        S = (S + torch.diag(floor)).to(torch.float64)
+        r = r.to(torch.float64)
+        return float(r @ torch.linalg.solve(S, r))
 
     def _verified(self, sig: TrackSignals) -> bool:
         """Whether a pose found while LOST is taken: it passes the OK tests with at least

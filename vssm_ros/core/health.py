@@ -46,6 +46,9 @@ class TrackSignals:
             holds).
         innovation: chi-square of the pose update against the propagated prior
             (``e^T P^-1 e`` over the 6 pose dimensions).
+        drift: chi-square of the estimated motion over the last ``drift_window_s`` against
+            the IMU preintegrated over it (9 dimensions): each frame's update may be small
+            while they add up to a drift the IMU contradicts (the map drifting along).
         min_info_std: the largest pose std (metres / radians) along the weakest direction of
             the rays' information alone (how badly the view constrains the pose).
     """
@@ -57,11 +60,12 @@ class TrackSignals:
     rmse: float = float('nan')
     innovation: float = 0.0
     min_info_std: float = float('inf')
+    drift: float = 0.0
 
     def as_dict(self) -> dict:
         return {k: float(getattr(self, k)) for k in (
             'valid_fraction', 'hit_fraction', 'inlier_fraction', 'rmse', 'innovation',
-            'min_info_std')}
+            'min_info_std', 'drift')}
 
 
 class HealthMonitor:
@@ -90,6 +94,10 @@ class HealthMonitor:
             return 'bad'
         if s.inlier_fraction < c.lost_inlier_fraction:
             self.reason = f'inliers {s.inlier_fraction:.0%} < {c.lost_inlier_fraction:.0%}'
+            return 'bad'
+        if s.drift > c.max_drift:
+            self.reason = (f'the motion over the last {c.drift_window_s:g} s disagrees with the '
+                           f'IMU (chi2 {s.drift:.0f} > {c.max_drift:.0f})')
             return 'bad'
         if s.innovation > c.max_innovation:
             self.reason = (f'update disagrees with the motion prior (chi2 {s.innovation:.0f} '
