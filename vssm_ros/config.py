@@ -647,7 +647,7 @@ class HealthConfig:
     with the IMU preintegrated over it by more than this chi-square (9 degrees of freedom):
     tracking that drifts with its own map keeps each frame's update small but not the sum.
     On the tune flights its 90th percentile was 2-12, hovering on 48 x 36 test images up to
-    42; on the Blackbird-style flights 64-368 while the pose drifted by a metre."""
+    64; on the Blackbird-style flights 64-368 while the pose drifted by a metre."""
     drift_window_s: float = 1.0
     """The window (seconds) of the drift test."""
     max_pose_std: float = 0.05
