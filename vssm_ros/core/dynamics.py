@@ -95,6 +95,18 @@ def initial_state(T_world_body: torch.Tensor, pos_std: float = 1e-4, rot_std: fl
                          zero.clone(), torch.diag(var), zero.clone(), zero.clone(), zero.clone())
 
 
+def white_acceleration_noise(q: float, dt: float, like: torch.Tensor) -> torch.Tensor:
+    """Process noise of white acceleration with density ``q`` (m/s²/sqrt(Hz)) over ``dt``
+    seconds on position and velocity (zero elsewhere): ``q² dt³/3``, ``q² dt²/2``, ``q² dt``.
+    Shape: (DIM, DIM)."""
+    Q = torch.zeros(DIM, DIM, device=like.device, dtype=like.dtype)
+    eye = torch.eye(3, device=like.device, dtype=like.dtype) * q ** 2
+    Q[P, P] = eye * dt ** 3 / 3
+    Q[P, V] = Q[V, P] = eye * dt ** 2 / 2
+    Q[V, V] = eye * dt
+    return Q
+
+
 def bias_walk_noise(dt: float | torch.Tensor, cfg: MotionConfig, like: torch.Tensor
                     ) -> torch.Tensor:
     """Process noise of the biases' random walk over ``dt`` seconds, on the whole error vector
@@ -203,13 +215,9 @@ def constant_velocity_transition(state: GaussianState, dt: float, cfg: MotionCon
     F = torch.eye(DIM, device=dev, dtype=dty)
     F[P, V] = eye * dt
     F[PHI, PHI] = dR.t()
-    qa, qg = cfg.cv_acc_noise ** 2, cfg.cv_gyro_noise ** 2
-    Q = bias_walk_noise(dt, cfg, state.p)
-    Q[P, P] = eye * qa * dt ** 3 / 3
-    Q[P, V] = eye * qa * dt ** 2 / 2
-    Q[V, P] = eye * qa * dt ** 2 / 2
-    Q[V, V] = eye * qa * dt
-    Q[PHI, PHI] = eye * qg * dt ** 3 / 3
+    Q = bias_walk_noise(dt, cfg, state.p) + white_acceleration_noise(cfg.cv_acc_noise, dt,
+                                                                     state.p)
+    Q[PHI, PHI] = eye * cfg.cv_gyro_noise ** 2 * dt ** 3 / 3
     return GaussianState(R, p, state.v.clone(), Q, state.omega.clone(), state.b_a.clone(),
                          state.b_g.clone()), F
 

@@ -34,7 +34,8 @@ from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.cost import CostField, FreeSpace, cost_field
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
-                                    preintegrated_transition, with_propagated_cov)
+                                    preintegrated_transition, white_acceleration_noise,
+                                    with_propagated_cov)
 from vssm_ros.core.health import LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.imu import integrate_imu, preintegrate
 from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_correction,
@@ -47,7 +48,7 @@ from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
 from vssm_ros.core.relocalise import candidate_poses, score_poses
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
-from vssm_ros.core.state_layout import DIM, P, PHI, POSE, V
+from vssm_ros.core.state_layout import P, PHI, POSE, V
 from vssm_ros.core.window import Transition, WindowFrame, refine_window
 from vssm_ros.errors import StateError
 from vssm_ros.types import Estimate, Frame, ImuSample
@@ -242,7 +243,10 @@ class SlamEngine:
                 pred, F = transition(self.state)
                 prior = with_propagated_cov(pred, F, self.state.cov)
             if self.health.status == LOST:
-                prior.cov = prior.cov + self._dead_reckoning_noise(dt)
+                # What the IMU model leaves out when nothing corrects it (vibration, bias and
+                # tilt errors): health.lost_acc_noise.
+                prior.cov = prior.cov + white_acceleration_noise(
+                    self.cfg.health.lost_acc_noise, dt, prior.cov)
         timings['propagate'] = time.perf_counter() - t0
 
         # 2. track, with the health of the result (and relocalisation when lost)
@@ -370,19 +374,6 @@ class SlamEngine:
         est.T_jump = est.T_world_body @ np.linalg.inv(T_old)
         return est
 
-    def _dead_reckoning_noise(self, dt: float) -> torch.Tensor:
-        """Extra process noise while LOST: white acceleration of density
-        ``health.lost_acc_noise`` on position and velocity over ``dt`` seconds, for what the
-        IMU model leaves out when nothing corrects it (vibration, bias and tilt errors).
-        Shape: (DIM, DIM)."""
-        q = self.cfg.health.lost_acc_noise ** 2
-        Q = torch.zeros(DIM, DIM, device=self.device, dtype=self.dtype)
-        eye = torch.eye(3, device=self.device, dtype=self.dtype)
-        Q[P, P] = eye * q * dt ** 3 / 3
-        Q[P, V] = Q[V, P] = eye * q * dt ** 2 / 2
-        Q[V, V] = eye * q * dt
-        return Q
-
     def _sample_rays(self, depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor,
                      T_body_cam: torch.Tensor) -> RayBatch:
         """The frame's rays for tracking: ``inference.rays`` pixels sampled among the valid
@@ -408,14 +399,13 @@ class SlamEngine:
         inf, hc = self.cfg.inference, self.cfg.health
         res = self._run_track(rays, prior, inf.track_iters)
         post = res['state']
-        sig = self._signals(rays, res, prior, post)
-        sig.drift = self._drift(t, post)
+        sig = self._signals(rays, res, prior, post, self._drift(t, post))
         timings['rays_used'] = float(res['n_used'])
         timings['track_iters'] = float(res['iters'])
         self._jump = None
         was_lost = self.health.status == LOST
         self.health.update(sig, t)
-        quality = self.health.quality(sig)
+        quality = self.health.last_quality
         if was_lost:
             found = (post, res, sig) if self._verified(sig) else None
             if found is None and hc.relocalise and sig.valid_fraction > 0:
@@ -438,7 +428,7 @@ class SlamEngine:
         self._signals_last = sig
         return post, quality, res
 
-    def _drift(self, t: float, post: GaussianState) -> float:
+    def _drift(self, t: float, post: GaussianState) -> Optional[torch.Tensor]:
         """Chi-square of the motion from the frame ``health.drift_window_s`` ago to ``post``
         against the IMU integrated over it (9 dimensions: rotation, velocity, position, in
         the older state's body frame); 0 without IMU over the whole window.
@@ -447,7 +437,8 @@ class SlamEngine:
         taken as white noise over the window (``gyro_noise² T``, ``acc_noise² T``,
         ``acc_noise² T³ / 3``), not preintegrated sample by sample: a per-frame cost of a
         few ms instead of tens. The two states' own covariances are added as if independent
-        (conservative), with a floor for what they leave out.
+        (conservative), with a floor for what they leave out. A 0-dim tensor (read back with
+        the other signals), None without IMU over the whole window.
         """
         hc, mc = self.cfg.health, self.cfg.motion
         hist = list(self._history)
@@ -455,29 +446,29 @@ class SlamEngine:
         while k >= 0 and t - hist[k][0] < hc.drift_window_s:
             k -= 1
         if k < 0 or self._imu_interval is None:
-            return 0.0
+            return None
         chunks = [h[1] for h in hist[k + 1:]] + [self._imu_interval]
         if any(c is None for c in chunks):
-            return 0.0
+            return None
         acc, gyro, dts = (torch.cat([c[i] for c in chunks]) for i in range(3))
         s0 = hist[k][2]
         R1, v1, p1 = integrate_imu(s0.R, s0.v, s0.p, acc, gyro, dts, s0.b_a, s0.b_g,
                                    (0.0, 0.0, -mc.gravity))
         Rt = s0.R.t()
         r = torch.cat((lie.so3_log(R1.t() @ post.R), Rt @ (post.v - v1), Rt @ (post.p - p1)))
-        T = float(dts.sum())
+        T = dts.sum()   # stays on the device: read back with the other signals
         # Gyro noise tilts the integrated gravity: g * (a random walk of angle) in accel.
         tilt = (mc.gravity * mc.gyro_noise) ** 2
-        var = ([mc.gyro_noise ** 2 * T + DRIFT_FLOOR_ROT ** 2] * 3
-               + [mc.acc_noise ** 2 * T + tilt * T ** 3 / 3 + DRIFT_FLOOR_VEL ** 2] * 3
-               + [mc.acc_noise ** 2 * T ** 3 / 3 + tilt * T ** 5 / 20
-                  + DRIFT_FLOOR_POS ** 2] * 3)
-        S = torch.diag(torch.tensor(var, device=self.device, dtype=self.dtype))
+        var = (mc.gyro_noise ** 2 * T + DRIFT_FLOOR_ROT ** 2,
+               mc.acc_noise ** 2 * T + tilt * T ** 3 / 3 + DRIFT_FLOOR_VEL ** 2,
+               mc.acc_noise ** 2 * T ** 3 / 3 + tilt * T ** 5 / 20 + DRIFT_FLOOR_POS ** 2)
+        eye = torch.eye(3, device=self.device, dtype=self.dtype)
+        S = torch.block_diag(*(eye * v for v in var))
         S[0:3, 0:3] += s0.cov[PHI, PHI] + post.cov[PHI, PHI]
         S[3:6, 3:6] += Rt @ (s0.cov[V, V] + post.cov[V, V]) @ Rt.t()
         S[6:9, 6:9] += Rt @ (s0.cov[P, P] + post.cov[P, P] + T * T * s0.cov[V, V]) @ Rt.t()
         r = r.to(torch.float64)
-        return float(r @ torch.linalg.solve(S.to(torch.float64), r))
+        return r @ torch.linalg.solve(S.to(torch.float64), r)
 
     def _verified(self, sig: TrackSignals) -> bool:
         """Whether a pose found while LOST is taken: it passes the OK tests with at least
@@ -492,9 +483,10 @@ class SlamEngine:
                      self.cfg.sensor.ray_info_scale, inf.track_stop_translation,
                      inf.track_stop_rotation_deg)
 
-    def _signals(self, rays: RayBatch, res: Dict, prior: GaussianState,
-                 post: GaussianState) -> TrackSignals:
-        """The health signals of one tracking result (one host sync)."""
+    def _signals(self, rays: RayBatch, res: Dict, prior: GaussianState, post: GaussianState,
+                 drift: Optional[torch.Tensor] = None) -> TrackSignals:
+        """The health signals of one tracking result, with the drift test's chi-square when
+        given (one host sync for all of them)."""
         rc = self.cfg.render
         # Rays beyond the render range never hit the map: they say nothing either way.
         valid = rays.valid & (rays.d_obs < rc.far - rc.band)
@@ -513,12 +505,16 @@ class SlamEngine:
             weakest = torch.maximum(torch.linalg.eigvalsh(cov[P, P])[-1],
                                     torch.linalg.eigvalsh(cov[PHI, PHI])[-1]).clamp(min=0)
             weakest = weakest.sqrt()
-        vals = torch.stack([x.to(torch.float64) for x in (n_valid, hit, inl, chi2, weakest)])
-        nv, nh, ni, chi2, weakest = vals.tolist()
+        if drift is None:
+            drift = torch.zeros((), device=self.device)
+        vals = torch.stack([x.to(torch.float64)
+                            for x in (n_valid, hit, inl, chi2, weakest, drift)])
+        nv, nh, ni, chi2, weakest, drift = vals.tolist()
         return TrackSignals(tracked=res['n_used'] >= self.cfg.inference.min_valid_rays,
                             valid_fraction=nv / max(1, rays.valid.numel()),
                             hit_fraction=nh / max(1.0, nv), inlier_fraction=ni / max(1.0, nv),
-                            rmse=float(res['rmse']), innovation=chi2, min_info_std=weakest)
+                            rmse=float(res['rmse']), innovation=chi2, min_info_std=weakest,
+                            drift=drift)
 
     def _relocalise(self, rays: RayBatch, coasted: GaussianState
                     ) -> Optional[Tuple[GaussianState, Dict, TrackSignals]]:
@@ -656,12 +652,9 @@ class SlamEngine:
         norm = float(np.linalg.norm(a))
         if not np.isfinite(norm) or norm < 1e-6:
             return T
-        axis = np.cross(a / norm, [0.0, 0.0, 1.0])
-        angle = math.atan2(float(np.linalg.norm(axis)), float(a[2] / norm))
-        if np.linalg.norm(axis) < 1e-9:  # already up, or upside down (turn about x)
-            axis = np.array([1.0, 0.0, 0.0])
-        rotvec = torch.as_tensor(axis / np.linalg.norm(axis) * angle, dtype=torch.float64)
-        T[:3, :3] = lie.so3_exp(rotvec).numpy() @ T[:3, :3]
+        # Gravity is opposite to the specific force at rest.
+        R_fix = gravity_correction(-torch.as_tensor(a, dtype=torch.float64))
+        T[:3, :3] = R_fix.numpy() @ T[:3, :3]
         return T
 
     def _anchor_of(self, rays, res: Dict, T_world_cam: torch.Tensor) -> torch.Tensor:

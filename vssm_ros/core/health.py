@@ -82,6 +82,7 @@ class HealthMonitor:
     def reset(self) -> None:
         self.status = OK
         self.reason = 'started'
+        self.last_quality = 'good'
         self._bad_since: Optional[float] = None
         self._good_since: Optional[float] = None
 
@@ -120,7 +121,7 @@ class HealthMonitor:
 
     def update(self, s: TrackSignals, t: float) -> str:
         """The status after a frame at time ``t`` (seconds) with signals ``s``."""
-        q = self.quality(s)
+        q = self.last_quality = self.quality(s)
         c = self.cfg
         if q == 'bad':
             self._good_since = None
