@@ -171,3 +171,18 @@ def test_imu_kept_before_the_first_frame_is_bounded():
                               gyro=np.zeros(3)))
     assert len(eng._init_log) == 1000
     assert eng._init_log[-1].stamp_ns == 10**9 + 4999 * 5_000_000
+
+
+def test_rest_is_judged_on_the_imu_before_the_first_frame(flight):
+    """Samples stamped after the first frame that arrived before it (a live driver's topics
+    are not ordered with each other) do not enter the rest judgement."""
+    f0 = next(x for x in flight.items() if isinstance(x, Frame))
+    eng = SlamEngine(EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3)))
+    for k in range(40):   # at rest before the frame
+        eng.add_imu(ImuSample(f0.stamp_ns - (40 - k) * 5_000_000, np.array([0.0, 0.0, 9.81]),
+                              np.zeros(3)))
+    for k in range(40):   # turning fast after it
+        eng.add_imu(ImuSample(f0.stamp_ns + (k + 1) * 5_000_000, np.array([0.0, 0.0, 9.81]),
+                              np.array([0.0, 0.0, 2.0])))
+    eng.step(f0)
+    assert eng.started_moving is False

@@ -229,7 +229,7 @@ class SlamEngine:
         t0 = time.perf_counter()
         dt = 0.0 if self.last_stamp_ns is None else (frame.stamp_ns - self.last_stamp_ns) * 1e-9
         if self.state is None:
-            self.state = self._initial_state()
+            self.state = self._initial_state(frame.stamp_ns)
             prior = self.state
             first = True
         else:
@@ -300,19 +300,19 @@ class SlamEngine:
         timings['total'] = time.perf_counter() - t_start
         return self.estimate(timings)
 
-    def _initial_state(self) -> GaussianState:
+    def _initial_state(self, stamp_ns: int) -> GaussianState:
         """The first frame's state: the map frame's pose (``init_pose``, corrected by a
         gravity solve when restarting), zero velocity with a std for rest or motion (the
         solved velocity when restarting)."""
         ic, mc = self.cfg.init, self.cfg.motion
-        T0 = self._gravity_aligned() if self._align_gravity else self.T_world_body0
+        T0 = self._gravity_aligned(stamp_ns) if self._align_gravity else self.T_world_body0
         T0 = self._t(T0)
         if self._init_fix is not None:
             R_fix, v0 = self._init_fix
             T0[:3, :3] = R_fix @ T0[:3, :3]
             vel_std = ic.rest_velocity_std
         else:
-            self.started_moving = not self._at_rest()
+            self.started_moving = not self._at_rest(stamp_ns)
             vel_std = ic.moving_velocity_std if self.started_moving else ic.rest_velocity_std
         state = initial_state(T0, vel_std=vel_std, acc_bias_std=mc.acc_bias_std,
                               gyro_bias_std=mc.gyro_bias_std)
@@ -320,11 +320,17 @@ class SlamEngine:
             state.v = v0
         return state
 
-    def _at_rest(self) -> bool:
+    def _imu_until(self, stamp_ns: int) -> List[ImuSample]:
+        """The queued IMU samples stamped up to ``stamp_ns``: the first state is judged on what
+        was measured before its frame, not on samples that happened to arrive early (a live
+        driver's topics are not ordered with each other)."""
+        return [x for x in self._imu if x.stamp_ns <= stamp_ns]
+
+    def _at_rest(self, stamp_ns: int) -> bool:
         """Whether the IMU samples before the first frame say the body is at rest (False
         without IMU: nothing says so)."""
         ic = self.cfg.init
-        samples = list(self._imu)[-ic.rest_samples:]
+        samples = self._imu_until(stamp_ns)[-ic.rest_samples:]
         if len(samples) < 2:
             return False
         acc = self._t(np.stack([x.acc for x in samples]))
@@ -639,11 +645,11 @@ class SlamEngine:
             return lambda s: preintegrated_transition(s, pre, mc, omega)
         return lambda s: constant_velocity_transition(s, dt, mc)
 
-    def _gravity_aligned(self) -> np.ndarray:
+    def _gravity_aligned(self, stamp_ns: int) -> np.ndarray:
         """``T_world_body0`` turned by the smallest rotation that takes the mean specific force
         of the latest queued IMU samples to world +z (at rest it points up); unchanged without
         IMU. Shape: (4, 4)."""
-        samples = list(self._imu)[-GRAVITY_SAMPLES:] or (
+        samples = self._imu_until(stamp_ns)[-GRAVITY_SAMPLES:] or (
             [self._last_imu] if self._last_imu is not None else [])
         T = self.T_world_body0.copy()
         if not samples:
