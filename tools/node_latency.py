@@ -35,7 +35,11 @@ sys.path.insert(0, str(REPO / 'test' / 'ros'))   # the ROS test harness (player.
 
 from vssm_ros.config import SyntheticConfig, load_config  # noqa: E402
 from vssm_ros.data import outputs  # noqa: E402
+from vssm_ros.cli.replay import load_replay_config, run_replay  # noqa: E402
+from vssm_ros.data.sources import open_source  # noqa: E402
 from vssm_ros.data.synthetic import generate_flight, realsense_layout  # noqa: E402
+from vssm_ros.data.synthetic.writer import write_flight  # noqa: E402
+from vssm_ros.eval.metrics import trajectory_metrics  # noqa: E402
 from player import OutputRecorder, Player, Session, flight_messages, wait_until  # noqa: E402
 
 
@@ -47,6 +51,32 @@ def _percentiles(ms):
             'mean': ms.mean()}
 
 
+def _ate_cm(flight, odom, offset_ns):
+    """ATE RMSE (cm, after SE(3) alignment) of the odometry poses (the odom frame: standalone,
+    it is the map frame up to relocalisation jumps) against the flight's ground truth; the
+    player moved every stamp by ``offset_ns``."""
+    if len(odom) < 3:
+        return None
+    stamps = np.array([o['stamp_ns'] for o in odom], dtype=np.int64) - offset_ns
+    T = np.array([o['T'] for o in odom], dtype=float)
+    gt = flight.gt_frames
+    res = trajectory_metrics(stamps, T, gt.stamps_ns, gt.T_world_body)
+    return 100.0 * res['ate']['rmse']
+
+
+def _replay_ate_cm(configs, flight, tmp):
+    """ATE (cm) of the deterministic replay of the same flight and configs, for comparison."""
+    bag = write_flight(flight, Path(tmp) / 'flight', formats=('mcap',))['mcap']
+    cfg = load_replay_config(configs)
+    metrics = run_replay(open_source(bag, cfg), cfg, Path(tmp) / 'replay', progress=False,
+                         plots=False)
+    return 100.0 * metrics['ate']['rmse']
+
+
+def _cm(x):
+    return 'n/a (fewer than 3 frames)' if x is None else f'{x:.2f} cm'
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='tools/node_latency.py', description=__doc__.split('\n')[0])
     p.add_argument('--config', action='append', default=[], metavar='YAML',
@@ -55,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument('--speed', type=float, default=1.0, help='playback speed (1: real time)')
     p.add_argument('--timeout', type=float, default=120.0, help='seconds to wait for the node')
     p.add_argument('--json', metavar='PATH', help='also write the numbers as JSON')
+    p.add_argument('--no-replay', action='store_true',
+                   help='skip the deterministic replay of the same flight (its ATE is printed '
+                        'next to the live one)')
     args = p.parse_args(argv)
     configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
     env = dict(os.environ)
@@ -86,7 +119,7 @@ def main(argv=None) -> int:
                 return 1
             time.sleep(1.0)   # the node's publishers and the recorder's subscriptions match
             t0 = time.monotonic()
-            player.play(msgs, args.speed)
+            offset_ns = player.play(msgs, args.speed)
             wall = time.monotonic() - t0
             count = recorder.count(outputs.ODOMETRY)
             # Done when the odometry stops coming (the newest frame processed).
@@ -103,6 +136,8 @@ def main(argv=None) -> int:
                 os.killpg(node.pid, signal.SIGKILL)
         log.close()
     odom = records[outputs.ODOMETRY]
+    live_ate = _ate_cm(flight, odom, offset_ns)
+    replay_ate = None if args.no_replay else _replay_ate_cm(configs, flight, tmp)
     lat = [(o['recv_ns'] - o['stamp_ns']) * 1e-6 for o in odom]
     diag = records[outputs.DIAGNOSTICS][-1]['status'][0]['values'] \
         if records[outputs.DIAGNOSTICS] else {}
@@ -119,6 +154,7 @@ def main(argv=None) -> int:
         'processed_per_s': len(odom) / wall if wall > 0 else None,
         'latency_ms': _percentiles(lat),
         'latency_ms_after_first': _percentiles(lat[1:]),
+        'ate_cm': live_ate, 'replay_ate_cm': replay_ate,
         'step_p50_ms': float(diag.get('step_p50_ms', 'nan')),
         'frame_p50_ms': float(diag.get('frame_p50_ms', 'nan')),
         'frame_mean_ms': float(diag.get('frame_mean_ms', 'nan')),
@@ -142,6 +178,9 @@ def main(argv=None) -> int:
         if q:
             rows.append((label, f'p50 {q["p50"]:.0f} ms, p95 {q["p95"]:.0f} ms, '
                                 f'max {q["max"]:.0f} ms'))
+    rows.append(('ATE of the odometry (processed frames)', _cm(live_ate)))
+    if replay_ate is not None:
+        rows.append(('ATE of the replay, every frame', _cm(replay_ate)))
     rows.append(('load average (1 min) before / after',
                  f'{load0[0]:.1f} / {result["loadavg_after"][0]:.1f} on {os.cpu_count()} CPUs'))
     width = max(len(k) for k, _ in rows)

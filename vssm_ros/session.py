@@ -122,6 +122,8 @@ class SlamSession:
         self._ground_truth: List[PoseSample] = list(ground_truth or [])
         self._gt_fed = ground_truth is None
         self._pose_request: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
+        # Localisation: the loaded file's trajectory part and config, saved back unchanged.
+        self._loaded: Optional[Tuple[Dict[str, Any], Dict[str, Any]]] = None
         self._last_log: Dict[str, float] = {}
         self._bad_lock = threading.Lock()
         self.schedule = (outputs.OutputSchedule(types, cfg.frames, cfg.outputs, camera_frame)
@@ -351,6 +353,7 @@ class SlamSession:
         self._pending_imu.clear()
         self._imu_last = None
         self._pose_request = None
+        self._loaded = None
         if self.schedule is not None:
             self.schedule.reset()
         self.counts['resets'] += 1
@@ -375,7 +378,18 @@ class SlamSession:
         """
         if self.engine is None:
             raise StateError('no map to save: no frame processed since start or reset')
-        save_checkpoint(path, self.engine.state_dict(), to_dict(self.cfg))
+        state, config = self.engine.state_dict(), to_dict(self.cfg)
+        if self.localization and self._loaded is not None:
+            # Localisation changes no map: the file keeps the loaded pose, keyframes and
+            # config, so an unchanged map is saved as the identical file (and a changed one
+            # shows in its bytes).
+            loaded, config = self._loaded
+            state = {'meta': loaded['meta'],
+                     'tensors': {**{k: v for k, v in state['tensors'].items()
+                                    if not _trajectory_key(k)},
+                                 **{k: v for k, v in loaded['tensors'].items()
+                                    if _trajectory_key(k)}}}
+        save_checkpoint(path, state, config)
         return f'saved the map ({self.engine.n_frames} frames) to {path}'
 
     def load_map(self, path: str) -> str:
@@ -384,7 +398,7 @@ class SlamSession:
         Raises:
             VssmError: unreadable, or made with another map config.
         """
-        state, _ = load_checkpoint(path)
+        state, config = load_checkpoint(path)
         engine = self._new_engine()
         try:
             engine.load_state_dict(state)
@@ -397,6 +411,9 @@ class SlamSession:
         if self.schedule is not None:
             self.schedule.reset()
         if self.localization:
+            self._loaded = ({'meta': state['meta'],
+                             'tensors': {k: v.clone() for k, v in state['tensors'].items()
+                                         if _trajectory_key(k)}}, config)
             # Until a pose is set: from the saved one, at whatever stamps the new run has.
             try:
                 self._pose_request = (engine.estimate().T_world_body, None)
@@ -475,6 +492,11 @@ class SlamSession:
     def _log_counted(self, key: str, level: str, text: str) -> None:
         n = self.counts.get(f'bad.{key}')
         self.log(level, text + (f' ({n} so far)' if n and n > 1 else ''))
+
+
+def _trajectory_key(name: str) -> bool:
+    """A checkpoint tensor that belongs to the run (pose, keyframes), not to the map."""
+    return name.startswith(('state.', 'keyframes.'))
 
 
 def position_std(est: Estimate) -> float:

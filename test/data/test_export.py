@@ -140,6 +140,11 @@ def test_checkpoint_file_is_safetensors_with_json_metadata(tmp_path, engine_and_
     names = set(header) - {'__metadata__'}
     assert names == set(engine.state_dict()['tensors'])
     assert not data.startswith(b'\x80')   # not a pickle
+    # The same state saves as the same bytes (the library alone orders its header by hash).
+    for i in range(5):
+        save_checkpoint(tmp_path / f'{i}.safetensors', engine.state_dict(), {'a': [1, 2.5, 'x']})
+        assert (tmp_path / f'{i}.safetensors').read_bytes() == data
+    assert list(meta) == sorted(meta) and n % 8 == 0
 
 
 def test_corrupt_or_foreign_checkpoints_raise_state_error(tmp_path, engine_and_flight):

@@ -23,7 +23,7 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core.learned_dynamics import LearnedDynamics
 from vssm_ros.data.atomic import atomic_write_bytes
-from vssm_ros.data.export import read_container
+from vssm_ros.data.export import read_container, safetensors_bytes
 from vssm_ros.errors import ConfigError, StateError
 
 PathLike = Union[str, os.PathLike]
@@ -39,14 +39,12 @@ PACKAGED_DIR = Path(__file__).resolve().parents[1] / 'weights'
 def save_dynamics(path: PathLike, model: LearnedDynamics,
                   report: Optional[Dict[str, Any]] = None) -> None:
     """Write a model's weights (float32) and description, atomically."""
-    from safetensors.torch import save
-
     tensors, meta = model.state()
     tensors = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
     header = {'format': WEIGHTS_FORMAT, 'format_version': str(WEIGHTS_VERSION),
               'meta': json.dumps(meta, sort_keys=True),
               'report': json.dumps(report or {}, sort_keys=True, allow_nan=False)}
-    atomic_write_bytes(path, save(tensors, metadata=header))
+    atomic_write_bytes(path, safetensors_bytes(tensors, header))
 
 
 def load_dynamics(path: PathLike) -> Tuple[LearnedDynamics, Dict[str, Any]]:

@@ -165,8 +165,6 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
     Raises:
         StateError: a state dict without 'tensors'/'meta', or metadata that is not JSON-able.
     """
-    from safetensors.torch import save  # lazily: torch is only needed for checkpoints
-
     if not isinstance(engine_state_dict, dict) or not {'tensors', 'meta'} <= set(
             engine_state_dict):
         raise StateError("save_checkpoint needs an engine state dict with 'tensors' and 'meta'")
@@ -179,7 +177,23 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
                   'config': json.dumps(config_dict, sort_keys=True)}
     except (TypeError, ValueError) as err:
         raise StateError(f'checkpoint {path}: metadata is not JSON-serialisable: {err}') from err
-    atomic_write_bytes(path, save(tensors, metadata=header))
+    atomic_write_bytes(path, safetensors_bytes(tensors, header))
+
+
+def safetensors_bytes(tensors: Dict[str, Any], metadata: Dict[str, str]) -> bytes:
+    """``safetensors.torch.save``, with the header in a fixed order: the library writes the
+    metadata in hash order, so the same content gave different bytes on every save (and a map
+    saved unchanged could not be told from a changed one by its bytes)."""
+    from safetensors.torch import save  # lazily: torch is only needed for checkpoints
+
+    blob = save(tensors, metadata=metadata)
+    (n,) = struct.unpack('<Q', blob[:8])
+    header = json.loads(blob[8:8 + n].decode('utf-8'))
+    ordered = {'__metadata__': dict(sorted(header.pop('__metadata__', {}).items()))}
+    ordered.update(sorted(header.items(), key=lambda kv: kv[1]['data_offsets']))
+    text = json.dumps(ordered, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)   # the library keeps the data 8-byte aligned
+    return struct.pack('<Q', len(text)) + text + blob[8 + n:]
 
 
 def _safetensors_header(data: bytes, path: Path, what: str = 'checkpoint') -> Dict[str, Any]:
