@@ -397,8 +397,16 @@ class MapConfig:
     plain trilinear (unobserved corners count as free); lower values extrapolate further. On
     the synthetic flights 0.5 cut seed 1's ATE from ~5.3 to ~3.4 cm (0.25: 3.7 cm)."""
 
+    fuse_pixels: int = 20000
+    """Depth pixels whose rays find a keyframe's candidate voxels (a regular subset of the
+    image beyond this). Each candidate's signed distance is then computed from the whole
+    image, and the candidates are dilated by one voxel, so rays about a voxel apart at the
+    working range miss none; fusion's cost grows with the candidates."""
+
     def __post_init__(self):
         _check(self.resolution > 0, 'map.resolution', f'must be > 0, got {self.resolution}')
+        _check(self.fuse_pixels >= 100, 'map.fuse_pixels',
+               f'must be >= 100, got {self.fuse_pixels}')
         _check(self.truncation >= 2 * self.resolution, 'map.truncation',
                'must be at least two voxels')
         _check(2 <= self.block_size <= 32, 'map.block_size',
@@ -873,8 +881,18 @@ class NodeConfig:
     """History depth of the IMU subscription: deep enough (5 s at 200 Hz) that no sample is
     lost while the node is busy (every sample is integrated)."""
     map_path: str = '~/.ros/vssm_map.safetensors'
-    """Checkpoint file written by ~/save_map and read by ~/load_map (std_srvs/Trigger takes no
-    argument: set this parameter to choose the file)."""
+    """Checkpoint file written by ~/save_map and read by ~/load_map (std_srvs/Trigger takes
+    no argument: set this parameter to choose the file)."""
+    autosave_period_s: float = 60.0
+    """Seconds between autosaves of the map, so that a crash loses at most this much mapping
+    (<= 0: off). The autosave goes to its own file beside node.map_path
+    (``vssm_map.safetensors`` -> ``vssm_map.autosave.safetensors``: a map saved on purpose is
+    never replaced; after a crash, set node.map_path to the autosave and ~/load_map it).
+    Written atomically (a crash mid-save leaves the previous file) by the worker thread
+    between two frames (the frames arriving meanwhile wait, the newest wins), only when
+    frames were processed since the last autosave; not in localization mode (the map does
+    not change). Failures are logged and counted (autosave_failures in /diagnostics), never
+    fatal."""
     startup_timeout_s: float = 2.0
     """Seconds after the first frame that the node waits for /tf_static to connect the camera
     and IMU frames to frames.body_frame before it falls back to frames.T_body_cam / T_body_imu

@@ -56,6 +56,13 @@ LOG_THROTTLE_S = 5.0
 """The same kind of warning is logged at most once per this many seconds."""
 FIRST_ERRORS = 10
 """Error lines kept for the report."""
+BAD_EXAMPLES = 3
+"""Texts kept per bad-input reason (the first ones), for metrics.json and the diagnostics."""
+IMU_MAX_ACC = 1000.0
+"""Largest plausible specific force (m/s², about 100 g; IMUs saturate at 16-32 g): a larger
+reading is garbage, and integrating it would wreck the state."""
+IMU_MAX_GYRO = 100.0
+"""Largest plausible angular rate (rad/s, about 5700 deg/s; gyroscopes saturate near 35)."""
 LOCALIZATION_STEP_S = 1e-3
 """Seconds between a pose set in localisation mode and the next frame (the prior's dt)."""
 
@@ -113,6 +120,7 @@ class SlamSession:
         self.counts: Counter[str] = collections.Counter()
         self.errors: Counter[str] = collections.Counter()
         self.first_errors: List[str] = []
+        self.bad_examples: Dict[str, List[str]] = {}   # reason -> the first texts
         self.init_from_ground_truth = False
         self.last_estimate: Optional[Estimate] = None
         self.steps_s: Deque[float] = collections.deque(maxlen=LATENCY_KEEP)
@@ -146,16 +154,30 @@ class SlamSession:
         return None
 
     def add_imu(self, sample: ImuSample) -> bool:
-        """One IMU sample (body frame); non-finite ones and stamps not after the previous are
-        counted as bad input and dropped. Returns whether it was kept."""
+        """One IMU sample (body frame); non-finite or implausible ones (beyond ``IMU_MAX_ACC``,
+        ``IMU_MAX_GYRO``) and stamps not after the previous are counted as bad input and
+        dropped. A gap longer than ``engine.motion.max_imu_gap``
+        before a sample is counted too ('imu_gap'; the sample is kept). Returns whether it was
+        kept."""
         self.counts['imu_received'] += 1
         if not (np.all(np.isfinite(sample.acc)) and np.all(np.isfinite(sample.gyro))):
             self.bad('imu_non_finite', f'non-finite IMU sample at {sample.stamp_ns} ns dropped')
             return False
-        if self._imu_last is not None and sample.stamp_ns <= self._imu_last:
-            self.bad('imu_time_backwards', f'IMU stamp {sample.stamp_ns} ns is not after the '
-                     f'previous {self._imu_last} ns; dropped')
+        if np.abs(sample.acc).max() > IMU_MAX_ACC or np.abs(sample.gyro).max() > IMU_MAX_GYRO:
+            self.bad('imu_out_of_range', f'IMU sample at {sample.stamp_ns} ns beyond '
+                     f'{IMU_MAX_ACC:g} m/s^2 or {IMU_MAX_GYRO:g} rad/s (acc {sample.acc}, gyro '
+                     f'{sample.gyro}); dropped')
             return False
+        if self._imu_last is not None and sample.stamp_ns <= self._imu_last:
+            self.bad('imu_stamp_repeated' if sample.stamp_ns == self._imu_last
+                     else 'imu_time_backwards', f'IMU stamp {sample.stamp_ns} ns is not after '
+                     f'the previous {self._imu_last} ns; dropped')
+            return False
+        gap_s = 0.0 if self._imu_last is None else (sample.stamp_ns - self._imu_last) * 1e-9
+        if gap_s > self.cfg.engine.motion.max_imu_gap:
+            self.bad('imu_gap', f'no IMU sample for {gap_s:.3f} s before {sample.stamp_ns} ns '
+                     f'(more than engine.motion.max_imu_gap = '
+                     f'{self.cfg.engine.motion.max_imu_gap} s)')
         self._imu_last = int(sample.stamp_ns)
         if self.engine is None:
             self._pending_imu.append(sample)
@@ -174,11 +196,15 @@ class SlamSession:
         return any(p.stamp_ns >= stamp_ns for p in self._ground_truth)
 
     def bad(self, reason: str, text: str, n: int = 1) -> None:
-        """Count ``n`` bad inputs of ``reason`` and log ``text`` (throttled)."""
+        """Count ``n`` bad inputs of ``reason``, keep ``text`` among its first
+        ``BAD_EXAMPLES`` and log it (throttled)."""
         if n <= 0:
             return
         with self._bad_lock:   # the node's callbacks report bad input from their threads
             self.counts[f'bad.{reason}'] += n
+            examples = self.bad_examples.setdefault(reason, [])
+            if len(examples) < BAD_EXAMPLES:
+                examples.append(text)
             log = self._due(reason)
         if log:
             self._log_counted(reason, 'warn', text)
@@ -186,6 +212,11 @@ class SlamSession:
     def bad_counts(self) -> Dict[str, int]:
         """Bad input by reason since start."""
         return {k[4:]: v for k, v in sorted(self.counts.items()) if k.startswith('bad.')}
+
+    def bad_input_examples(self) -> Dict[str, List[str]]:
+        """The first ``BAD_EXAMPLES`` texts of each bad-input reason since start."""
+        with self._bad_lock:
+            return {k: list(v) for k, v in sorted(self.bad_examples.items())}
 
     # ------------------------------------------------------------------ frames
 
@@ -329,6 +360,8 @@ class SlamSession:
         out: Dict[str, Any] = {k: c[k] for k in keys}
         out['imu_gaps'] = self.engine.n_imu_gaps if self.engine is not None else 0
         out.update({f'bad.{k}': v for k, v in self.bad_counts().items()})
+        out.update({f'bad_examples.{k}': ' | '.join(v)
+                    for k, v in self.bad_input_examples().items()})
         if self.steps_s:
             steps = np.asarray(self.steps_s)
             out['step_ms'] = 1e3 * float(steps[-1])
@@ -393,7 +426,8 @@ class SlamSession:
         return f'saved the map ({self.engine.n_frames} frames) to {path}'
 
     def load_map(self, path: str) -> str:
-        """Replace the engine state by a checkpoint's (made with the same map config).
+        """Replace the engine state by a checkpoint's (made with the same map config). On any
+        error the current map and trajectory are kept, unchanged.
 
         Raises:
             VssmError: unreadable, or made with another map config.
@@ -402,8 +436,14 @@ class SlamSession:
         engine = self._new_engine()
         try:
             engine.load_state_dict(state)
-        except KeyError as err:
-            raise StateError(f'cannot load {path}: missing {err}') from err
+        except (VssmError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+            engine.close()   # the new engine's swap files; the current engine is untouched
+            if isinstance(err, VssmError):
+                raise StateError(f'cannot load {path}: {err}') from err
+            # A well-formed checkpoint whose tensors are no engine state (another build's).
+            what = (f'missing {err}' if isinstance(err, KeyError)
+                    else f'{type(err).__name__}: {err}')
+            raise StateError(f'cannot load {path}: malformed engine state ({what})') from err
         self._replace_engine(engine)
         self.last_estimate = None
         self._pending_imu.clear()

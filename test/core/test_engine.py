@@ -140,6 +140,28 @@ def test_imu_gap_falls_back_to_constant_velocity(flight):
     assert extra == pytest.approx(CFG.motion.cv_acc_noise ** 2 * 0.2 ** 3 / 3, rel=0.01)
 
 
+def test_imu_gap_spanning_several_frames_is_a_gap_in_each(flight):
+    # Frames every 50 ms, IMU samples up to t0 + 0.05 s then none until t0 + 0.4 s: the last
+    # sample is not held across the hole, whose frames all fall back to constant velocity.
+    eng = _engine(flight)
+    f0 = flight.frame(0, noise=False)
+    t0 = f0.stamp_ns
+    eng.step(f0)
+    for off in (0.0, 0.025, 0.05):
+        eng.add_imu(ImuSample(stamp_ns=t0 + int(off * 1e9), acc=np.zeros(3), gyro=np.zeros(3)))
+    z0 = eng.estimate().T_world_body[2, 3]
+    for k in range(1, 5):
+        est = eng.step(_blank(f0, t0 + int(round(0.1 * k * 1e9))))
+    # (0, 0.1]: the first 50 ms with samples, then a 50 ms hold is no gap; from 0.2 s the
+    # hole exceeds max_imu_gap (0.1 s): 0.2, 0.3 and 0.4 s fall back.
+    assert eng.n_imu_gaps == 3
+    # Free fall for 0.1 s, then the velocity it reached carries on (held across the hole, the
+    # free fall would go on: 0.5 g 0.4² = 0.78 m).
+    g = 9.81
+    assert est.T_world_body[2, 3] - z0 == pytest.approx(-(0.5 * g * 0.1 ** 2 + g * 0.1 * 0.3),
+                                                        abs=2e-3)
+
+
 def test_reported_covariance_includes_map_anchor(flight):
     """The Estimate's covariance is the state's (relative to the map) plus the anchor variance
     of the map where it was tracked; keyframes hand their world variance to the map."""

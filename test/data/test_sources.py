@@ -157,27 +157,28 @@ def test_jittered_camera_stamps_are_paired(tmp_path):
     assert len(frames) == 8 and all(np.allclose(f.depth, 1.5) for f in frames)
 
 
-def _skipped_frames(path):
-    """Reading a bag whose frames cannot be converted: no frame, each counted and explained
-    (a bad message is skipped, as the node skips it, not the end of the replay)."""
+def _skipped_frames(path, reason):
+    """Reading a bag whose frames cannot be converted: no frame, each counted by its reason and
+    explained (a bad message is skipped, as the node skips it, not the end of the replay)."""
     source = open_source(path)
     items = list(source)
     assert not [x for x in items if isinstance(x, Frame)]
-    assert source.info['skipped']['frame_invalid'] == 5
-    return source.info['skip_notes']['frame_invalid']
+    assert dict(source.info['skipped']) == {reason: 5}
+    assert len(source.info['skip_examples'][reason]) == 3
+    return source.info['skip_notes'][reason]
 
 
 def test_image_and_camera_info_size_mismatch(tmp_path):
     write_bag(tmp_path / 'b', 'mcap', _camera_messages('mcap', size_info=(40, 30)))
     assert re.search(r'camera_info on /cam/depth/camera_info is for 40x30 images but the images '
-                     r'are 16x12', _skipped_frames(tmp_path / 'b'))
+                     r'are 16x12', _skipped_frames(tmp_path / 'b', 'camera_info_size_mismatch'))
 
 
 def test_rgb_and_depth_size_mismatch(tmp_path):
     write_bag(tmp_path / 'b', 'mcap', _camera_messages('mcap', size_depth=(8, 6),
                                                        size_info=(8, 6)))
     assert re.search(r'colour image on /cam/rgb/image is 16x12 but depth on /cam/depth/image is '
-                     r'8x6', _skipped_frames(tmp_path / 'b'))
+                     r'8x6', _skipped_frames(tmp_path / 'b', 'frame_size_mismatch'))
 
 
 def test_unknown_encoding(tmp_path):

@@ -10,7 +10,7 @@ BAD_FRAME = 10
 """Index of the frame whose colour image gets an unsupported encoding."""
 BAD_IMU = 150
 """Index of the IMU sample that becomes non-finite."""
-EXPECTED = {'frame_invalid': 1, 'imu_non_finite': 1}
+EXPECTED = {'rgb_encoding': 1, 'imu_non_finite': 1}
 """Bad input by reason that the corruption causes."""
 
 

@@ -52,7 +52,7 @@ def publish_bad_input(player, flight, stamp_ns):
 def bad_input_reported(recorder):
     diag = recorder.last(outputs.DIAGNOSTICS)
     values = diag['status'][0]['values'] if diag else {}
-    return 'bad.frame_invalid' in values and 'bad.imu_time_backwards' in values
+    return 'bad.rgb_encoding' in values and 'bad.imu_time_backwards' in values
 
 
 def main() -> int:

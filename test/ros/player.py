@@ -56,8 +56,7 @@ def flight_messages(flight: SyntheticFlight,
     items = flight.items()
     if frames is not None:
         stamps = flight.frame_stamps_ns[list(frames)]
-        lo, hi = int(stamps.min()), int(stamps.max())
-        items = (it for it in items if lo <= it.stamp_ns <= hi)
+        items = flight.items(start_ns=int(stamps.min()), end_ns=int(stamps.max()) + 1)
     return list(stream_messages(items, realsense_layout(flight), message_types()))
 
 

@@ -40,7 +40,7 @@ def make_cfg(**node) -> VssmConfig:
         init_pose='ground_truth',
         map=MapConfig(resolution=0.08, truncation=0.24),
         inference=InferenceConfig(rays=128, track_iters=2))
-    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0), **node)
+    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0, autosave_period_s=0.0), **node)
     return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
                       outputs=OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
                                             predicted_max_width=32))
@@ -196,16 +196,19 @@ def test_bad_input_is_counted_and_logged_never_raised(flight, messages):
     intake.on_imu(M.imu_msg(TYPES, int(flight.frame_stamps_ns[0]), 'imu', np.zeros(3),
                             np.zeros(3)))
     c = live.session.counts
-    assert c['bad.frame_invalid'] == 2 and c['frames_failed'] == 2
+    assert c['bad.rgb_encoding'] == 1 and c['bad.frame_size_mismatch'] == 1
+    assert c['frames_failed'] == 2
     assert c['bad.rgb_time_backwards'] == 1
     assert c['bad.imu_non_finite'] == 1 and c['bad.imu_time_backwards'] == 1
     assert len(sink.of(outputs.ODOMETRY)) == n
     warned = ' '.join(t for lvl, t in sink.logs if lvl == 'warn')
     assert "unsupported image encoding 'yuv422'" in warned
-    # The second invalid frame came within the log throttle: counted, not logged again.
-    assert 'depth on /camera/aligned_depth_to_color/image_raw is 24x18' not in warned
+    # The log is throttled per reason: the second invalid frame has a reason of its own.
+    assert 'depth on /camera/aligned_depth_to_color/image_raw is 24x18' in warned
     diag = live.diagnostics(0).status[0]
     assert diag.level == M.DIAG_WARN and diag.message.startswith('bad input: ')
+    values = {kv.key: kv.value for kv in diag.values}
+    assert "unsupported image encoding 'yuv422'" in values['bad_examples.rgb_encoding']
 
 
 def test_a_jump_back_in_time_resets(flight, messages):

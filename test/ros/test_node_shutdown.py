@@ -31,7 +31,7 @@ PARAMS = {
     # Frequent outputs: a frame in progress at Ctrl-C is likely publishing.
     'outputs': {'map_cloud_period_s': 0.2, 'predicted_period_s': 0.1,
                 'predicted_path_period_s': 0.1, 'cost_slice_period_s': 0.3},
-    'node': {'startup_timeout_s': 10.0},
+    'node': {'startup_timeout_s': 10.0, 'autosave_period_s': 0.0},
 }
 STARTUP_S = 180.0   # generous: torch imports and DDS discovery on a loaded machine
 SHUTDOWN_S = 10.0

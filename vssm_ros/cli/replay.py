@@ -4,8 +4,11 @@
 
 The replay is a loop over a source feeding a ``vssm_ros.session.SlamSession`` (the object the
 ROS 2 node drives too: initial pose, IMU intake, bad-input accounting, outputs), then a report.
-Bad input (a frame that cannot be converted, IMU samples out of order or not finite) is
-skipped and counted (``frames.bad_input`` in metrics.json), as the node does.
+Bad input (a frame that cannot be converted, stamps going backwards or repeated, IMU samples
+out of order or not finite, IMU gaps) is skipped and counted by reason, with the first texts of
+each (``frames.bad_input`` and ``frames.bad_input_examples`` in metrics.json), by the same
+session code as in the node; the run goes on. Only input that leaves nothing to process (no
+camera topic, no frame that could be converted) stops it, with an error naming the reasons.
 
 INPUT is a ROS 1 ``.bag``, a ROS 2 bag directory (sqlite3 or mcap), a TUM RGB-D folder or a
 folder of frames with timestamps (Blackbird layout, ``docs/blackbird.md``).
@@ -199,6 +202,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
     scorer = (PredictionScorer(predict_horizon, cfg.engine.predict.period_s)
               if predict_horizon else None)
     run = _Run()
+    skips = _SourceSkips(source, session)
     bar = _progress_bar(progress, _expected_frames(source, max_frames))
     t_start = time.perf_counter()
     try:
@@ -206,6 +210,7 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
             if isinstance(item, Frame) and max_frames is not None and run.received >= max_frames:
                 break
             step = session.feed(item)
+            skips.sync()
             if step is None:
                 continue
             run.received += 1
@@ -228,16 +233,14 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t_start
-    notes = source.info.get('skip_notes') or {}
-    for reason, n in dict(source.info.get('skipped', {})).items():
-        session.bad(reason, f'{n} x {reason} skipped; {notes.get(reason, "")}'.rstrip('; '), n)
+    skips.sync()
     flushed = session.flush()   # the last keyframe's window: into the map before it is written
     if not run.stamps:
         if recorder is not None:
             recorder.abort()
         if run.received == 0:
-            raise SourceError(f'no RGB-D frame could be read from {source.path} (skipped: '
-                              f'{dict(source.info.get("skipped", {})) or "none"})')
+            raise SourceError(f'no RGB-D frame could be read from {source.path}: '
+                              f'{bad_input_summary(session)}')
         first = session.first_errors
         raise StateError(f'none of the {run.received} frames could be processed; first error: '
                          f'{first[0] if first else "?"}')
@@ -249,6 +252,44 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
     metrics = jsonable(metrics)
     atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=2, allow_nan=False) + '\n')
     return metrics
+
+
+class _SourceSkips:
+    """Hands what the source skipped (``info['skipped']``, with its ``skip_examples``) to the
+    session's bad-input accounting as it happens: the counts, examples, log lines and the
+    diagnostics of the output bag are then the session's, as in the node."""
+
+    def __init__(self, source: Source, session: SlamSession) -> None:
+        self.source, self.session = source, session
+        self.done: Dict[str, int] = {}
+
+    def sync(self) -> None:
+        info = self.source.info
+        skipped, examples = info.get('skipped') or {}, info.get('skip_examples') or {}
+        for reason, n in list(skipped.items()):
+            done = self.done.get(reason, 0)
+            if n <= done:
+                continue
+            self.done[reason] = n
+            texts = examples.get(reason, [])[done:n]   # the texts kept for these skips
+            for text in texts:
+                self.session.bad(reason, text)
+            rest = n - done - len(texts)
+            self.session.bad(reason, f'{reason}: skipped by the {self.source.kind or "input"} '
+                                     'reader', rest)
+
+
+def bad_input_summary(session: SlamSession, most: int = 4) -> str:
+    """The bad input counted so far, most frequent first, each with its first example (for an
+    error that says why no frame could be used)."""
+    counts = sorted(session.bad_counts().items(), key=lambda kv: -kv[1])
+    if not counts:
+        return 'no message was skipped as bad input'
+    examples = session.bad_input_examples()
+    parts = [f'{k} x{n}' + (f' (e.g. {examples[k][0]})' if examples.get(k) else '')
+             for k, n in counts[:most]]
+    more = f'; and {len(counts) - most} more reasons' if len(counts) > most else ''
+    return 'bad input: ' + '; '.join(parts) + more
 
 
 class _Run:
@@ -305,11 +346,13 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
     c = session.counts
     metrics: Dict[str, Any] = {
         'input': {k: source.info.get(k)
-                  for k in ('kind', 'path', 'topics', 'counts', 'T_body_cam_source')},
+                  for k in ('kind', 'path', 'topics', 'counts', 'T_body_cam_source',
+                            'recovery')},
         'frames': {'received': run.received, 'processed': n, 'failed': c['frames_failed'],
                    'errors': dict(session.errors), 'first_errors': session.first_errors,
                    'skipped_by_source': dict(source.info.get('skipped', {})),
-                   'bad_input': session.bad_counts()},
+                   'bad_input': session.bad_counts(),
+                   'bad_input_examples': session.bad_input_examples()},
         'imu_samples': c['imu_received'],
         'interrupted': run.interrupted,
         'device': cfg.engine.device,

@@ -186,7 +186,10 @@ class SlamEngine:
         # the frame interval.
         stamps = [max(s.stamp_ns, t0) for s in samples] + [t1]
         dts = np.diff(np.array(stamps, dtype=np.int64)) * 1e-9
-        gap = max(dts.max(initial=0.0), (samples[0].stamp_ns - t0) * 1e-9)
+        # A gap is judged on the samples' own stamps: a hole spanning several frames holds
+        # the sample before it across each of their (short) intervals.
+        held = np.diff(np.array([s.stamp_ns for s in samples] + [t1], dtype=np.int64)) * 1e-9
+        gap = max(held.max(initial=0.0), (samples[0].stamp_ns - t0) * 1e-9)
         self._last_imu = samples[-1]
         if gap > self.cfg.motion.max_imu_gap:
             self.n_imu_gaps += 1
@@ -618,6 +621,7 @@ class SlamEngine:
         t1 = time.perf_counter()
         self.map.fuse(pending['depth'], pending['rgb'], pending['K'], T_world_cam,
                       depth_sigma(pending['depth'], self.cfg.sensor),
+                      max_pixels=self.cfg.map.fuse_pixels,
                       pose_var=self._world_var(kf, pending['anchor_var']))
         # The budget is kept per keyframe (it needs host-side decisions, not per frame); the
         # regions around the drone come back before it sees them (keep_radius > range).

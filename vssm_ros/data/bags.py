@@ -3,7 +3,9 @@
 """Reading and writing bags with rosbags: ROS 1 ``.bag`` files and ROS 2 bag directories
 (sqlite3 and mcap), without ROS installed.
 
-Reading streams (messages are deserialised one at a time, never all loaded). Writing goes to a
+Reading streams (messages are deserialised one at a time, never all loaded). A damaged bag
+(cut short, without its index or metadata.yaml) is read by ``bag_recovery`` when the reader is
+asked to (``BagReader(path, recover=True)``, as the replay sources do). Writing goes to a
 temporary name beside the target and is renamed on success, so a half-written bag never sits
 under the final name.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from vssm_ros.data import messages as M
+from vssm_ros.data.bag_recovery import RecoveredBag, RecoveryReport, recover_bag, storage_files
 from vssm_ros.data.transforms import as_transform, invert
 from vssm_ros.errors import BagError, MessageError
 from vssm_ros.types import Frame, ImuSample, PoseSample
@@ -88,8 +92,28 @@ def is_ros2_bag(path: PathLike) -> bool:
     return p.is_dir() and (p / 'metadata.yaml').is_file()
 
 
+def is_ros2_storage_dir(path: PathLike) -> bool:
+    """A directory without metadata.yaml that holds .mcap or .db3 files: a ROS 2 bag whose
+    recorder died before writing metadata.yaml (readable with ``recover=True``)."""
+    p = Path(path)
+    try:
+        return p.is_dir() and not (p / 'metadata.yaml').exists() and bool(storage_files(p))
+    except (BagError, OSError):
+        return False
+
+
 class BagReader:
     """Streaming reader of one ROS 1 bag or one ROS 2 bag directory (a context manager).
+
+    Args:
+        path: the bag.
+        recover: when the bag cannot be opened (cut short, no index, no metadata.yaml) or a
+            read fails part way, read its intact messages without an index
+            (``bag_recovery``); ``recovery`` then says what was recovered and lost.
+        recovered: a bag recovered before by a reader of the same path (skips the scan).
+
+    Attributes:
+        recovery: the ``RecoveryReport`` of a recovered bag; None while the bag reads normally.
 
     Example::
 
@@ -99,12 +123,17 @@ class BagReader:
                 ...
     """
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, recover: bool = False,
+                 recovered: Optional[RecoveredBag] = None) -> None:
         self.path = Path(path)
+        self.recover = recover
+        self.recovered = recovered
+        self.recovery: Optional[RecoveryReport] = recovered.report if recovered else None
         if not self.path.exists():
             raise BagError(f'bag not found: {self.path}')
         if self.path.is_dir():
-            if not (self.path / 'metadata.yaml').is_file():
+            if not (self.path / 'metadata.yaml').is_file() and not (
+                    recover and is_ros2_storage_dir(self.path)):
                 raise BagError(f'{self.path} is a directory without metadata.yaml: not a ROS 2 '
                                'bag')
         elif self.path.suffix != '.bag':
@@ -118,16 +147,32 @@ class BagReader:
         from rosbags.highlevel import AnyReader
         if self._reader is not None:
             return self
+        if self.recovered is not None:
+            return self._use(self.recovered)
+        if self.path.is_dir() and not (self.path / 'metadata.yaml').is_file():
+            return self._recover('no metadata.yaml: the recorder did not finish the bag')
         try:
             reader = AnyReader([self.path], default_typestore=bag_typestore('mcap'))
             reader.open()
         except Exception as err:  # rosbags raises several types for broken files
+            if self.recover:
+                return self._recover(f'{type(err).__name__}: {err}')
             raise BagError(f'cannot open bag {self.path} (truncated or corrupt?): '
                            f'{type(err).__name__}: {err}') from err
+        return self._use(reader)
+
+    def _use(self, reader: Any) -> 'BagReader':
         self._reader = reader
         self._topics = {name: TopicInfo(name, info.msgtype or '', int(info.msgcount))
                         for name, info in reader.topics.items()}
         return self
+
+    def _recover(self, damage: str) -> 'BagReader':
+        """Read the bag with ``recover_bag`` and log one warning line about it."""
+        self.recovered = recover_bag(self.path, damage)
+        self.recovery = self.recovered.report
+        logging.getLogger(__name__).warning(self.recovery.warning_line())
+        return self._use(self.recovered)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -196,17 +241,29 @@ class BagReader:
         if not conns:
             return
         it = reader.messages(connections=conns, start=start_ns, stop=stop_ns)
-        topic = '?'
+        topic, last_ns, at_last = '?', -1, 0
         while True:
             try:
                 item = next(it)
             except StopIteration:
                 return
             except Exception as err:
-                raise BagError(f'cannot read bag {self.path} after a message on {topic} '
-                               f'(truncated or corrupt?): {type(err).__name__}: {err}') from err
+                if not self.recover or self.recovered is not None:
+                    raise BagError(f'cannot read bag {self.path} after a message on {topic} '
+                                   f'(truncated or corrupt?): {type(err).__name__}: {err}'
+                                   ) from err
+                # A damaged chunk in a bag whose index is intact: go on with what recovery
+                # reads, after the messages already given.
+                self.close()
+                reader = self._recover(f'a read failed after a message on {topic} '
+                                       f'({type(err).__name__}: {err})')._reader
+                it = _after(reader.messages(
+                    connections=[c for c in reader.connections if c.topic in wanted],
+                    start=start_ns, stop=stop_ns), last_ns, at_last)
+                continue
             conn, log_ns, raw = item
             topic = conn.topic
+            last_ns, at_last = log_ns, (at_last + 1 if log_ns == last_ns else 1)
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
             except Exception as err:
@@ -223,6 +280,18 @@ class BagReader:
         finally:
             it.close()
         return None
+
+
+def _after(items: Iterator[Tuple[Any, int, bytes]], last_ns: int,
+           at_last: int) -> Iterator[Tuple[Any, int, bytes]]:
+    """``items`` (in log-time order) without those up to the ``at_last``-th at ``last_ns``."""
+    for item in items:
+        if item[1] < last_ns:
+            continue
+        if item[1] == last_ns and at_last > 0:
+            at_last -= 1
+            continue
+        yield item
 
 
 # ----------------------------------------------------------------------------------------------

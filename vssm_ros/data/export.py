@@ -11,13 +11,21 @@ engine's ``state_dict()['tensors']``; the string->string metadata header holds
 - ``format``: ``'vssm_ros.checkpoint'`` (tells a checkpoint from any other safetensors file),
 - ``format_version``: ``CHECKPOINT_VERSION``,
 - ``meta``: the engine's ``state_dict()['meta']`` as JSON,
-- ``config``: the configuration the state was made with, as JSON.
+- ``config``: the configuration the state was made with, as JSON,
+- ``sha256``: the digest of the entries above and of every tensor (``content_digest``), so
+  that a file whose bytes changed (a flipped bit, a copy cut short that still parses) is
+  refused instead of loaded as a wrong map. Checkpoints written before it have none and are
+  read unverified.
 
-Every file is written atomically (a reader never sees half a checkpoint).
+Every file is written atomically (a reader never sees half a checkpoint, a save killed at any
+moment leaves the previous file; ``vssm_ros.data.atomic``). Reading one never raises anything
+but ``StateError`` for a bad file: missing, a directory, unreadable, empty, truncated, corrupt,
+of another format or version; the message names the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -35,6 +43,8 @@ CHECKPOINT_FORMAT = 'vssm_ros.checkpoint'
 """The ``format`` entry of a checkpoint's metadata header."""
 CHECKPOINT_VERSION = 1
 """Version of the checkpoint container (the engine state carries its own version in meta)."""
+CHECKSUM_KEY = 'sha256'
+"""The metadata entry with the checkpoint's ``content_digest``."""
 
 _PLY_VERTEX = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('red', 'u1'),
                         ('green', 'u1'), ('blue', 'u1'), ('occupancy', '<f4')])
@@ -45,8 +55,8 @@ _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short':
 # A PLY header is a few hundred bytes; anything much longer is not one of ours.
 _PLY_MAX_HEADER = 64 * 1024
 
-__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'write_ply', 'read_ply',
-           'save_checkpoint', 'load_checkpoint', 'read_container']
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'CHECKSUM_KEY', 'write_ply', 'read_ply',
+           'save_checkpoint', 'load_checkpoint', 'read_container', 'content_digest']
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,7 +173,8 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
         config_dict: the configuration as plain JSON-able values (``config.to_dict(cfg)``).
 
     Raises:
-        StateError: a state dict without 'tensors'/'meta', or metadata that is not JSON-able.
+        StateError: a state dict without 'tensors'/'meta', metadata that is not JSON-able, or
+            a file that cannot be written (the previous file at ``path`` is then unchanged).
     """
     if not isinstance(engine_state_dict, dict) or not {'tensors', 'meta'} <= set(
             engine_state_dict):
@@ -177,7 +188,27 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
                   'config': json.dumps(config_dict, sort_keys=True)}
     except (TypeError, ValueError) as err:
         raise StateError(f'checkpoint {path}: metadata is not JSON-serialisable: {err}') from err
-    atomic_write_bytes(path, safetensors_bytes(tensors, header))
+    header[CHECKSUM_KEY] = content_digest(tensors, header)
+    try:
+        atomic_write_bytes(path, safetensors_bytes(tensors, header))
+    except OSError as err:
+        raise StateError(f'cannot write checkpoint {path}: {err}') from err
+
+
+def content_digest(tensors: Dict[str, Any], metadata: Dict[str, str]) -> str:
+    """SHA-256 (hex) of a checkpoint's content: its metadata entries but ``CHECKSUM_KEY``, and
+    every tensor's name, dtype, shape and bytes, in name order. It depends on the content
+    only, not on how the file lays it out, so the same map always has the same digest."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in metadata.items() if k != CHECKSUM_KEY},
+                        sort_keys=True).encode('utf-8'))
+    for name in sorted(tensors):
+        t = tensors[name].detach().to('cpu').contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode('utf-8'))
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def safetensors_bytes(tensors: Dict[str, Any], metadata: Dict[str, str]) -> bytes:
@@ -206,10 +237,10 @@ def _safetensors_header(data: bytes, path: Path, what: str = 'checkpoint') -> Di
                          f'{n} exceeds the file size {len(data)}')
     try:
         header = json.loads(data[8:8 + n].decode('utf-8'))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:   # bad UTF-8 or JSON; absurdly nested JSON
         raise StateError(f'{path} is not a vssm_ros {what}: unreadable safetensors header '
                          f'({err})') from err
-    if not isinstance(header, dict):
+    if not isinstance(header, dict) or not isinstance(header.get('__metadata__', {}), dict):
         raise StateError(f'{path} is not a vssm_ros {what}: header is not a mapping')
     return header
 
@@ -230,8 +261,14 @@ def read_container(path: PathLike, fmt: str, version: int, what: str
         data = path.read_bytes()
     except FileNotFoundError as err:
         raise StateError(f'{what} not found: {path}') from err
+    except IsADirectoryError as err:
+        raise StateError(f'cannot read {what} {path}: it is a directory, not a file') from err
+    except PermissionError as err:
+        raise StateError(f'cannot read {what} {path}: permission denied') from err
     except OSError as err:
         raise StateError(f'cannot read {what} {path}: {err}') from err
+    if not data:
+        raise StateError(f'{path} is not a vssm_ros {what}: the file is empty')
     meta = _safetensors_header(data, path, what).get('__metadata__') or {}
     if meta.get('format') != fmt:
         raise StateError(f'{path} is not a vssm_ros {what} (safetensors metadata has format '
@@ -250,8 +287,9 @@ def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         for ``SlamEngine.load_state_dict``, and the configuration mapping it was saved with.
 
     Raises:
-        StateError: a missing file, a file that is not a vssm_ros checkpoint, a truncated or
-            corrupt one, or one of an unsupported container version.
+        StateError: a missing file, a directory, an unreadable one, a file that is not a
+            vssm_ros checkpoint, a truncated or corrupt one (its content does not match its
+            ``sha256``), or one of an unsupported container version.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -260,10 +298,19 @@ def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     try:
         state_meta = json.loads(meta['meta'])
         config = json.loads(meta['config'])
-    except (KeyError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, ValueError, RecursionError) as err:
         raise StateError(f'checkpoint {path}: corrupt metadata ({err!r})') from err
+    if not isinstance(state_meta, dict) or not isinstance(config, dict):
+        raise StateError(f'checkpoint {path}: corrupt metadata (meta and config must be '
+                         'mappings)')
     try:
         tensors = load(data)
-    except (SafetensorError, ValueError, RuntimeError) as err:
+    # The library reports most bad files as SafetensorError, some as errors of torch or of
+    # its own Python part (a dtype torch lacks, a shape that does not fit the bytes).
+    except (SafetensorError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise StateError(f'checkpoint {path} is corrupt or truncated: {err}') from err
+    expected = meta.get(CHECKSUM_KEY)
+    if expected is not None and content_digest(tensors, meta) != expected:
+        raise StateError(f'checkpoint {path} is corrupt: its content does not match its '
+                         f'{CHECKSUM_KEY} (bytes changed on disk or in a copy)')
     return {'tensors': tensors, 'meta': state_meta}, config

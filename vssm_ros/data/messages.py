@@ -17,7 +17,7 @@ from __future__ import annotations
 import array
 import dataclasses
 import sys
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -187,17 +187,83 @@ class MsgTypes:
 
 
 # ----------------------------------------------------------------------------------------------
+# Bad messages
+
+MAX_STAMP_SEC = 2**32 - 1
+"""The largest ``sec`` of a stamp (ROS 1's unsigned 32 bits; ROS 2's are signed, smaller)."""
+MAX_STAMP_AHEAD_S = 10.0
+"""How far a message's stamp may lie ahead of the clock that receives it (the node's clock,
+a bag's log time), for clocks a little out of step; beyond, the message is dropped."""
+MALFORMED = (TypeError, ValueError, AttributeError, OverflowError, IndexError)
+"""What reading a field of the wrong type or value raises (a message built by hand or by a
+broken driver; rclpy's classes check types, rosbags' do not)."""
+
+
+class BadMessage(MessageError):
+    """A message that cannot be converted, with a short ``reason`` key for the bad-input counts
+    ('encoding', 'data_size', 'k', ...; prefixed with the input, 'depth_data_size', by
+    ``converted``)."""
+
+    def __init__(self, text: str, reason: str = 'invalid') -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+def reason_of(err: BaseException, default: str = 'invalid') -> str:
+    """The bad-input reason key of a conversion error (``default`` when it carries none)."""
+    return getattr(err, 'reason', default)
+
+
+def converted(role: str, topic: str, convert: Callable[..., Any], *args: Any) -> Any:
+    """``convert(*args)`` on the message of input ``role`` ('rgb', 'depth', 'camera_info',
+    'imu') from ``topic``; any failure, a field of the wrong type included, becomes a
+    BadMessage whose reason names the input: '{role}_{reason}' ('{role}_malformed' for a
+    field of the wrong type) and whose text names the topic."""
+    try:
+        return convert(*args)
+    except MessageError as err:
+        raise BadMessage(f'{topic or role}: {err}', f'{role}_{reason_of(err)}') from err
+    except MALFORMED as err:
+        raise BadMessage(f'{topic or role}: message is malformed: {type(err).__name__}: {err}',
+                         f'{role}_malformed') from err
+
+
+# ----------------------------------------------------------------------------------------------
 # Stamps and small helpers
 
 
 def stamp_to_ns(stamp: Any) -> int:
     """Nanoseconds of a builtin_interfaces/Time (``sec``/``nanosec``; rospy's ``secs``/``nsecs``
-    also accepted)."""
-    if hasattr(stamp, 'nanosec'):
-        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-    if hasattr(stamp, 'nsecs'):
-        return int(stamp.secs) * 1_000_000_000 + int(stamp.nsecs)
-    raise MessageError(f'{type(stamp).__name__} is not a time stamp (no sec/nanosec fields)')
+    also accepted).
+
+    Raises:
+        BadMessage ('stamp'): no such fields, not integers, nanoseconds outside [0, 1e9) or
+            seconds outside [0, MAX_STAMP_SEC].
+    """
+    try:
+        if hasattr(stamp, 'nanosec'):
+            sec, nsec = int(stamp.sec), int(stamp.nanosec)
+        elif hasattr(stamp, 'nsecs'):
+            sec, nsec = int(stamp.secs), int(stamp.nsecs)
+        else:
+            raise BadMessage(f'{type(stamp).__name__} is not a time stamp (no sec/nanosec '
+                             'fields)', 'stamp')
+    except MALFORMED as err:
+        raise BadMessage(f'time stamp fields are not integers: {type(err).__name__}: {err}',
+                         'stamp') from err
+    if not 0 <= nsec < 1_000_000_000 or not 0 <= sec <= MAX_STAMP_SEC:
+        raise BadMessage(f'invalid time stamp sec={sec}, nanosec={nsec} (nanosec must be in '
+                         f'[0, 1e9), sec in [0, {MAX_STAMP_SEC}])', 'stamp')
+    return sec * 1_000_000_000 + nsec
+
+
+def stamp_ahead_s(stamp_ns: int, now_ns: int) -> Optional[float]:
+    """How far (seconds) ``stamp_ns`` lies ahead of a receiving clock ``now_ns`` when that is
+    more than ``MAX_STAMP_AHEAD_S`` (a sensor clock gone wrong: such a stamp would hold back
+    every later message, or jump the engine decades ahead); None otherwise, and when the clock
+    is not running (0: simulated time before the first /clock)."""
+    ahead = (int(stamp_ns) - int(now_ns)) * 1e-9
+    return ahead if now_ns > 0 and ahead > MAX_STAMP_AHEAD_S else None
 
 
 def ns_to_stamp(types: MsgTypes, ns: int) -> Any:
@@ -209,11 +275,16 @@ def ns_to_stamp(types: MsgTypes, ns: int) -> Any:
 
 
 def header_stamp_ns(msg: Any) -> int:
-    """Stamp (ns) of a message's header."""
+    """Stamp (ns) of a message's header.
+
+    Raises:
+        BadMessage ('stamp'): no header stamp, or an invalid one.
+    """
     try:
-        return stamp_to_ns(msg.header.stamp)
+        stamp = msg.header.stamp
     except AttributeError as err:
-        raise MessageError(f'{type(msg).__name__} has no header stamp') from err
+        raise BadMessage(f'{type(msg).__name__} has no header stamp', 'stamp') from err
+    return stamp_to_ns(stamp)
 
 
 def _header(types: MsgTypes, stamp_ns: int, frame_id: str) -> Any:
@@ -268,8 +339,8 @@ def _encoding_info(encoding: str) -> Tuple[np.dtype, int]:
     try:
         return IMAGE_ENCODINGS[encoding]
     except KeyError:
-        raise MessageError(f'unsupported image encoding {encoding!r}; supported: '
-                           f'{", ".join(IMAGE_ENCODINGS)}') from None
+        raise BadMessage(f'unsupported image encoding {encoding!r}; supported: '
+                         f'{", ".join(IMAGE_ENCODINGS)}', 'encoding') from None
 
 
 def image_to_numpy(msg: Any) -> np.ndarray:
@@ -279,22 +350,23 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     Shape: (H, W) for one-channel encodings, (H, W, C) otherwise.
 
     Raises:
-        MessageError: unsupported encoding, empty image, step or data length inconsistent with
-            the size.
+        BadMessage: unsupported encoding ('encoding'), empty image ('empty'), step ('step') or
+            data length ('data_size') inconsistent with the size.
     """
     encoding = str(msg.encoding)
     dtype, channels = _encoding_info(encoding)
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
-        raise MessageError(f'{encoding} image has size {w}x{h}; expected a non-empty image')
+        raise BadMessage(f'{encoding} image has size {w}x{h}; expected a non-empty image',
+                         'empty')
     row = w * channels * dtype.itemsize
     if step < row:
-        raise MessageError(f'{encoding} image {w}x{h}: step {step} is smaller than width x bytes '
-                           f'per pixel = {row}')
+        raise BadMessage(f'{encoding} image {w}x{h}: step {step} is smaller than width x bytes '
+                         f'per pixel = {row}', 'step')
     data = _u8_view(msg.data)
     if data.size != step * h:
-        raise MessageError(f'{encoding} image {w}x{h}: data has {data.size} bytes, expected '
-                           f'step x height = {step} x {h} = {step * h}')
+        raise BadMessage(f'{encoding} image {w}x{h}: data has {data.size} bytes, expected '
+                         f'step x height = {step} x {h} = {step * h}', 'data_size')
     rows = data.reshape(h, step)[:, :row]
     order = '>' if int(msg.is_bigendian) else '<'
     pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
@@ -310,7 +382,8 @@ def rgb_from_image(msg: Any) -> np.ndarray:
     """
     encoding = str(msg.encoding)
     if encoding in DEPTH_ENCODINGS:
-        raise MessageError(f'expected a colour image, got depth encoding {encoding!r}')
+        raise BadMessage(f'expected a colour image, got depth encoding {encoding!r}',
+                         'encoding')
     px = image_to_numpy(msg)
     if encoding == 'rgb8':
         out = px
@@ -336,8 +409,9 @@ def depth_to_metres(raw: np.ndarray, scale: float, min_depth: float = 0.0,
     """
     if not scale > 0:
         raise MessageError(f'depth scale must be > 0, got {scale}')
-    d = np.asarray(raw).astype(np.float32) / np.float32(scale)
-    with np.errstate(invalid='ignore'):
+    # Any bytes are pixels: signalling NaNs and overflows are invalid depth, not warnings.
+    with np.errstate(invalid='ignore', over='ignore'):
+        d = np.asarray(raw).astype(np.float32) / np.float32(scale)
         bad = ~np.isfinite(d) | (d <= 0) | (d < min_depth) | (d > max_depth)
     d[bad] = np.nan
     return d
@@ -359,7 +433,8 @@ def depth_from_image(msg: Any, depth_scale: float = 0.0, min_depth: float = 0.0,
     elif encoding == '32FC1':
         scale = depth_scale if depth_scale > 0 else 1.0
     else:
-        raise MessageError(f'expected a depth image (16UC1 or 32FC1), got encoding {encoding!r}')
+        raise BadMessage(f'expected a depth image (16UC1 or 32FC1), got encoding {encoding!r}',
+                         'encoding')
     return depth_to_metres(image_to_numpy(msg), scale, min_depth, max_depth)
 
 
@@ -399,24 +474,26 @@ def camera_info_to_K(msg: Any) -> Tuple[np.ndarray, int, int]:
         K (3, 3) float64, width, height.
 
     Raises:
-        MessageError: an uncalibrated (all zero) or invalid K, or a zero image size.
+        BadMessage: an uncalibrated (all zero) or invalid K ('k'), or a zero image size
+            ('size').
     """
     K = np.asarray(_field(msg, 'k', 'K'), dtype=np.float64).reshape(-1)
     w, h = int(msg.width), int(msg.height)
     if K.size != 9:
-        raise MessageError(f'camera_info K has {K.size} numbers, expected 9')
+        raise BadMessage(f'camera_info K has {K.size} numbers, expected 9', 'k')
     K = K.reshape(3, 3)
     if not np.all(np.isfinite(K)):
-        raise MessageError(f'camera_info K has non-finite values: {K.tolist()}')
+        raise BadMessage(f'camera_info K has non-finite values: {K.tolist()}', 'k')
     if not np.any(K):
-        raise MessageError('camera_info K is all zero: the camera is not calibrated')
+        raise BadMessage('camera_info K is all zero: the camera is not calibrated', 'k')
     fx, fy = K[0, 0], K[1, 1]
     if fx <= 0 or fy <= 0:
-        raise MessageError(f'camera_info K has fx={fx:g}, fy={fy:g}; both must be > 0')
+        raise BadMessage(f'camera_info K has fx={fx:g}, fy={fy:g}; both must be > 0', 'k')
     if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0:
-        raise MessageError(f'camera_info K is not a pinhole matrix: {K.tolist()}')
+        raise BadMessage(f'camera_info K is not a pinhole matrix: {K.tolist()}', 'k')
     if w <= 0 or h <= 0:
-        raise MessageError(f'camera_info has image size {w}x{h}; expected width, height > 0')
+        raise BadMessage(f'camera_info has image size {w}x{h}; expected width, height > 0',
+                         'size')
     return K, w, h
 
 
@@ -485,9 +562,19 @@ def imu_msg(types: MsgTypes, stamp_ns: int, frame_id: str, acc: np.ndarray, gyro
 
 def imu_from_msg(msg: Any) -> ImuSample:
     """An ImuSample in the IMU's own frame (header.frame_id); rotating it into the body frame
-    is the caller's job (it needs the extrinsics)."""
-    return ImuSample(stamp_ns=header_stamp_ns(msg), acc=_vec3(msg.linear_acceleration),
-                     gyro=_vec3(msg.angular_velocity))
+    is the caller's job (it needs the extrinsics). Non-finite readings are kept (the caller
+    counts them).
+
+    Raises:
+        BadMessage: an invalid stamp ('stamp'), vectors that are not numbers ('malformed').
+    """
+    stamp = header_stamp_ns(msg)
+    try:
+        acc, gyro = _vec3(msg.linear_acceleration), _vec3(msg.angular_velocity)
+    except MALFORMED as err:
+        raise BadMessage(f'IMU message is malformed: {type(err).__name__}: {err}',
+                         'malformed') from err
+    return ImuSample(stamp_ns=stamp, acc=acc, gyro=gyro)
 
 
 def pose_stamped_msg(types: MsgTypes, stamp_ns: int, frame_id: str, T: np.ndarray) -> Any:

@@ -148,6 +148,11 @@ def summary_table(metrics: Dict[str, Any], title: str = '') -> str:
     rows: List[tuple] = []
     rows.append(('frames', f'{fr.get("processed", 0)} processed / {fr.get("received", 0)} '
                            f'received, {fr.get("failed", 0)} failed'))
+    rec = (metrics.get('input') or {}).get('recovery')
+    if rec:
+        rows.append(('damaged bag', f'recovered {rec.get("messages", 0)} messages over '
+                                    f'{_num(rec.get("duration_s"), ".2f", 1.0, " s")} '
+                                    f'({rec.get("damage")}; see input.recovery)'))
     ate = metrics.get('ate')
     assoc = metrics.get('association') or {}
     if ate:

@@ -38,6 +38,7 @@ from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
 from vssm_ros.data.transforms import xyzquat_to_matrix
 from vssm_ros.errors import ConfigError, MessageError, SyncError, VssmError
+from vssm_ros.ros.autosave import Autosave, autosave_path
 from vssm_ros.session import SlamSession
 from vssm_ros.types import ImuSample
 
@@ -96,11 +97,15 @@ class Intake:
         topics: input topics by role (``input_topics``).
         bad: called with (reason, text) for bad input.
         log: called with (level, text).
+        clock_ns: the receiving clock: messages stamped more than
+            ``messages.MAX_STAMP_AHEAD_S`` ahead of it are dropped ('{role}_stamp_future').
     """
 
     def __init__(self, cfg: VssmConfig, topics: Dict[str, str],
-                 bad: Callable[[str, str], None], log: Log) -> None:
+                 bad: Callable[[str, str], None], log: Log,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.cfg, self.topics, self.bad, self.log = cfg, topics, bad, log
+        self.clock_ns = clock_ns
         self.roles = [r for r in ('rgb', 'depth', 'camera_info') if topics[r]]
         self.cond = threading.Condition(threading.RLock())
         self.counts: Counter[str] = collections.Counter()   # received, dropped, time jumps
@@ -125,8 +130,11 @@ class Intake:
         try:
             stamp = M.header_stamp_ns(msg)
         except MessageError as err:
-            return self.bad(f'{role}_invalid', f'{role} message dropped: {err}')
-        backwards = ''
+            return self.bad(f'{role}_{M.reason_of(err)}', f'{self.topics[role]}: message '
+                            f'dropped: {err}')
+        if self._stamp_refused(role, self.topics[role], stamp):
+            return
+        backwards = reason = ''
         with self.cond:
             self.counts[f'{role}_received'] += 1
             self.last_rx[role] = time.monotonic()
@@ -137,6 +145,7 @@ class Intake:
                 last = self.pairer.last_stamps[index] or stamp
                 if not self._jumped(last, stamp, self.topics[role]):
                     matches, backwards = [], str(err)
+                    reason = 'stamp_repeated' if stamp == last else 'time_backwards'
                 else:
                     matches = self.pairer.push(index, stamp, msg)
             for m in matches:
@@ -146,15 +155,18 @@ class Intake:
                 self.frames.append((M.header_stamp_ns(m[0]), dict(zip(self.roles, m))))
             self.cond.notify_all()
         if backwards:   # reported outside the lock (the session's lock is taken)
-            self.bad(f'{role}_time_backwards', f'{self.topics[role]}: {backwards}; dropped')
+            self.bad(f'{role}_{reason}', f'{self.topics[role]}: {backwards}; dropped')
 
     def on_imu(self, msg: Any) -> None:
         """A sensor_msgs/Imu (in its own frame; rotated into the body frame when used)."""
         try:
             stamp, sample = M.header_stamp_ns(msg), M.imu_from_msg(msg)
         except MessageError as err:
-            return self.bad('imu_invalid', f'IMU message dropped: {err}')
+            return self.bad(f'imu_{M.reason_of(err)}', f'{self.topics["imu"]}: message '
+                            f'dropped: {err}')
         topic = self.topics['imu']
+        if self._stamp_refused('imu', topic, stamp):
+            return
         if not np.isfinite(sample.acc.sum() + sample.gyro.sum()):
             return self.bad('imu_non_finite', f'{topic}: non-finite IMU sample at {stamp} ns '
                             'dropped')
@@ -171,8 +183,20 @@ class Intake:
                 self.imu.append(sample)
                 self.cond.notify_all()
         if backwards:   # reported outside the lock (the session's lock is taken)
-            self.bad('imu_time_backwards', f'{topic}: stamp {stamp} ns is not after the '
-                     f'previous {last} ns; dropped')
+            self.bad('imu_stamp_repeated' if stamp == last else 'imu_time_backwards',
+                     f'{topic}: stamp {stamp} ns is not after the previous {last} ns; dropped')
+
+    def _stamp_refused(self, role: str, topic: str, stamp: int) -> bool:
+        """Whether ``stamp`` is unset (0: it would start a map in 1970, decades before the
+        next frame) or lies too far ahead of the node's clock; such a message is counted."""
+        if stamp == 0:
+            self.bad(f'{role}_stamp', f'{topic}: header stamp not set (0); dropped')
+            return True
+        ahead = M.stamp_ahead_s(stamp, self.clock_ns())
+        if ahead is not None:
+            self.bad(f'{role}_stamp_future', f'{topic}: stamp {stamp} ns is {ahead:.3g} s ahead '
+                     f'of the node clock (more than {M.MAX_STAMP_AHEAD_S:g} s); dropped')
+        return ahead is not None
 
     def on_tf_static(self, msg: Any) -> None:
         """A tf2_msgs/TFMessage from /tf_static."""
@@ -261,7 +285,7 @@ class LiveSlam:
         self.clock_ns = clock_ns
         self.topics = input_topics(cfg)
         self.engine_lock = threading.RLock()
-        self.intake = Intake(cfg, self.topics, self._bad, log)
+        self.intake = Intake(cfg, self.topics, self._bad, log, clock_ns)
         self.session = SlamSession(cfg, types, '', log, odom_at=self._odom_at)
         self._thread: Optional[threading.Thread] = None
         self.startup_deadline: Optional[float] = None
@@ -271,6 +295,8 @@ class LiveSlam:
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.busy_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.diag_counts: Counter[str] = collections.Counter()
+        self.map_path = cfg.node.map_path   # the node changes it with its parameter
+        self.autosave = Autosave(cfg.node.autosave_period_s, self.session.localization, log)
 
     engine = property(lambda self: self.session.engine)
     path = property(lambda self: self.session.schedule.path)
@@ -295,7 +321,11 @@ class LiveSlam:
     # ------------------------------------------------------------------ services
 
     def service(self, call: Callable[[], str]) -> Tuple[bool, str]:
-        """Run a session service (reset, save_map, ...) under the engine lock: (ok, text)."""
+        """Run a session service (reset, save_map, ...) under the engine lock: (ok, text).
+
+        The worker holds the same lock for each frame (and its autosave), so a service runs
+        between two frames, never beside one; a failed service leaves the session as it was.
+        """
         with self.engine_lock:
             try:
                 return True, call()
@@ -306,9 +336,11 @@ class LiveSlam:
         return self.service(lambda: self.session.reset(reason))
 
     def save_map(self, path: str) -> Tuple[bool, str]:
+        """Save the map to ``path`` (atomically: the previous file survives a failed save)."""
         return self.service(lambda: self.session.save_map(os.path.expanduser(path)))
 
     def load_map(self, path: str) -> Tuple[bool, str]:
+        """Replace the map by the one in ``path``; a bad file leaves the current map."""
         return self.service(lambda: self.session.load_map(os.path.expanduser(path)))
 
     def set_pose(self, msg: Any, planar: bool) -> Tuple[bool, str]:
@@ -331,11 +363,27 @@ class LiveSlam:
         intake = self.intake
         while True:
             with intake.cond:
-                while not intake.frames and not intake.stopping:
-                    intake.cond.wait(0.5)
+                if not intake.frames and not intake.stopping:
+                    intake.cond.wait(0.5)   # woken by a frame, else to check the autosave
                 if intake.stopping:
                     return
             self.process_pending()
+            self.autosave_if_due()
+
+    def autosave_if_due(self) -> None:
+        """Save the map to ``autosave_path(map_path)`` when ``node.autosave_period_s`` has
+        passed and frames were processed since the last save (the worker, between frames;
+        tests call it)."""
+        if not self.autosave.due():
+            return
+        # Under the lock from the check on: a ~/reset in between leaves nothing to save.
+        with self.engine_lock:
+            frames = self.session.counts['frames_processed']
+            if self.session.engine is None or not self.autosave.changed(frames):
+                return
+            ok, text = self.service(
+                lambda: self.session.save_map(autosave_path(self.map_path)))
+        self.autosave.done(ok, text, frames)
 
     def process_pending(self) -> bool:
         """Process the next frame waiting, if any (the worker's job; tests call it directly).
@@ -346,7 +394,8 @@ class LiveSlam:
             stamp, msgs = self.intake.frames.popleft()
             reset_reason, self.intake.reset_pending = self.intake.reset_pending, ''
         if reset_reason:
-            self.session.forget_stamps()
+            with self.engine_lock:
+                self.session.forget_stamps()
             self.reset(reset_reason)
         t0 = time.perf_counter()
         try:
@@ -366,7 +415,8 @@ class LiveSlam:
                                         self.T_body_cam, self.topics)
         except MessageError as err:
             self.session.counts['frames_failed'] += 1
-            return self._bad('frame_invalid', f'frame {stamp} ns dropped: {err}')
+            return self._bad(M.reason_of(err, 'frame_invalid'), f'frame {stamp} ns dropped: '
+                             f'{err}')
         self._wait_for_imu(stamp)
         if self.session.engine is None and self.topics['ground_truth']:
             self.intake.wait(lambda: any(p.stamp_ns >= stamp
@@ -443,26 +493,40 @@ def input_health(live: LiveSlam, values: Dict[str, Any], new: Counter[str],
                  text: str) -> Tuple[int, str]:
     """The diagnostics' level and text: the session's tracking status, unless the inputs
     explain better what is wrong (nothing received, an input silent, frames dropped, bad
-    input: ``new`` counts since the last diagnostics)."""
+    input with its first example: ``new`` counts since the last diagnostics)."""
     topics, roles = live.topics, live.intake.roles
     missing = [topics[r] for r in roles if r not in last_rx]
     # Inputs silent for two periods while the colour images come: why nothing is paired.
     stale = [topics[r] for r in roles if r in last_rx and 'rgb' in last_rx
              and last_rx['rgb'] - last_rx[r] > 2 * live.cfg.node.diagnostics_period_s]
+    bad_so_far = {k[4:]: v for k, v in values.items() if k.startswith('bad.') and v}
     if not values.get('frames_processed'):
-        return M.DIAG_WARN, ('waiting for /tf_static extrinsics' if waiting else
-                             f'no frame yet; nothing received on {", ".join(missing)}'
-                             if missing else 'no frame processed yet')
+        if waiting:
+            return M.DIAG_WARN, 'waiting for /tf_static extrinsics'
+        if missing:
+            return M.DIAG_WARN, f'no frame yet; nothing received on {", ".join(missing)}'
+        # Everything that came was refused (no intrinsics ever, say): say why.
+        return M.DIAG_WARN, 'no frame processed yet' + (
+            '; ' + _bad_input_text(bad_so_far, values) if bad_so_far else '')
     if (stale or missing) and time.monotonic() - last_rx.get('rgb', -np.inf) < 1.0:
         return M.DIAG_WARN, ('colour images arrive but nothing (recent) on '
                              f'{", ".join(missing + stale)}')
     if new['frames_dropped']:
         return M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped (newest '
                              'frame wins)')
-    bad = [k for k in new if k.startswith('bad.') and new[k]]
+    bad = {k[4:]: new[k] for k in new if k.startswith('bad.') and new[k]}
     if bad:
-        return M.DIAG_WARN, 'bad input: ' + ', '.join(f'{k[4:]} x{new[k]}' for k in bad)
+        return M.DIAG_WARN, _bad_input_text(bad, values)
     return level, text
+
+
+def _bad_input_text(counts: Dict[str, int], values: Dict[str, Any]) -> str:
+    """'bad input: reason xN, ...' with the first example of the most frequent reason (the
+    session's ``bad_examples.*`` values)."""
+    top = max(counts, key=lambda k: counts[k])
+    example = str(values.get(f'bad_examples.{top}', '')).split(' | ')[0]
+    return ('bad input: ' + ', '.join(f'{k} x{n}' for k, n in counts.items())
+            + (f' (e.g. {example})' if example else ''))
 
 
 def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
@@ -476,6 +540,7 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
     waiting = live.startup_deadline is not None and live.T_body_cam is None
     with live.engine_lock:
         values.update(live.session.stats())
+        values.update(live.autosave.stats())
         level, text = live.session.status()
     if live.busy_s:
         values['frame_p50_ms'] = 1e3 * float(np.median(live.busy_s))
@@ -487,5 +552,7 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
     counts = collections.Counter({k: v for k, v in values.items() if isinstance(v, int)})
     new, live.diag_counts = counts - live.diag_counts, counts
     level, text = input_health(live, values, new, last_rx, waiting, level, text)
+    if new['autosave_failures'] and level < M.DIAG_WARN:
+        level, text = M.DIAG_WARN, f'map autosave failed: {live.autosave.last_error}'
     return outputs.diagnostics_msg(live.types, stamp_ns, outputs.DIAGNOSTIC_NAME, level,
                                    text, values)

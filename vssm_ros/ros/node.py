@@ -22,7 +22,10 @@ Publishes (stamped with image stamps):
   outputs.cost_slice_period_s), ``~/status`` (diagnostic_msgs/DiagnosticStatus per frame),
   ``/diagnostics`` (every node.diagnostics_period_s of wall time, also when /clock stops).
 Services (std_srvs/Trigger): ``~/save_map`` and ``~/load_map`` (the file is the parameter
-  ``node.map_path``, which may be set at run time), ``~/reset``.
+  ``node.map_path``, which may be set at run time), ``~/reset``; they run between two frames
+  (the engine lock). A save is atomic (the previous file survives a crash mid-save); a bad
+  file to load is refused with the reason and the current map kept. The map is also saved to
+  ``node.map_path`` every ``node.autosave_period_s`` (slam mode).
 Parameters: every field of ``vssm_ros.config.VssmConfig`` (see docs/parameters.md), read at
   start-up; invalid values stop the node with exit code 2 and one log line.
 
@@ -87,7 +90,6 @@ class VssmNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.cfg = declare_config(self)
-        self.map_path = self.cfg.node.map_path
         self.types = message_types()
         self.live = LiveSlam(self.cfg, self.types, self._publish, self._log, self._now_ns)
         self._pubs = self._make_publishers()
@@ -109,7 +111,13 @@ class VssmNode(Node):
         topics = ', '.join(f'{r}={t}' for r, t in self.live.topics.items() if t)
         self.get_logger().info(f'vssm_ros SLAM node up on {self.cfg.engine.device}; inputs: '
                                f'{topics}; map file for ~/save_map, ~/load_map: '
-                               f'{self.map_path}')
+                               f'{self.map_path}{self._autosave_note()}')
+
+    map_path = property(lambda self: self.live.map_path)
+
+    def _autosave_note(self) -> str:
+        a = self.live.autosave
+        return f' (autosaved every {a.period_s:g} s)' if a.enabled else ' (no autosave)'
 
     # ------------------------------------------------------------------ wiring
 
@@ -251,7 +259,7 @@ class VssmNode(Node):
                                            reason='node.map_path must be a non-empty string')
         for p in params:
             if p.name == 'node.map_path':
-                self.map_path = p.value
+                self.live.map_path = p.value   # ~/save_map, ~/load_map and the autosave
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:

@@ -13,7 +13,10 @@ Ordering: items come out sorted by stamp. Frames are emitted when their partners
 so a short reorder buffer holds other items until no earlier frame can still come (at most
 ``reorder_window_s`` of stamps). Anything that would break the order (stamps going backwards on
 a topic, or later than the window) is skipped and counted in ``info['skipped']``; so is a
-frame whose messages cannot be converted (``frame_invalid``: the node drops it the same way).
+frame whose messages cannot be converted, by the reason of its conversion error
+('rgb_encoding', 'depth_data_size', 'camera_info_k', ...: the node drops it the same way), and
+a message stamped far after its log time; the first texts of each are in
+``info['skip_examples']``.
 
 Modules: ``base`` (the ``Source`` interface and the message conversion shared with the node),
 ``bag`` (ROS 1 and ROS 2 bags), ``tum`` (TUM RGB-D folders), ``open`` (``open_source``, the

@@ -1,6 +1,12 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""A ROS 1 bag or a ROS 2 bag directory as a replay source (see the package docstring)."""
+"""A ROS 1 bag or a ROS 2 bag directory as a replay source (see the package docstring).
+
+A damaged bag (cut short, without its index or metadata.yaml, a chunk that fails its CRC) is
+read by recovery (``vssm_ros.data.bag_recovery``): the source then has ``recovery``, the
+report of what was recovered and lost (None for an intact bag), also in ``info['recovery']``
+as a dict, and one warning line is logged.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ import numpy as np
 
 from vssm_ros.config import VssmConfig
 from vssm_ros.data import messages as M
+from vssm_ros.data.bag_recovery import RecoveredBag, RecoveryReport
 from vssm_ros.data.bags import BagReader
 from vssm_ros.data.sources.base import (CAMERA_INFO, GROUND_TRUTH_HINTS, IMAGE, IMU,
-                                        POSE_TYPES, REORDER_WINDOW_S, TF, Source,
-                                        frame_from_messages, resolve_extrinsic)
+                                        POSE_TYPES, REORDER_WINDOW_S, SKIP_EXAMPLES, TF,
+                                        Source, frame_from_messages, resolve_extrinsic)
 from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
 from vssm_ros.data.transforms import xyzquat_to_matrix
@@ -88,6 +95,11 @@ class BagSource(Source):
             intrinsics when there is no camera_info) and sync (slop, queue size).
         reorder_window_s: the longest a frame may lag behind other data and still be emitted in
             order.
+
+    Attributes:
+        recovery: what recovery read of a damaged bag (``RecoveryReport``; ``to_dict()`` for
+            metrics), None for an intact bag. Set on opening, or during an iteration when a
+            read fails part way.
     """
 
     def __init__(self, path: Path, cfg: VssmConfig,
@@ -95,10 +107,23 @@ class BagSource(Source):
         super().__init__(path)
         self.cfg = cfg
         self.window_ns = int(reorder_window_s * 1e9)
-        with BagReader(path) as bag:
+        self.recovery: Optional[RecoveryReport] = None
+        self._recovered: Optional[RecoveredBag] = None
+        with self._reader() as bag:
             self.kind = f'{bag.kind} bag'
             self.info['kind'] = self.kind
             self._setup(bag)
+            self._note_recovery(bag)
+
+    def _reader(self) -> BagReader:
+        """A reader of the bag that recovers it when damaged (once: the scan is shared)."""
+        return BagReader(self.path, recover=True, recovered=self._recovered)
+
+    def _note_recovery(self, bag: BagReader) -> None:
+        if bag.recovered is not None and self._recovered is None:
+            self._recovered = bag.recovered
+            self.recovery = bag.recovery
+            self.info['recovery'] = bag.recovery.to_dict()
 
     # Setup ------------------------------------------------------------------------------------
 
@@ -228,21 +253,39 @@ class BagSource(Source):
                                    self.cfg.camera, self.T_body_cam, self.topics)
 
     def _frame_or_skip(self, matched: Tuple[Any, ...], skipped: Counter) -> Optional[Frame]:
-        """The Frame of paired messages; None (counted as 'frame_invalid') when they cannot be
-        converted: a bad message is skipped, as the node skips it, not the end of the replay."""
+        """The Frame of paired messages; None (counted by the reason of the conversion error,
+        'rgb_encoding', 'depth_data_size', ...) when they cannot be converted: a bad message is
+        skipped, as the node skips it, not the end of the replay."""
         try:
             return self._frame(*matched)
         except MessageError as err:
-            skipped['frame_invalid'] += 1
-            self.info['skip_notes'].setdefault('frame_invalid', str(err))
+            self._skip(skipped, M.reason_of(err, 'frame_invalid'),
+                       f'frame {matched[0][0]} ns skipped: {err}')
             return None
 
+    def _skip(self, skipped: Counter, reason: str, text: str) -> None:
+        """Count one skipped message; keep the first texts of each reason ('skip_notes': the
+        first, 'skip_examples': the first SKIP_EXAMPLES)."""
+        skipped[reason] += 1
+        self.info['skip_notes'].setdefault(reason, text)
+        examples = self.info['skip_examples'].setdefault(reason, [])
+        if len(examples) < SKIP_EXAMPLES:
+            examples.append(text)
+
     # Iteration --------------------------------------------------------------------------------
+
+    def _messages(self, bag: BagReader, topics: List[str]) -> Iterator[Tuple[str, int, Any]]:
+        """``bag.messages(topics)``, noting a recovery that a failed read started."""
+        try:
+            yield from bag.messages(topics)
+        finally:
+            self._note_recovery(bag)
 
     def __iter__(self) -> Iterator[StreamItem]:
         skipped: Counter = Counter()
         self.info['skipped'] = skipped
         self.info['skip_notes'] = {}
+        self.info['skip_examples'] = {}
         t = self.topics
         cam_topics = [x for x in (t['rgb'], t['depth'], t['camera_info']) if x]
         index = {topic: i for i, topic in enumerate(cam_topics)}
@@ -259,15 +302,26 @@ class BagSource(Source):
             if not order.push(stamp, item):
                 skipped[f'{what}_out_of_order'] += 1
 
-        with BagReader(self.path) as bag:
-            for topic, log_ns, msg in bag.messages(read):
-                stamp = self._stamp(msg, log_ns)
+        with self._reader() as bag:
+            for topic, log_ns, msg in self._messages(bag, read):
+                role = next(k for k, v in t.items() if v == topic)
+                try:
+                    stamp = self._stamp(msg, log_ns)
+                except MessageError as err:
+                    self._skip(skipped, f'{role}_{M.reason_of(err)}', f'{topic}: {err}')
+                    continue
+                ahead = M.stamp_ahead_s(stamp, log_ns)
+                if ahead is not None:   # it would hold back every later message of its topic
+                    self._skip(skipped, f'{role}_stamp_future', f'{topic}: stamp {stamp} ns is '
+                               f'{ahead:.3g} s after its log time; skipped')
+                    continue
                 if topic in index:
                     try:
                         matches = pairer.push(index[topic], stamp, (stamp, msg))
-                    except SyncError:
-                        role = next(k for k, v in t.items() if v == topic)
-                        skipped[f'{role}_time_backwards'] += 1
+                    except SyncError as err:
+                        repeated = stamp == pairer.last_stamps[index[topic]]
+                        self._skip(skipped, f'{role}_stamp_repeated' if repeated
+                                   else f'{role}_time_backwards', f'{topic}: {err}; skipped')
                         continue
                     for m in matches:
                         frame = self._frame_or_skip(m, skipped)
@@ -278,11 +332,14 @@ class BagSource(Source):
                                 else pairer.last_stamps[0])
                 elif topic == t['imu']:
                     if last['imu'] is not None and stamp <= last['imu']:
-                        skipped['imu_time_backwards'] += 1
+                        self._skip(skipped, 'imu_stamp_repeated' if stamp == last['imu']
+                                   else 'imu_time_backwards', f'{topic}: stamp {stamp} ns is '
+                                   f'not after the previous {last["imu"]} ns; skipped')
                         continue
                     s = M.imu_from_msg(msg)
                     if not np.isfinite(s.acc.sum() + s.gyro.sum()):  # NaN or inf anywhere
-                        skipped['imu_non_finite'] += 1
+                        self._skip(skipped, 'imu_non_finite', f'{topic}: non-finite IMU sample '
+                                   f'at {stamp} ns skipped')
                         continue
                     last['imu'] = stamp
                     queue(stamp, ImuSample(stamp, R_body_imu @ s.acc, R_body_imu @ s.gyro), 'imu')
@@ -311,8 +368,8 @@ class BagSource(Source):
         if not topic:
             return []
         out = []
-        with BagReader(self.path) as bag:
-            for _, log_ns, msg in bag.messages([topic]):
+        with self._reader() as bag:
+            for _, log_ns, msg in self._messages(bag, [topic]):
                 p = M.pose_from_msg(msg)
                 out.append(PoseSample(self._stamp(msg, log_ns), p.T_world_body, p.v_world))
         out.sort(key=lambda p: p.stamp_ns)

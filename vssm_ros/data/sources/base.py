@@ -14,7 +14,6 @@ import numpy as np
 from vssm_ros.config import CameraConfig
 from vssm_ros.data import messages as M
 from vssm_ros.data.tf_static import StaticTransforms
-from vssm_ros.errors import MessageError
 from vssm_ros.types import Frame, PoseSample, StreamItem
 
 PathLike = Union[str, os.PathLike]
@@ -28,6 +27,8 @@ POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'nav_msgs/msg/Odometry',
 GROUND_TRUTH_HINTS = ('ground_truth', 'groundtruth', 'mocap', 'vicon', 'optitrack', '/gt')
 """Substrings of a pose topic name that mark it as ground truth for auto-detection."""
 REORDER_WINDOW_S = 1.0
+SKIP_EXAMPLES = 3
+"""Texts kept per skip reason in ``Source.info['skip_examples']``."""
 
 
 class Source:
@@ -36,7 +37,8 @@ class Source:
     Attributes:
         info: what was chosen and found: 'kind', 'path', 'topics' (role -> topic), 'counts',
             'T_body_cam_source', 'skipped' (reason -> count, for the last iteration),
-            'skip_notes' (reason -> the first skip's explanation, where there is one), ...
+            'skip_notes' (reason -> the first skip's explanation, where there is one),
+            'skip_examples' (reason -> the first ``SKIP_EXAMPLES`` explanations), ...
     """
 
     kind = ''
@@ -72,25 +74,28 @@ def frame_from_messages(stamp_ns: int, rgb_msg: Any, depth_msg: Any, info_msg: O
     Shape: T_body_cam (4, 4).
 
     Raises:
-        MessageError: unsupported encodings, colour and depth of different sizes, or a
-            camera_info for another image size (``topics`` names them in the message).
+        BadMessage: unsupported encodings, colour and depth of different sizes, or a
+            camera_info for another image size (``topics`` names them in the message); its
+            ``reason`` is the bad-input key: '{role}_{why}' ('rgb_encoding', 'depth_data_size',
+            'camera_info_k', ...), 'frame_size_mismatch', 'camera_info_size_mismatch'.
     """
     names = topics or {}
-    rgb = M.rgb_from_image(rgb_msg)
-    depth = M.depth_from_image(depth_msg, camera.depth_scale, camera.min_depth,
-                               camera.max_depth)
+    rgb = M.converted('rgb', names.get('rgb', ''), M.rgb_from_image, rgb_msg)
+    depth = M.converted('depth', names.get('depth', ''), M.depth_from_image, depth_msg,
+                        camera.depth_scale, camera.min_depth, camera.max_depth)
     h, w = depth.shape
     if rgb.shape[:2] != (h, w):
-        raise MessageError(
+        raise M.BadMessage(
             f'colour image on {names.get("rgb", "?")} is {rgb.shape[1]}x{rgb.shape[0]} but '
             f'depth on {names.get("depth", "?")} is {w}x{h} (stamp {stamp_ns} ns); they must be '
-            'registered to the same size (no resizing is done)')
+            'registered to the same size (no resizing is done)', 'frame_size_mismatch')
     if info_msg is not None:
-        K, iw, ih = M.camera_info_to_K(info_msg)
+        K, iw, ih = M.converted('camera_info', names.get('camera_info', ''),
+                                M.camera_info_to_K, info_msg)
         if (iw, ih) != (w, h):
-            raise MessageError(
+            raise M.BadMessage(
                 f'camera_info on {names.get("camera_info", "?")} is for {iw}x{ih} images but '
-                f'the images are {w}x{h} (stamp {stamp_ns} ns)')
+                f'the images are {w}x{h} (stamp {stamp_ns} ns)', 'camera_info_size_mismatch')
     else:
         K = np.array([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy],
                       [0.0, 0.0, 1.0]])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from vssm_ros.config import VssmConfig
-from vssm_ros.data.bags import is_ros2_bag
+from vssm_ros.data.bags import is_ros2_bag, is_ros2_storage_dir
 from vssm_ros.data.blackbird import FramesFolderSource, is_frames_folder
 from vssm_ros.data.sources.bag import BagSource
 from vssm_ros.data.sources.base import PathLike, Source
@@ -18,8 +18,12 @@ from vssm_ros.errors import BagError, SourceError
 
 def open_source(path: PathLike, cfg: Optional[VssmConfig] = None) -> Source:
     """A Source for ``path``: a ``.bag`` file (ROS 1), a directory with metadata.yaml (ROS 2
-    bag, sqlite3 or mcap), a directory with rgb.txt (TUM RGB-D) or a directory with the camera
-    folders of ``cfg.frames_folder`` (PNG frames + nSecTimestamps.txt: Blackbird).
+    bag, sqlite3 or mcap), a directory with rgb.txt (TUM RGB-D), a directory with the camera
+    folders of ``cfg.frames_folder`` (PNG frames + nSecTimestamps.txt: Blackbird), or a
+    directory with .mcap or .db3 files but no metadata.yaml (a ROS 2 bag whose recorder died).
+
+    A bag that cannot be opened normally (cut short, no index, no metadata.yaml) is recovered:
+    the source's ``recovery`` then says what was read and lost (see ``BagSource``).
 
     Raises:
         SourceError: a missing path or one that is none of these (BagError for bags).
@@ -37,6 +41,8 @@ def open_source(path: PathLike, cfg: Optional[VssmConfig] = None) -> Source:
         return TumSource(p, cfg)
     if is_frames_folder(p, cfg.frames_folder):
         return FramesFolderSource(p, cfg)
+    if is_ros2_storage_dir(p):
+        return BagSource(p, cfg)
     ff = cfg.frames_folder
     raise SourceError(f'{p} is not a replayable input: expected a ROS 1 .bag file, a ROS 2 bag '
                       'directory (with metadata.yaml), a TUM RGB-D folder (with rgb.txt) or a '

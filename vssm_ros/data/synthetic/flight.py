@@ -304,13 +304,19 @@ class SyntheticFlight:
 
     # -- streams
 
-    def items(self, noise: bool = True) -> Iterator[StreamItem]:
+    def items(self, noise: bool = True, start_ns: Optional[int] = None,
+              end_ns: Optional[int] = None) -> Iterator[StreamItem]:
         """ImuSample, Frame and ground-truth PoseSample (camera rate, with v_world) in time
         order; at equal stamps IMU first, then the frame, then its pose. Frames are rendered
-        as they are reached."""
-        events = ([(int(s), 0, i) for i, s in enumerate(self.imu.stamps_ns)]
-                  + [(int(s), 1, i) for i, s in enumerate(self.frame_stamps_ns)]
-                  + [(int(s), 2, i) for i, s in enumerate(self.gt_frames.stamps_ns)])
+        as they are reached. ``start_ns`` / ``end_ns``: only the items stamped in
+        [start_ns, end_ns) (None: unbounded), the others not even rendered (a long flight
+        played in chunks)."""
+        lo = -np.inf if start_ns is None else start_ns
+        hi = np.inf if end_ns is None else end_ns
+        events = [(int(s), kind, i)
+                  for kind, stamps in enumerate((self.imu.stamps_ns, self.frame_stamps_ns,
+                                                 self.gt_frames.stamps_ns))
+                  for i, s in enumerate(stamps) if lo <= s < hi]
         events.sort()
         for stamp, kind, i in events:
             if kind == 0:

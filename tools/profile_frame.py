@@ -1,0 +1,131 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""Where a frame's time goes: the engine on a synthetic flight, by stage and by torch op.
+
+Runs a ``SlamSession`` (as the replay does, ground-truth initial pose) over the flight of the
+given configs (default: ``config/demo.yaml``), warms up on the first ``--warmup`` frames, then
+measures the next ``--frames`` in one of three modes (a profiler slows what it measures):
+
+- ``stages`` (default): wall and thread CPU time per frame, the engine's stages
+  (propagate, track, map) and the map's per-keyframe fusion stages;
+- ``ops``: the same frames under ``torch.profiler``: the torch ops by self CPU time, calls
+  per frame;
+- ``python``: the same frames under cProfile: Python functions by cumulative time.
+
+Examples::
+
+    .venv/bin/python tools/profile_frame.py                          # demo flight, stages
+    .venv/bin/python tools/profile_frame.py --mode ops --threads 1
+    .venv/bin/python tools/profile_frame.py --mode python --rows 60
+
+Timings move with the machine's load: run it on an idle machine, and compare runs made back
+to back. docs/performance.md has the figures and what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:   # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from vssm_ros.cli.replay import load_replay_config  # noqa: E402
+from vssm_ros.config import SyntheticConfig, load_config  # noqa: E402
+from vssm_ros.data.synthetic import generate_flight  # noqa: E402
+from vssm_ros.session import SlamSession  # noqa: E402
+from vssm_ros.types import Frame, PoseSample  # noqa: E402
+
+
+def _session_and_items(configs):
+    flight = generate_flight(load_config(configs, SyntheticConfig, section='synthetic'))
+    cfg = load_replay_config(configs)
+    gt = flight.gt_frames
+    truth = [PoseSample(int(s), T) for s, T in zip(gt.stamps_ns, gt.T_world_body)]
+    items = list(flight.items())
+    frame_no = np.cumsum([isinstance(x, Frame) for x in items])
+    return SlamSession(cfg, ground_truth=truth), items, frame_no
+
+
+def _feed(session, items, frame_no, lo, hi, wall, cpu):
+    """Feed the items of frames lo < n <= hi; per frame wall and thread CPU seconds."""
+    for item, n in zip(items, frame_no):
+        if not lo < n <= hi:
+            continue
+        t0, c0 = time.perf_counter(), time.thread_time()
+        session.feed(item)
+        if isinstance(item, Frame):
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
+
+
+def _print_stages(session, wall, cpu, stage_before, map_before):
+    n = len(wall)
+    ms = lambda x: 1e3 * float(x)  # noqa: E731
+    print(f'frames measured: {n}; per frame wall p50 {ms(np.median(wall)):.1f} ms, mean '
+          f'{ms(np.mean(wall)):.1f} ms ({n / sum(wall):.1f} frames/s); thread CPU mean '
+          f'{ms(np.mean(cpu)):.1f} ms')
+    sums = session.stage_sums
+    for k in ('propagate', 'track', 'map'):
+        print(f'  {k:<10} {ms((sums[k] - stage_before.get(k, 0.0)) / n):7.1f} ms per frame')
+    iters = (sums['track_iters'] - stage_before.get('track_iters', 0.0)) / n
+    print(f'  Gauss-Newton steps per frame: {iters:.2f}')
+    stats = session.engine.map.stage_s
+    n_kf = session.engine.map.n_fused - map_before[0]
+    if n_kf:
+        print(f'  keyframes fused: {n_kf} (one per {n / n_kf:.1f} frames); per keyframe:')
+        for k, v in stats.items():
+            print(f'    {k:<16} {ms((v - map_before[1].get(k, 0.0)) / n_kf):7.1f} ms')
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='tools/profile_frame.py',
+                                description=__doc__.split('\n')[0])
+    p.add_argument('--config', action='append', default=[], metavar='YAML',
+                   help='parameter files (default: config/demo.yaml); their synthetic: '
+                        'sections set the flight')
+    p.add_argument('--mode', choices=('stages', 'ops', 'python'), default='stages')
+    p.add_argument('--warmup', type=int, default=60, help='frames before the measurement')
+    p.add_argument('--frames', type=int, default=120, help='frames measured')
+    p.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
+    p.add_argument('--rows', type=int, default=30, help='rows of the op / function tables')
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
+    session, items, frame_no = _session_and_items(configs)
+    _feed(session, items, frame_no, 0, args.warmup, [], [])
+    lo, hi = args.warmup, args.warmup + args.frames
+    stage_before = dict(session.stage_sums)
+    map_before = (session.engine.map.n_fused, dict(session.engine.map.stage_s))
+    wall, cpu = [], []
+    print(f'{configs[-1].name}: frames {lo + 1}-{hi}, torch threads {torch.get_num_threads()}, '
+          f'mode {args.mode}')
+    if args.mode == 'ops':
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            _feed(session, items, frame_no, lo, hi, wall, cpu)
+        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=args.rows))
+    elif args.mode == 'python':
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.enable()
+        _feed(session, items, frame_no, lo, hi, wall, cpu)
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stdout).sort_stats('cumulative').print_stats(args.rows)
+    else:
+        _feed(session, items, frame_no, lo, hi, wall, cpu)
+    _print_stages(session, wall, cpu, stage_before, map_before)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
