@@ -107,3 +107,21 @@ class RosProcess:
 def ros_tools():
     """``make_ros_env`` and ``RosProcess`` for module-scoped fixtures."""
     return SimpleNamespace(env=make_ros_env, Process=RosProcess)
+
+
+@pytest.fixture(scope='module')
+def flight():
+    """A 1 s synthetic flight of 48x36 frames (the LiveSlam tests, live_harness.py)."""
+    from vssm_ros.config import SyntheticConfig
+    from vssm_ros.data.synthetic import generate_flight
+    return generate_flight(SyntheticConfig(duration_s=1.0, hover_s=0.2, ramp_s=0.5, width=48,
+                                           height=36))
+
+
+@pytest.fixture(scope='module')
+def messages(flight):
+    """The flight's messages (rosbags classes) as the node receives them, in order."""
+    from live_harness import TYPES
+    from vssm_ros.data.bags import stream_messages
+    from vssm_ros.data.synthetic import realsense_layout
+    return list(stream_messages(flight.items(), realsense_layout(flight), TYPES))

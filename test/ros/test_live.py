@@ -13,85 +13,30 @@ import warnings
 import numpy as np
 import pytest
 
-from vssm_ros.config import (CameraConfig, EngineConfig, FramesConfig, InferenceConfig,
-                             MapConfig, NodeConfig, OutputsConfig, SyntheticConfig, TopicsConfig,
-                             VssmConfig)
+from vssm_ros.config import (CameraConfig, EngineConfig, FramesConfig, MapConfig, NodeConfig,
+                             OutputsConfig, VssmConfig)
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
-from vssm_ros.data.bags import bag_msg_types, stream_messages
 from vssm_ros.data.export import load_checkpoint
-from vssm_ros.data.synthetic import generate_flight, realsense_layout
 from vssm_ros.data.transforms import pose_to_matrix
 from vssm_ros.errors import ConfigError
 from vssm_ros.data.odom_buffer import interpolate_pose
-from vssm_ros.ros.live import DEFAULT_TOPICS, LiveSlam, input_topics
+from vssm_ros.ros.live import DEFAULT_TOPICS, input_topics
 
-TYPES = bag_msg_types('mcap')
-TOPICS = TopicsConfig(rgb='/camera/color/image_raw',
-                      depth='/camera/aligned_depth_to_color/image_raw',
-                      camera_info='/camera/color/camera_info', imu='/camera/imu',
-                      ground_truth='/ground_truth/pose')
-ROLES = {TOPICS.rgb: 'rgb', TOPICS.depth: 'depth', TOPICS.camera_info: 'camera_info'}
+import live_harness as harness
+from live_harness import TOPICS, TYPES, feed
+
+LIVE_OUTPUTS = OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
+                             predicted_max_width=32)
 
 
 def make_cfg(**node) -> VssmConfig:
-    engine = EngineConfig(
-        init_pose='ground_truth',
-        map=MapConfig(resolution=0.08, truncation=0.24),
-        inference=InferenceConfig(rays=128, track_iters=2))
-    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0, autosave_period_s=0.0), **node)
-    return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
-                      outputs=OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
-                                            predicted_max_width=32))
-
-
-@pytest.fixture(scope='module')
-def flight():
-    return generate_flight(SyntheticConfig(duration_s=1.0, hover_s=0.2, ramp_s=0.5, width=48,
-                                           height=36))
-
-
-@pytest.fixture(scope='module')
-def messages(flight):
-    """The flight's messages (rosbags classes) as the node receives them, in order."""
-    return list(stream_messages(flight.items(), realsense_layout(flight), TYPES))
-
-
-class Sink:
-    """Collects what LiveSlam publishes and logs."""
-
-    def __init__(self):
-        self.msgs, self.logs = [], []
-
-    def publish(self, name, msg):
-        self.msgs.append((name, msg))
-
-    def log(self, level, text):
-        self.logs.append((level, text))
-
-    def of(self, name):
-        return [m for n, m in self.msgs if n == name]
+    return harness.make_cfg(LIVE_OUTPUTS, **node)
 
 
 def make_live(cfg=None, clock_ns=time.time_ns):
-    sink = Sink()
-    return LiveSlam(cfg or make_cfg(), TYPES, sink.publish, sink.log, clock_ns), sink
-
-
-def feed(live, msgs, process=True):
-    """Hand messages to the intake as the subscriptions would; process after each frame."""
-    for topic, _, _, msg in msgs:
-        if topic in ROLES:
-            live.intake.on_camera(ROLES[topic], msg)
-        elif topic == TOPICS.imu:
-            live.intake.on_imu(msg)
-        elif topic == '/tf_static':
-            live.intake.on_tf_static(msg)
-        elif topic == TOPICS.ground_truth:
-            live.intake.on_ground_truth(msg)
-            if process:
-                live.process_pending()
+    return harness.make_live(cfg or make_cfg(), clock_ns)
 
 
 def until_frame(messages, flight, k):

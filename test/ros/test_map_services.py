@@ -20,89 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from vssm_ros.config import (EngineConfig, InferenceConfig, MapConfig, NodeConfig,
-                             OutputsConfig, SyntheticConfig, TopicsConfig, VssmConfig)
 from vssm_ros.data import messages as M
 from vssm_ros.data import outputs
-from vssm_ros.data.bags import bag_msg_types, stream_messages
 from vssm_ros.data.export import load_checkpoint
-from vssm_ros.data.synthetic import generate_flight, realsense_layout
 from vssm_ros.ros.autosave import Autosave, autosave_path
-from vssm_ros.ros.live import LiveSlam
+
+from live_harness import feed, make_cfg, make_live
 
 REPO = Path(__file__).resolve().parents[2]
-TYPES = bag_msg_types('mcap')
-TOPICS = TopicsConfig(rgb='/camera/color/image_raw',
-                      depth='/camera/aligned_depth_to_color/image_raw',
-                      camera_info='/camera/color/camera_info', imu='/camera/imu',
-                      ground_truth='/ground_truth/pose')
-ROLES = {TOPICS.rgb: 'rgb', TOPICS.depth: 'depth', TOPICS.camera_info: 'camera_info'}
 WAIT_S = 120.0   # only a hung worker waits this long: the test then fails
-
-
-def make_cfg(**node) -> VssmConfig:
-    engine = EngineConfig(init_pose='ground_truth',
-                          map=MapConfig(resolution=0.08, truncation=0.24),
-                          inference=InferenceConfig(rays=128, track_iters=2))
-    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0, autosave_period_s=0.0), **node)
-    return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
-                      outputs=OutputsConfig(map_cloud_period_s=-1, predicted_period_s=-1,
-                                            predicted_path_period_s=-1,
-                                            cost_slice_period_s=-1))
-
-
-@pytest.fixture(scope='module')
-def flight():
-    return generate_flight(SyntheticConfig(duration_s=1.0, hover_s=0.2, ramp_s=0.5, width=48,
-                                           height=36))
-
-
-@pytest.fixture(scope='module')
-def messages(flight):
-    return list(stream_messages(flight.items(), realsense_layout(flight), TYPES))
-
-
-class Sink:
-    """What LiveSlam publishes and logs (from any thread)."""
-
-    def __init__(self):
-        self.msgs, self.logs = [], []
-        self.lock = threading.Lock()
-
-    def publish(self, name, msg):
-        with self.lock:
-            self.msgs.append((name, msg))
-
-    def log(self, level, text):
-        with self.lock:
-            self.logs.append((level, text))
-
-    def of(self, name):
-        with self.lock:
-            return [m for n, m in self.msgs if n == name]
-
-
-def make_live(cfg):
-    sink = Sink()
-    return LiveSlam(cfg, TYPES, sink.publish, sink.log), sink
-
-
-def feed(live, msgs, process=True):
-    """Hand messages to the intake as the subscriptions would; with ``process``, process
-    each frame when its last message (the ground truth) is in."""
-    for topic, _, _, msg in msgs:
-        if topic in ROLES:
-            live.intake.on_camera(ROLES[topic], msg)
-        elif topic == TOPICS.imu:
-            live.intake.on_imu(msg)
-        elif topic == '/tf_static':
-            live.intake.on_tf_static(msg)
-        elif topic == TOPICS.ground_truth:
-            live.intake.on_ground_truth(msg)
-            if process:
-                live.process_pending()
 
 
 def frames(messages, flight, a, b):
