@@ -60,6 +60,14 @@ def test_the_faulty_replay_completes_and_processes_every_good_frame(result):
     assert f['faulty_processed'] == 1 and f['processed'] == 27
 
 
+def test_the_truncated_copy_gives_every_message_written_before_the_cut(result):
+    t = result['truncated']
+    assert t['cut_fraction'] == 0.97 and t['recovered_is_the_prefix']
+    assert 0.9 * t['messages_intact'] < t['messages_before_cut'] < t['messages_intact']
+    assert t['messages_recovered'] == t['messages_before_cut']
+    assert t['rc'] == 0 and 0 < t['frames_processed'] <= result['frames']['processed']
+
+
 def test_each_fault_class_is_counted_exactly_by_its_reason(tool, result):
     injected = {c: v['injected'] for c, v in result['faults'].items()}
     assert injected == {'rgb_encoding': 1, 'depth_short': 1, 'camera_info_zero_k': 1,

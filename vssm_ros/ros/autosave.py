@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """When the node saves its map by itself (``node.autosave_period_s``), and what came of it.
 
-``LiveSlam``'s worker thread asks ``due()`` between frames and, when it is, saves through the
-same path as ``~/save_map`` (under the engine lock, atomically), then reports with ``done``.
-Nothing here touches the engine or a file: it is the timer and the counts, so that the policy
-(skip an unchanged map, restart the period after a manual save, count failures, never stop)
-can be read, and tested, on its own.
+``LiveSlam``'s worker thread calls ``save_if_due`` between frames: when the period has passed
+and frames were processed since the last autosave, the session saves its map (atomically,
+under the engine lock, as ``~/save_map`` does) to its own file beside ``node.map_path``. The
+policy (skip an unchanged map, count failures, retry a period later, never stop) is the
+timer and the counts here, readable and tested on their own.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import collections
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Counter, Dict
+from typing import Any, Callable, ContextManager, Counter, Dict
+
+from vssm_ros.errors import VssmError
 
 Log = Callable[[str, str], None]
 
@@ -62,6 +64,22 @@ class Autosave:
             return True
         self._next = self.clock() + self.period_s
         return False
+
+    def save_if_due(self, lock: ContextManager, session: Any, map_path: str) -> None:
+        """Save ``session``'s map (a ``SlamSession``) to ``autosave_path(map_path)`` when due
+        and frames were processed since the last autosave; under ``lock`` from the check on,
+        so that a ~/reset in between leaves nothing to save rather than an error."""
+        if not self.due():
+            return
+        with lock:
+            frames = session.counts['frames_processed']
+            if session.engine is None or not self.changed(frames):
+                return
+            try:
+                ok, text = True, session.save_map(autosave_path(map_path))
+            except (VssmError, OSError) as err:
+                ok, text = False, str(err)
+        self.done(ok, text, frames)
 
     def done(self, ok: bool, text: str, frames_processed: int) -> None:
         """Report an autosave: counted and logged; a failure is retried a period later."""

@@ -38,7 +38,7 @@ from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
 from vssm_ros.data.transforms import xyzquat_to_matrix
 from vssm_ros.errors import ConfigError, MessageError, SyncError, VssmError
-from vssm_ros.ros.autosave import Autosave, autosave_path
+from vssm_ros.ros.autosave import Autosave
 from vssm_ros.session import SlamSession
 from vssm_ros.types import ImuSample
 
@@ -237,6 +237,18 @@ class Intake:
                 self.cond.wait(min(deadline - time.monotonic(), 0.1))
             return ready()
 
+    def odom_at(self, stamp_ns: int) -> Optional[np.ndarray]:
+        """The external odometry's T_odom_body at a stamp (None: not known)."""
+        with self.cond:
+            return self.odom.at(stamp_ns)
+
+    def wait_for_imu(self, stamp: int, wait_s: float) -> None:
+        """Wait until IMU samples up to ``stamp`` arrived, at most ``wait_s`` (lockstep: inf);
+        not when the IMU has been silent for a second."""
+        self.wait(lambda: (self.imu_last is None or self.imu_last >= stamp
+                           or time.monotonic() - self.last_rx.get('imu', -np.inf) > 1.0),
+                  time.monotonic() + wait_s)
+
     def chain_known(self, frame: str) -> bool:
         body = self.cfg.frames.body_frame
         return frame.lstrip('/') == body.lstrip('/') or self.static.can_transform(body, frame)
@@ -286,7 +298,7 @@ class LiveSlam:
         self.topics = input_topics(cfg)
         self.engine_lock = threading.RLock()
         self.intake = Intake(cfg, self.topics, self._bad, log, clock_ns)
-        self.session = SlamSession(cfg, types, '', log, odom_at=self._odom_at)
+        self.session = SlamSession(cfg, types, '', log, odom_at=self.intake.odom_at)
         self._thread: Optional[threading.Thread] = None
         self.startup_deadline: Optional[float] = None
         self.T_body_cam: Optional[np.ndarray] = None
@@ -371,19 +383,8 @@ class LiveSlam:
             self.autosave_if_due()
 
     def autosave_if_due(self) -> None:
-        """Save the map to ``autosave_path(map_path)`` when ``node.autosave_period_s`` has
-        passed and frames were processed since the last save (the worker, between frames;
-        tests call it)."""
-        if not self.autosave.due():
-            return
-        # Under the lock from the check on: a ~/reset in between leaves nothing to save.
-        with self.engine_lock:
-            frames = self.session.counts['frames_processed']
-            if self.session.engine is None or not self.autosave.changed(frames):
-                return
-            ok, text = self.service(
-                lambda: self.session.save_map(autosave_path(self.map_path)))
-        self.autosave.done(ok, text, frames)
+        """``Autosave.save_if_due`` (the worker, between frames; tests call it)."""
+        self.autosave.save_if_due(self.engine_lock, self.session, self.map_path)
 
     def process_pending(self) -> bool:
         """Process the next frame waiting, if any (the worker's job; tests call it directly).
@@ -417,7 +418,8 @@ class LiveSlam:
             self.session.counts['frames_failed'] += 1
             return self._bad(M.reason_of(err, 'frame_invalid'), f'frame {stamp} ns dropped: '
                              f'{err}')
-        self._wait_for_imu(stamp)
+        self.intake.wait_for_imu(stamp, np.inf if self.cfg.node.lockstep
+                                 else self.cfg.node.imu_wait_s)
         if self.session.engine is None and self.topics['ground_truth']:
             self.intake.wait(lambda: any(p.stamp_ns >= stamp
                                          for p in self.intake.ground_truth),
@@ -435,15 +437,6 @@ class LiveSlam:
             self.latencies_s.append((self.clock_ns() - stamp) * 1e-9)
             for name, msg in step.messages:
                 self.publish(name, msg)
-
-    def _wait_for_imu(self, stamp: int) -> None:
-        """Wait until IMU samples up to ``stamp`` arrived: at most ``node.imu_wait_s`` (in
-        lockstep, as long as it takes); not when the IMU has been silent for a second."""
-        intake, now = self.intake, time.monotonic()
-        wait = np.inf if self.cfg.node.lockstep else self.cfg.node.imu_wait_s
-        intake.wait(lambda: (intake.imu_last is None or intake.imu_last >= stamp
-                             or time.monotonic() - intake.last_rx.get('imu', -np.inf) > 1.0),
-                    now + wait)
 
     def _resolve_extrinsics(self, camera_frame: str) -> None:
         """T_body_cam (and R_body_imu once an IMU frame is known) from /tf_static, waiting for
@@ -479,10 +472,6 @@ class LiveSlam:
         """Whether a newer frame waits (real-time mode: tracking comes first)."""
         with self.intake.cond:
             return bool(self.intake.frames) and not self.cfg.node.lockstep
-
-    def _odom_at(self, stamp_ns: int) -> Optional[np.ndarray]:
-        with self.intake.cond:
-            return self.intake.odom.at(stamp_ns)
 
     def _bad(self, reason: str, text: str) -> None:
         self.session.bad(reason, text)   # thread-safe, and never under the intake's lock
