@@ -547,6 +547,14 @@ class InferenceConfig:
     is below 0.05 mm after 3 iterations."""
     track_stop_rotation_deg: float = 0.003
     """Rotation threshold of the early stop (degrees); 0 disables early stopping."""
+    async_mapping: bool = False
+    """Fuse keyframes on a second thread beside tracking (PTAM's split; ``core.mapping``):
+    the next frames are tracked against the map as it is while a keyframe is fused, so the
+    mapping's share of a frame's time leaves the tracking thread, and which frames see a
+    keyframe depends on timing (results are not reproducible bit for bit). The node uses it
+    in real time when ``node.async_mapping``; the replay and the node in lockstep are
+    synchronous and deterministic unless this is set. On the 2-core CPU it does not pay
+    (docs/performance.md): off."""
     track_color: bool = True
     """Tracking uses the colour likelihood too: each ray's observed grey intensity against
     the map's colour at its observed point (``sensor.color_sigma``). Depth alone leaves motion
@@ -906,6 +914,13 @@ class NodeConfig:
     restarted simulation) reset the node; smaller steps back are dropped and counted."""
     diagnostics_period_s: float = 1.0
     """Period (seconds, node clock) of the /diagnostics status."""
+    async_mapping: bool = False
+    """In real time (not ``node.lockstep``), fuse keyframes on a second thread beside tracking
+    (``engine.inference.async_mapping``). Off by default: on the 2-core CPU the node then
+    stepped more frames of the demo flight (26 against 19 of 321) but lost track (ATE 34.6
+    against 0.46 cm), tracking far-apart frames against a map one keyframe behind
+    (docs/performance.md). False: keyframes are fused on the tracking thread, as the replay
+    does."""
     torch_threads: int = 1
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()

@@ -103,13 +103,17 @@ class SlamSession:
             be fed (``add_ground_truth``).
         odom_at: frames.standalone false: the external odometry's T_odom_body at a stamp
             (None: not known), for map -> odom.
+        realtime: frames come live and may be dropped (the node, not in lockstep): keyframes
+            are then fused beside tracking when ``node.async_mapping``.
     """
 
     def __init__(self, cfg: VssmConfig, types: Optional[M.MsgTypes] = None,
                  camera_frame: str = '', log: Optional[Log] = None,
                  ground_truth: Optional[List[PoseSample]] = None,
-                 odom_at: Optional[Callable[[int], Optional[np.ndarray]]] = None) -> None:
+                 odom_at: Optional[Callable[[int], Optional[np.ndarray]]] = None,
+                 realtime: bool = False) -> None:
         self.cfg = cfg
+        self.realtime = realtime
         self.types = types
         self.log = log or _quiet
         self.odom_at = odom_at
@@ -235,10 +239,13 @@ class SlamSession:
 
     def _new_engine(self, T0: Optional[np.ndarray] = None) -> SlamEngine:
         cfg = self.cfg.engine
+        inf = cfg.inference
         if self.localization:   # no keyframe after the loaded map: nothing is fused
-            inf = dataclasses.replace(cfg.inference, keyframe_translation=math.inf,
+            inf = dataclasses.replace(inf, keyframe_translation=math.inf,
                                       keyframe_rotation_deg=math.inf, keyframe_every=2**62)
-            cfg = dataclasses.replace(cfg, inference=inf)
+        if self.realtime and self.cfg.node.async_mapping:
+            inf = dataclasses.replace(inf, async_mapping=True)
+        cfg = dataclasses.replace(cfg, inference=inf)
         return SlamEngine(cfg, T0, dynamics=self.dynamics,
                           swap=open_swap(cfg.map, cfg.device))
 

@@ -143,12 +143,12 @@ def _run(feed, flight, window, n=22):
                        inference=InferenceConfig(window=window, keyframe_every=5))
     eng = SlamEngine(cfg, T_world_body0=flight.gt_frames.T_world_body[0])
     fused = []
-    orig = eng.map.fuse
+    orig = eng._commit_keyframe
 
-    def fuse(*a, **k):
+    def commit(*a, **k):
         fused.append(eng.n_frames)
         return orig(*a, **k)
-    eng.map.fuse = fuse
+    eng._commit_keyframe = commit
     feed(eng, flight.items(), n)
     return eng, fused
 

@@ -22,6 +22,7 @@ The drivers (ROS node, replay CLI) convert inputs to ``Frame`` / ``ImuSample`` a
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
@@ -42,7 +43,8 @@ from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_cor
                                 is_at_rest)
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
-from vssm_ros.core.map import BlockSwap, VoxelMap
+from vssm_ros.core.map import BlockSwap, VoxelMap, integrate
+from vssm_ros.core.mapping import KeyframeMapper
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
@@ -64,6 +66,15 @@ GRAVITY_SAMPLES = 50
 INIT_IMU_BEFORE = 1000
 """IMU samples before the first frame kept for a restart after the gravity solve (the first
 state uses the last ``GRAVITY_SAMPLES`` / ``init.rest_samples`` of them)."""
+
+
+def _under_map_lock(method):
+    """The method reads the map holding its lock (asynchronous mapping writes beside it)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.mapper.lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 class SlamEngine:
@@ -90,6 +101,8 @@ class SlamEngine:
         # Free space seen through by keyframe rays, for the collision cost (the map itself
         # only holds voxels near surfaces).
         self.free_space = FreeSpace(self.map, cfg.cost.resolution, cfg.cost.carve_range)
+        # Keyframe fusion, here or beside tracking; its lock guards the map (core.mapping).
+        self.mapper = KeyframeMapper(cfg.inference.async_mapping)
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
@@ -103,6 +116,7 @@ class SlamEngine:
 
     def reset(self) -> None:
         """Forget the map, the trajectory and buffered IMU samples."""
+        self.mapper.drain()
         self.map.reset()
         self.free_space.reset()
         self._gen.manual_seed(self.cfg.inference.seed)
@@ -143,6 +157,7 @@ class SlamEngine:
 
     def close(self) -> None:
         """Give back what the map's swap holds (its temporary files): the engine is done."""
+        self.mapper.close()
         close = getattr(self.map.swap, 'close', None)
         if callable(close):
             close()
@@ -254,15 +269,17 @@ class SlamEngine:
 
         # 2. track, with the health of the result (and relocalisation when lost)
         t0 = time.perf_counter()
+        self.mapper.check()   # an asynchronous keyframe update that failed raises here
         rays: Optional[RayBatch] = None
         quality = 'good'
         if first:
             post = prior
         else:
             rays = self._sample_rays(depth, rgb, K, T_body_cam)
-            post, quality, res = self._track(rays, prior, frame.t, dt, timings)
-            if quality != 'bad':
-                self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
+            with self.mapper.lock:
+                post, quality, res = self._track(rays, prior, frame.t, dt, timings)
+                if quality != 'bad':
+                    self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
         timings['track'] = time.perf_counter() - t0
         if self._init_log is not None:
             self._init_track.append((post.R, post.p, None if first else imu_of_interval))
@@ -589,8 +606,10 @@ class SlamEngine:
             Whether a keyframe was fused (the map changed).
         """
         if self.state is None or self._pending is None:
+            self.mapper.drain()
             return False
         self.state = self._close_window(self.state)
+        self.mapper.drain()
         return True
 
     def _close_window(self, newest: GaussianState) -> GaussianState:
@@ -610,27 +629,36 @@ class SlamEngine:
         inf = self.cfg.inference
         kf = window[0].filtered
         if len(window) > 1:
-            refined = refine_window(self.map, window, inf.window_iters, self.cfg.render,
-                                    self.cfg.sensor, self.cfg.sensor.ray_info_scale,
-                                    inf.max_step_translation, inf.max_step_rotation_deg)
+            with self.mapper.lock:
+                refined = refine_window(self.map, window, inf.window_iters, self.cfg.render,
+                                        self.cfg.sensor, self.cfg.sensor.ray_info_scale,
+                                        inf.max_step_translation, inf.max_step_rotation_deg)
             kf, newest = refined[0], refined[-1]
             self.keyframes[-1]['T_world_body'] = kf.T.clone()
         T_world_cam = kf.T @ pending['T_body_cam']
+        pose_var = self._world_var(kf, pending['anchor_var'])
+        position = newest.p.detach().cpu().double().numpy()
+        self.mapper.fuse(lambda: integrate.prepare(
+            self.map, pending['depth'], pending['rgb'], pending['K'], T_world_cam,
+            depth_sigma(pending['depth'], self.cfg.sensor), self.cfg.map.fuse_pixels, pose_var),
+            lambda job: self._commit_keyframe(job, pending, T_world_cam, position))
+        return newest
+
+    def _commit_keyframe(self, job: Optional[integrate.FusionJob], pending: Dict,
+                         T_world_cam: torch.Tensor, position: np.ndarray) -> None:
+        """A keyframe's writes (under the map lock): its free space, its prepared voxel
+        updates, then the memory budget around ``position`` (metres)."""
         t0 = time.perf_counter()
         self.free_space.carve(pending['depth'], pending['K'], T_world_cam, self.cfg.render.near)
         t1 = time.perf_counter()
-        self.map.fuse(pending['depth'], pending['rgb'], pending['K'], T_world_cam,
-                      depth_sigma(pending['depth'], self.cfg.sensor),
-                      max_pixels=self.cfg.map.fuse_pixels,
-                      pose_var=self._world_var(kf, pending['anchor_var']))
+        if job is not None:
+            integrate.commit(self.map, job)
         # The budget is kept per keyframe (it needs host-side decisions, not per frame); the
         # regions around the drone come back before it sees them (keep_radius > range).
         t2 = time.perf_counter()
-        position = newest.p.detach().cpu().double().numpy()
         self.map.restore_near(position)
         self.map.enforce_budget(position)
         self.map.add_stage_time(free_space=t1 - t0, budget=time.perf_counter() - t2)
-        return newest
 
     def _transition(self, imu, dt: float) -> Transition:
         """The transition from the current state to the next frame (the propagate step, and
@@ -720,6 +748,7 @@ class SlamEngine:
 
     # ------------------------------------------------------------------ outputs
 
+    @_under_map_lock
     @torch.no_grad()
     def render(self, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int,
                chunk: int = 8192) -> Dict[str, np.ndarray]:
@@ -763,6 +792,7 @@ class SlamEngine:
         res['depth_std'] = res['depth_std'].astype(np.float32)
         return res
 
+    @_under_map_lock
     @torch.no_grad()
     def map_points(self, min_weight: float = 1.0, radius: Optional[float] = None,
                    whole_map: bool = False) -> Dict[str, np.ndarray]:
@@ -783,6 +813,7 @@ class SlamEngine:
                 'occupancy': pts['occupancy'].cpu().numpy().astype(np.float32),
                 'logit_std': pts['logit_std'].cpu().numpy().astype(np.float32)}
 
+    @_under_map_lock
     def map_stats(self) -> Dict[str, float]:
         """Map memory (active / evicted / total blocks and bytes, free-space bytes), evictions
         and restores, and the time per keyframe of each map-update stage
@@ -794,6 +825,7 @@ class SlamEngine:
 
     # ------------------------------------------------------------------ prediction, cost
 
+    @_under_map_lock
     @torch.no_grad()
     def predict(self, controls: Optional[np.ndarray] = None, horizon_s: Optional[float] = None,
                 n_samples: Optional[int] = None, times: Optional[Sequence[float]] = None,
@@ -887,6 +919,7 @@ class SlamEngine:
             out[key] = np.stack([f[key] for f in frames])
         return out
 
+    @_under_map_lock
     @torch.no_grad()
     def cost_field(self) -> CostField:
         """The collision cost-to-go of the current map posterior (``engine.cost``) over the
@@ -901,7 +934,11 @@ class SlamEngine:
         """Everything needed to resume: tensors (by name) and JSON-able metadata. The open
         window is closed first (``flush``): its keyframe is in the saved map. The whole map is
         saved, evicted regions included."""
-        self.flush()
+        self.flush()   # not under the map lock: it waits for asynchronous updates
+        with self.mapper.lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> Dict:
         tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
         tensors.update({f'cost.free_space.{k}': v for k, v in self.free_space.state_dict()
                         .items()})

@@ -298,7 +298,8 @@ class LiveSlam:
         self.topics = input_topics(cfg)
         self.engine_lock = threading.RLock()
         self.intake = Intake(cfg, self.topics, self._bad, log, clock_ns)
-        self.session = SlamSession(cfg, types, '', log, odom_at=self.intake.odom_at)
+        self.session = SlamSession(cfg, types, '', log, odom_at=self.intake.odom_at,
+                                   realtime=not cfg.node.lockstep)
         self._thread: Optional[threading.Thread] = None
         self.startup_deadline: Optional[float] = None
         self.T_body_cam: Optional[np.ndarray] = None

@@ -26,15 +26,14 @@ the budget allows) or a keyframe updates them: the budget holds the regions near
 
 from __future__ import annotations
 
-import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from vssm_ros.config import MapConfig
-from vssm_ros.core.map.blocks import CORNERS, BlockAtlas, block_bytes, containing_blocks
-from vssm_ros.core.map.fusion import observe
+from vssm_ros.core.map.blocks import CORNERS, BlockAtlas, block_bytes
+from vssm_ros.core.map import integrate
 from vssm_ros.core.map.index import LIMIT, MISSING, pack, unpack
 from vssm_ros.core.map.state import load_map_state, map_state
 from vssm_ros.core.map.swap import BlockSwap, HostSwap
@@ -61,6 +60,7 @@ class VoxelMap:
         self.resolution = float(cfg.resolution)
         self.B = int(cfg.block_size)
         self.budget_blocks = max(64, int(cfg.memory_mb * 2**20 // block_bytes(self.B, dtype)))
+        self.region_blocks = REGION
         # Room for the budget and one keyframe's new blocks beyond it.
         self.atlas = BlockAtlas(self.B, self.device, dtype, int(self.budget_blocks * 1.25))
         self.swap = HostSwap() if swap is None else swap
@@ -158,56 +158,16 @@ class VoxelMap:
         Returns:
             The number of voxels updated.
         """
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        obs = observe(depth, K, T_world_cam, cfg, depth_sigma, max_pixels)
-        if obs is None or obs.vox.shape[0] == 0:
-            return 0
-        n = obs.vox.shape[0]
-        t1 = time.perf_counter()
-        blk, local, rows = containing_blocks(obs.vox, self.B)
-        flat = self.atlas.flat_cells(self._prepare(blk), local)
-        t2 = time.perf_counter()
-        home = flat[:n]
-        wgt = obs.weight
-        W_old = self.atlas.view('weight')[0, home]
-        if cfg.freeze_weight > 0:
-            wgt = torch.where(W_old >= cfg.freeze_weight, torch.zeros_like(wgt), wgt)
-        s_old = self.atlas.view('dist_seen')[0, home] + cfg.truncation
-        W_new = W_old + wgt
-        W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
-        s_new = torch.where(W_new > 0, (s_old * W_old + obs.sdf * wgt) / W_safe, s_old)
-        seen = (W_new > 0).to(self.dtype)
-        values = {'dist_seen': torch.stack((s_new - cfg.truncation, seen)),
-                  'weight': W_new.clamp(max=cfg.max_weight)[None]}
-        if pose_var is not None:
-            slot = self.atlas.slots_of(blk[:n])
-            self.atlas.anchor_weight.index_add_(0, slot, wgt)
-            self.atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * pose_var.to(self.dtype))
-        if rgb is not None:
-            # Colour only near the surface; other voxels keep theirs.
-            cw = torch.where(obs.sdf.abs() < 0.5 * cfg.truncation, wgt, torch.zeros_like(wgt))
-            col = rgb.reshape(-1, 3)[obs.pix].to(self.dtype)
-            cw_old = self.atlas.view('color_weight')[0, home]
-            cw_new = cw_old + cw
-            cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))
-            c_old = self.atlas.view('color_seen')[:3, home]
-            c_new = torch.where(cw > 0, (c_old * cw_old + col.t() * cw) / cw_safe, c_old)
-            values['color_seen'] = torch.cat((c_new, (cw_new > 0)[None].to(self.dtype)))
-            values['color_weight'] = cw_new.clamp(max=cfg.max_weight)[None]
-        for name, val in values.items():
-            self.atlas.view(name)[:, flat] = val[:, rows]
-        self.add_stage_time(fuse_observe=t1 - t0, fuse_allocate=t2 - t1,
-                            fuse_update=time.perf_counter() - t2)
-        self.n_fused += 1
-        return int(n)
+        job = integrate.prepare(self, depth, rgb, K, T_world_cam, depth_sigma, max_pixels,
+                                pose_var)
+        return 0 if job is None else integrate.commit(self, job)
 
     def add_stage_time(self, **seconds: float) -> None:
         """Add to the per-stage time sums of map updates (``stats`` reports per keyframe)."""
         for k, v in seconds.items():
             self.stage_s[k] = self.stage_s.get(k, 0.0) + v
 
-    def _prepare(self, blk: torch.Tensor) -> torch.Tensor:
+    def prepare_blocks(self, blk: torch.Tensor) -> torch.Tensor:
         """Make active the padded blocks that fusion writes to: take back evicted regions
         (also those of the next blocks, whose first voxels fill new aprons) and allocate
         missing blocks.

@@ -1,0 +1,145 @@
+# Copyright 2026 The vssm_ros authors
+# SPDX-License-Identifier: Apache-2.0
+"""One keyframe into the map in two steps (``VoxelMap.fuse`` runs them back to back).
+
+- ``prepare`` reads the map and writes nothing: the candidate voxels and their projective
+  signed distances (``core.map.fusion.observe``), the padded blocks that hold them, and each
+  voxel's new posterior (the closed-form update of its mean, weight and colour) against the
+  map as it is. A voxel whose block does not exist yet reads the empty block's zeros, which is
+  what its new block holds once allocated, so the result is the same as reading after the
+  allocation.
+- ``commit`` changes the map: takes back evicted regions the keyframe touches, allocates the
+  missing blocks (and their aprons) and writes the new values into every copy of each voxel.
+
+The split lets the engine's asynchronous mapping (``core.mapping``) run ``prepare`` beside
+tracking and lock the map only for ``commit``. Where the keyframe touches an evicted region,
+``prepare`` leaves the values to ``commit`` (the region must be taken back first).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from vssm_ros.core.map.blocks import CORNERS, containing_blocks
+from vssm_ros.core.map.fusion import Observation, observe
+from vssm_ros.core.map.index import pack
+
+Values = Dict[str, torch.Tensor]
+
+
+@dataclass
+class FusionJob:
+    """A prepared keyframe update.
+
+    Attributes:
+        obs: the voxels' observations. Shape: (M, ...).
+        blk: block of each copy of each voxel (the voxels' own first). Shape: (C, 3).
+        local: the copy's cell in its padded block. Shape: (C, 3).
+        rows: the voxel of each copy. Shape: (C,).
+        rgb: the keyframe's colour in [0, 1], or None. Shape: (H, W, 3).
+        pose_var: position and rotation variance of the keyframe pose, or None. Shape: (2,).
+        values: new channel values per voxel (name -> (channels, M)); None: computed at commit.
+        weight: the observations' weights after freezing (M,); None with ``values``.
+        seconds: time spent so far per stage (observe, update).
+    """
+
+    obs: Observation
+    blk: torch.Tensor
+    local: torch.Tensor
+    rows: torch.Tensor
+    rgb: Optional[torch.Tensor]
+    pose_var: Optional[torch.Tensor]
+    values: Optional[Values] = None
+    weight: Optional[torch.Tensor] = None
+    seconds: Tuple[float, float] = (0.0, 0.0)
+
+
+def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Tensor,
+            T_world_cam: torch.Tensor, depth_sigma: Optional[torch.Tensor], max_pixels: int,
+            pose_var: Optional[torch.Tensor]) -> Optional[FusionJob]:
+    """The update of ``vmap`` (a ``VoxelMap``) with one keyframe, read-only (see the module
+    docstring; the arguments are ``VoxelMap.fuse``'s). None when the image has no valid
+    depth."""
+    t0 = time.perf_counter()
+    obs = observe(depth, K, T_world_cam, vmap.cfg, depth_sigma, max_pixels)
+    if obs is None or obs.vox.shape[0] == 0:
+        return None
+    blk, local, rows = containing_blocks(obs.vox, vmap.B)
+    job = FusionJob(obs, blk, local, rows, rgb, pose_var)
+    t1 = time.perf_counter()
+    n = obs.vox.shape[0]
+    if not _touches_evicted(vmap, blk):
+        home = vmap.atlas.flat_cells(vmap.atlas.slots_of(blk[:n]), local[:n])
+        job.values, job.weight = new_values(vmap, obs, home, rgb)
+    job.seconds = (t1 - t0, time.perf_counter() - t1)
+    return job
+
+
+def commit(vmap, job: FusionJob) -> int:
+    """Write a prepared update into ``vmap``; returns the number of voxels updated."""
+    t0 = time.perf_counter()
+    n = job.obs.vox.shape[0]
+    atlas = vmap.atlas
+    flat = atlas.flat_cells(vmap.prepare_blocks(job.blk), job.local)
+    t1 = time.perf_counter()
+    values, wgt = job.values, job.weight
+    if values is None:
+        values, wgt = new_values(vmap, job.obs, flat[:n], job.rgb)
+    if job.pose_var is not None:
+        slot = atlas.slots_of(job.blk[:n])
+        atlas.anchor_weight.index_add_(0, slot, wgt)
+        atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * job.pose_var.to(vmap.dtype))
+    for name, val in values.items():
+        atlas.view(name)[:, flat] = val[:, job.rows]
+    observe_s, update_s = job.seconds
+    vmap.add_stage_time(fuse_observe=observe_s, fuse_allocate=t1 - t0,
+                        fuse_update=update_s + time.perf_counter() - t1)
+    vmap.n_fused += 1
+    return int(n)
+
+
+def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.Tensor]
+               ) -> Tuple[Values, torch.Tensor]:
+    """Each voxel's posterior after the observations (its weighted mean of signed distances,
+    weight, and colour near the surface), from its current values at the flat atlas cells
+    ``home`` (M,). Returns the channel values (name -> (channels, M)) and the observation
+    weights after freezing (M,)."""
+    cfg, atlas = vmap.cfg, vmap.atlas
+    wgt = obs.weight
+    W_old = atlas.view('weight')[0, home]
+    if cfg.freeze_weight > 0:
+        wgt = torch.where(W_old >= cfg.freeze_weight, torch.zeros_like(wgt), wgt)
+    s_old = atlas.view('dist_seen')[0, home] + cfg.truncation
+    W_new = W_old + wgt
+    W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
+    s_new = torch.where(W_new > 0, (s_old * W_old + obs.sdf * wgt) / W_safe, s_old)
+    seen = (W_new > 0).to(vmap.dtype)
+    values = {'dist_seen': torch.stack((s_new - cfg.truncation, seen)),
+              'weight': W_new.clamp(max=cfg.max_weight)[None]}
+    if rgb is not None:
+        # Colour only near the surface; other voxels keep theirs.
+        cw = torch.where(obs.sdf.abs() < 0.5 * cfg.truncation, wgt, torch.zeros_like(wgt))
+        col = rgb.reshape(-1, 3)[obs.pix].to(vmap.dtype)
+        cw_old = atlas.view('color_weight')[0, home]
+        cw_new = cw_old + cw
+        cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))
+        c_old = atlas.view('color_seen')[:3, home]
+        c_new = torch.where(cw > 0, (c_old * cw_old + col.t() * cw) / cw_safe, c_old)
+        values['color_seen'] = torch.cat((c_new, (cw_new > 0)[None].to(vmap.dtype)))
+        values['color_weight'] = cw_new.clamp(max=cfg.max_weight)[None]
+    return values, wgt
+
+
+def _touches_evicted(vmap, blk: torch.Tensor) -> bool:
+    """Whether any block (or the blocks whose apron it fills) is in an evicted region."""
+    if not vmap.evicted_regions():
+        return False
+    coords = torch.unique(blk, dim=0)
+    near = (coords[:, None, :] + CORNERS.to(coords.device)).reshape(-1, 3)
+    regions = torch.unique(pack(torch.div(near, vmap.region_blocks, rounding_mode='floor')))
+    evicted = set(vmap.evicted_regions())
+    return any(r in evicted for r in regions.tolist())
