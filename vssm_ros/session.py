@@ -249,6 +249,11 @@ class SlamSession:
         return SlamEngine(cfg, T0, dynamics=self.dynamics,
                           swap=open_swap(cfg.map, cfg.device))
 
+    def close(self) -> None:
+        """The run is over: the engine's mapping finishes and its evicted map regions (their
+        temporary files) are given back."""
+        self._replace_engine(None)
+
     def _replace_engine(self, engine: Optional[SlamEngine]) -> None:
         """Use ``engine`` from now on; the old one's evicted map regions are given back."""
         if self.engine is not None and self.engine is not engine:

@@ -11,6 +11,7 @@ import itertools
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +84,9 @@ class RosProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # The node's stacks into its log (faulthandler on SIGUSR1), for the failure.
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             self.stop()
             return -9
 

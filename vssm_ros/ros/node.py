@@ -37,6 +37,7 @@ finishes (its outputs are dropped once the context is shut down), or the process
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
 import signal
@@ -280,6 +281,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the node until shut down (Ctrl-C, SIGTERM). Returns the exit code: 0, or 2 for an
     invalid configuration."""
     args = sys.argv if argv is None else argv
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a node that does not
+    # answer is doing (it goes on running).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         rclpy.init(args=args)
     except Exception as err:   # rcl's own errors: a bad --ros-args or params file
@@ -304,7 +308,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = 2
     finally:
         _shut_down(node, executor)
+    if argv is None:   # the process is the node's (the console script): end it here
+        _exit(code)
     return code
+
+
+def _exit(code: int) -> None:
+    """End the process once everything is shut down, without the interpreter's exit: that
+    joins the executor's worker threads, and a Ctrl-C that landed inside one of their lock
+    operations (a KeyboardInterrupt is not safe inside ``with lock:``) leaves the lock held
+    and the join waiting forever (2 of 40 Ctrl-C under load hung so)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _shut_down(node: Optional[VssmNode], executor: Optional[MultiThreadedExecutor]) -> None:
@@ -314,12 +330,11 @@ def _shut_down(node: Optional[VssmNode], executor: Optional[MultiThreadedExecuto
         signal.signal(sig, signal.SIG_IGN)
     stopped = node is None or node.live.stop(SHUTDOWN_WAIT_S)
     if not stopped:   # a frame still runs: do not wait for it, and do not tear rclpy under it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit(0)
     if executor is not None:
         executor.shutdown(timeout_sec=1.0)
     if node is not None:
+        node.live.session.close()   # its map's temporary files (atexit may not run)
         node.destroy_node()
     rclpy.try_shutdown()
 
