@@ -113,6 +113,19 @@ def ros_tools():
     return SimpleNamespace(env=make_ros_env, Process=RosProcess)
 
 
+@pytest.fixture
+def ros_pytest(ros_venv, ros_env):
+    """Run a test module of test/ros in the ROS venv (real rclpy) and assert that it passed."""
+    def run(name: str) -> None:
+        res = subprocess.run(
+            [str(ros_venv / 'bin' / 'python'), '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+             str(REPO / 'test' / 'ros' / name)],
+            env=ros_env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+        assert ' passed' in res.stdout and 'failed' not in res.stdout, res.stdout
+    return run
+
+
 @pytest.fixture(scope='module')
 def flight():
     """A 1 s synthetic flight of 48x36 frames (the LiveSlam tests, live_harness.py)."""

@@ -14,10 +14,8 @@ without rclpy) and, with real rclpy, through the node's ~/load_map service itsel
 """
 
 import random
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +26,6 @@ from vssm_ros.ros.autosave import Autosave, autosave_path
 
 from live_harness import feed, make_cfg, make_live
 
-REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0   # only a hung worker waits this long: the test then fails
 
 
@@ -277,10 +274,5 @@ def test_no_autosave_in_localization_mode_or_when_off():
 # ------------------------------------------------------------------------ the real node
 
 
-def test_the_node_answers_load_map_of_bad_files_and_keeps_running(ros_venv, ros_env):
-    res = subprocess.run(
-        [str(ros_venv / 'bin' / 'python'), '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-         str(REPO / 'test' / 'ros' / 'rclpy_map_checks.py')],
-        env=ros_env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
-    assert ' passed' in res.stdout and 'failed' not in res.stdout, res.stdout
+def test_the_node_answers_load_map_of_bad_files_and_keeps_running(ros_pytest):
+    ros_pytest('rclpy_map_checks.py')
