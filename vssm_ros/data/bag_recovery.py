@@ -22,6 +22,8 @@ recorder, i.e. log-time order), not re-sorted.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,20 @@ class StorageScan:
 
 class NotThisFormat(Exception):
     """Raised by a scanner whose file does not start like its format (not a bag of it)."""
+
+
+@contextlib.contextmanager
+def mapped_storage(path: Path, magic: bytes, not_this: str
+                   ) -> Iterator[Tuple[StorageScan, mmap.mmap, int]]:
+    """A storage file memory-mapped for a scanner, with its ``StorageScan`` (``bytes_total``
+    set) and its size; ``NotThisFormat(not_this)`` unless it starts with ``magic``."""
+    scan = StorageScan(Path(path))
+    with open(path, 'rb') as f:
+        size = scan.bytes_total = f.seek(0, 2)
+        if size < len(magic) or f.seek(0) != 0 or f.read(len(magic)) != magic:
+            raise NotThisFormat(not_this)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            yield scan, buf, size
 
 
 @dataclass

@@ -21,7 +21,7 @@ from binascii import crc32
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
-from vssm_ros.data.bag_recovery import ChannelDef, Lost, NotThisFormat, Segment, StorageScan
+from vssm_ros.data.bag_recovery import ChannelDef, Lost, Segment, StorageScan, mapped_storage
 
 MAGIC = b'\x89MCAP0\r\n'
 OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x02, 3, 4, 5, 6, 0x0F
@@ -167,17 +167,12 @@ def _resync(buf: bytes, pos: int, size: int) -> Optional[int]:
 
 def scan_mcap(path: Path) -> StorageScan:
     """Scan an mcap file for its intact messages (see the module docstring)."""
-    scan = StorageScan(Path(path))
-    with open(path, 'rb') as f:
-        size = scan.bytes_total = f.seek(0, 2)
-        if size < len(MAGIC) or f.seek(0) != 0 or f.read(len(MAGIC)) != MAGIC:
-            raise NotThisFormat('no mcap magic at its start')
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            defs = _Defs(scan)
-            scan.bytes_read = len(MAGIC)
-            pos: Optional[int] = len(MAGIC)
-            while pos is not None:
-                pos = _scan_from(buf, pos, size, defs, scan)
+    with mapped_storage(path, MAGIC, 'no mcap magic at its start') as (scan, buf, size):
+        defs = _Defs(scan)
+        scan.bytes_read = len(MAGIC)
+        pos: Optional[int] = len(MAGIC)
+        while pos is not None:
+            pos = _scan_from(buf, pos, size, defs, scan)
     scan.reader = lambda seg, ids: _read_segment(scan.path, seg, ids)
     return scan
 

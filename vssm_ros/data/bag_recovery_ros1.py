@@ -20,7 +20,8 @@ import struct
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
-from vssm_ros.data.bag_recovery import ChannelDef, Lost, NotThisFormat, Segment, StorageScan
+from vssm_ros.data.bag_recovery import (ChannelDef, Lost, NotThisFormat, Segment, StorageScan,
+                                        mapped_storage)
 
 MAGIC = b'#ROSBAG V2.0\n'
 OP_MSGDATA, OP_BAGHEADER, OP_CHUNK, OP_CONNECTION = 0x02, 0x03, 0x05, 0x07
@@ -135,13 +136,9 @@ def _chunk(buf: bytes, fields: Dict[str, bytes], start: int, stop: int, cut: boo
 
 def scan_ros1(path: Path) -> StorageScan:
     """Scan a ROS 1 bag for its intact messages (see the module docstring)."""
-    scan = StorageScan(Path(path))
-    with open(path, 'rb') as f:
-        size = scan.bytes_total = f.seek(0, 2)
-        if size < len(MAGIC) or f.seek(0) != 0 or f.read(len(MAGIC)) != MAGIC:
-            raise NotThisFormat('no "#ROSBAG V2.0" line at its start')
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            _scan_records(buf, size, scan)
+    no_magic = 'no "#ROSBAG V2.0" line at its start'
+    with mapped_storage(path, MAGIC, no_magic) as (scan, buf, size):
+        _scan_records(buf, size, scan)
     scan.reader = lambda seg, ids: _read_segment(scan.path, seg, ids)
     return scan
 
