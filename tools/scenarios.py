@@ -5,8 +5,9 @@ ATE, the largest error, coverage of the 95 % ellipsoid, tracking status and spee
 then the mean and worst of each split (docs/scenarios.md).
 
 Each flight is a family name, a ``synthetic:`` override and a split: 'tune' (plain flights
-that changes may be tuned on) or 'heldout' (the hard ones and every Blackbird-style flight:
-report them, never tune on them). Its bag is generated once into ``.cache/`` (by
+and one Blackbird-style segment that changes may be tuned on) or 'heldout' (the hard ones and
+the other Blackbird-style segments, none overlapping the tuned one: report them, never tune
+on them). Its bag is generated once into ``.cache/`` (by
 ``cached_flight_dir``), then ``vssm-replay`` runs on it with the DEFAULT config (no demo.yaml)
 in its own process::
 
@@ -51,13 +52,16 @@ class Flight:
 _LOOP = dict(duration_s=20.0)
 _BB = dict(trajectory='blackbird', duration_s=20.0, camera_rate_hz=30.0)
 FLIGHTS: List[Flight] = [
-    # Tune: plain 1 m/s flights (and mild faults) that a change may be tuned on.
+    # Tune: plain 1 m/s flights (and mild faults), and 20 s of the Blackbird training flight
+    # between the held-out segments, that a change may be tuned on.
     Flight('loop-1ms-moving', 'start-in-motion', 'tune', dict(_LOOP, start='moving', seed=1)),
     Flight('loop-1ms-room11x7', 'room-size', 'tune',
            dict(_LOOP, room_size=(11.0, 7.0, 3.5), seed=2)),
     Flight('hall-centre', 'layout', 'tune', dict(_LOOP, layout='hall', start='centre', seed=3)),
     Flight('time-offset-5ms', 'sensor-faults', 'tune', dict(_LOOP, time_offset_s=0.005, seed=4)),
     Flight('exposure', 'sensor-faults', 'tune', dict(_LOOP, exposure_std=0.15, seed=5)),
+    Flight('bb-train-28s', 'blackbird', 'tune',
+           dict(_BB, blackbird_path='train', blackbird_start_s=28.0)),
     # Held out: fast, agile, faults, textures, the real trajectories.
     Flight('loop-2.5ms-moving', 'fast', 'heldout',
            dict(_LOOP, start='moving', peak_speed=2.5, seed=6)),

@@ -619,11 +619,28 @@ class InitConfig:
     the engine restarts from the first frame with both corrected (once). 0: never (gravity
     from the accelerometer alone). With 3 mm of tracking noise, 20 frames at 20 Hz give
     gravity's direction to 0.23 deg (median; 8 frames: 1.6 deg)."""
+    moving_align_frames: int = 8
+    """After a start in motion, frames after which gravity is solved first (then again at
+    ``align_frames``, restarting when that moves gravity by ``min_correction_deg`` or more):
+    the accelerometer's guess can be tens of degrees off, and the frames tracked under it
+    drift (on the Blackbird training flight 25 cm in 20 frames at 30 Hz). 0: only at
+    ``align_frames``."""
     min_correction_deg: float = 1.0
     """Smallest gravity correction (degrees) worth a restart from a start at rest. At rest
     the accelerometer already gives gravity to its bias (0.05 m/s²: 0.3 deg), which the solve
     over the first second does not beat (it scatters by 0.2-0.6 deg); a larger disagreement
     means the rest was not one."""
+    moving_gravity_std_deg: float = 20.0
+    """Std (degrees) of the first gravity direction after a start in motion, until the solve
+    after ``align_frames``: the accelerometer's mean over the last ``rest_samples`` measures
+    flight accelerations too (on the Blackbird training flight, 8-20 deg off). The IMU's
+    translation prior is widened by it over those frames; 0: trust the accelerometer."""
+    gravity_std_deg: float = 1.0
+    """Std (degrees) of the map frame's gravity direction once initialised: at rest, the
+    accelerometer's bias (0.3 deg at 0.05 m/s²); after the solve, its scatter (0.2-0.6 deg
+    on our synthetic flights, 0.6-1.3 deg over the first 0.3-2 s of the Blackbird training
+    flight's real IMU). The drift test (``health.max_drift``) allows for the constant
+    horizontal acceleration error it causes."""
     max_gravity_error: float = 0.15
     """The solve is rejected (kept as it was) when its gravity's magnitude is off by more
     than this fraction (too little motion or bad tracking to tell)."""
@@ -636,6 +653,10 @@ class InitConfig:
         _check(self.align_frames == 0 or self.align_frames >= 3, 'init.align_frames',
                'must be 0 (off) or >= 3')
         _check(self.min_correction_deg >= 0, 'init.min_correction_deg', 'must be >= 0')
+        _check(self.moving_align_frames == 0 or self.moving_align_frames >= 3,
+               'init.moving_align_frames', 'must be 0 (off) or >= 3')
+        for k in ('moving_gravity_std_deg', 'gravity_std_deg'):
+            _check(0 <= getattr(self, k) < 90, f'init.{k}', 'must be in [0, 90)')
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from vssm_ros.core.imu import integrate_imu, preintegrate
+from vssm_ros.core.imu import hold_bounds_ns, integrate_imu, preintegrate
 from vssm_ros.core.lie import so3_exp, so3_log
 
 F64 = torch.float64
@@ -292,3 +293,40 @@ def test_dtype_follows_input():
     assert pre.cov.dtype == torch.float32 and pre.delta_R.dtype == torch.float32
     R, v, p = integrate_imu(torch.eye(3), torch.zeros(3), torch.zeros(3), acc, gyro, dt)
     assert p.dtype == torch.float32 and math.isfinite(float(p.sum()))
+
+
+def test_hold_bounds_centre_each_sample_on_its_stamp():
+    """Samples at 0, 10, 20 ms over (3, 17] ms: the first is held to the midpoint 5 ms, the
+    second from 5 to 15, the third from 15 to the end; the sample held over from the previous
+    interval starts at t0."""
+    ms = 1_000_000
+    b = hold_bounds_ns([0, 10 * ms, 20 * ms], 3 * ms, 27 * ms, first_is_held=False)
+    assert b.tolist() == [3 * ms, 5 * ms, 15 * ms, 27 * ms]
+    b = hold_bounds_ns([-2 * ms, 8 * ms], 0, 12 * ms, first_is_held=True)
+    assert b.tolist() == [0, 3 * ms, 12 * ms]
+    # A midpoint before t0 is clipped: that sample holds nothing.
+    b = hold_bounds_ns([-9 * ms, -1 * ms, 9 * ms], 0, 10 * ms, first_is_held=True)
+    assert b.tolist() == [0, 0, 4 * ms, 10 * ms]
+
+
+def test_centred_hold_integrates_a_ramping_turn_without_lag():
+    """A turn rate ramping at 360 deg/s per second, sampled at 100 Hz, integrated over 30 Hz
+    frame intervals as the engine holds the samples: the turn over 1 s is within 0.3 deg
+    (0.22: an interval's last sample is held to its end, the next may not have arrived);
+    holding each sample from its stamp on lags it by half a period (1.8 deg here)."""
+    ms = 1_000_000
+    ramp = 2 * math.pi
+    stamps = np.arange(0, 1100 * ms, 10 * ms)
+    rate = ramp * stamps * 1e-9
+    frames = [3 * ms + j * 33_333_333 for j in range(31)]
+    turn = lag = 0.0
+    for t0, t1 in zip(frames[:-1], frames[1:]):
+        last = np.flatnonzero(stamps <= t0)[-1]
+        keep = np.flatnonzero((stamps > t0) & (stamps <= t1))
+        idx = np.concatenate(([last], keep))
+        turn += float(rate[idx] @ np.diff(hold_bounds_ns(stamps[idx], t0, t1, True)) * 1e-9)
+        zoh = np.append(np.maximum(stamps[idx], t0), t1)
+        lag += float(rate[idx] @ np.diff(zoh) * 1e-9)
+    true = ramp / 2 * ((frames[-1] * 1e-9) ** 2 - (frames[0] * 1e-9) ** 2)
+    assert abs(turn - true) < math.radians(0.3)
+    assert true - lag > math.radians(1.5)

@@ -346,7 +346,14 @@ def test_scenario_rows_and_table():
     names = [f.name for f in sc.FLIGHTS]
     assert len(names) == len(set(names)) >= 13
     assert {f.split for f in sc.FLIGHTS} == {'tune', 'heldout'}
-    assert all(f.split == 'heldout' for f in sc.FLIGHTS if f.family == 'blackbird')
+    bb = [f for f in sc.FLIGHTS if f.family == 'blackbird']
+    assert all(f.split == 'heldout' for f in bb if f.overrides['blackbird_path'] == 'val')
+    # A Blackbird segment tuned on shares no second with a held-out one of the same flight.
+    for t in (f for f in bb if f.split == 'tune'):
+        for h in (f for f in bb if f.split == 'heldout'):
+            if h.overrides['blackbird_path'] == t.overrides['blackbird_path']:
+                gap = abs(t.overrides['blackbird_start_s'] - h.overrides['blackbird_start_s'])
+                assert gap >= t.overrides['duration_s']
     for f in sc.FLIGHTS:   # every override is a valid config
         sc.flight_config(f, blackbird_root=BLACKBIRD)
     m = {'frames': {'received': 150, 'processed': 150},

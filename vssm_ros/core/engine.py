@@ -38,7 +38,7 @@ from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition,
                                     preintegrated_transition, white_acceleration_noise,
                                     with_propagated_cov)
 from vssm_ros.core.health import LOST, OK, HealthMonitor, TrackSignals
-from vssm_ros.core.imu import integrate_imu, preintegrate
+from vssm_ros.core.imu import hold_bounds_ns, integrate_imu, preintegrate
 from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_correction,
                                 is_at_rest)
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
@@ -48,7 +48,7 @@ from vssm_ros.core.mapping import KeyframeMapper
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
-from vssm_ros.core.relocalise import candidate_poses, score_poses
+from vssm_ros.core.relocalise import candidate_poses, choose_candidate, score_poses
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
 from vssm_ros.core.state_layout import P, PHI, POSE, V
 from vssm_ros.core.window import Transition, WindowFrame, refine_window
@@ -147,6 +147,9 @@ class SlamEngine:
         self._init_log: Optional[List[Any]] = [] if align else None
         self._init_track: List[Tuple[torch.Tensor, torch.Tensor, Any]] = []
         self._init_fix: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        # The map frame's rotation by the gravity solves so far (None: not solved yet).
+        self._R_solved: Optional[torch.Tensor] = None
+        self._early_tried = False
         self.started_moving: Optional[bool] = None
         self.gravity_correction_deg = 0.0
         # (K, T_body_cam, width, height) of the last frame: predict() renders with it.
@@ -197,10 +200,8 @@ class SlamEngine:
             samples.insert(0, self._last_imu)
         if not samples:
             return None
-        # Each sample is held from its stamp to the next one (zero-order hold), clipped to
-        # the frame interval.
-        stamps = [max(s.stamp_ns, t0) for s in samples] + [t1]
-        dts = np.diff(np.array(stamps, dtype=np.int64)) * 1e-9
+        dts = np.diff(hold_bounds_ns([s.stamp_ns for s in samples], t0, t1,
+                                     self._last_imu is not None)) * 1e-9
         # A gap is judged on the samples' own stamps: a hole spanning several frames holds
         # the sample before it across each of their (short) intervals.
         held = np.diff(np.array([s.stamp_ns for s in samples] + [t1], dtype=np.int64)) * 1e-9
@@ -227,9 +228,18 @@ class SlamEngine:
         est = self._step(frame)
         if self._init_log is not None:
             self._init_log.append(frame)
-            if self.n_frames >= self.cfg.init.align_frames:
+            if self.n_frames >= self._align_at():
                 est = self._finish_init(est)
         return est
+
+    def _align_at(self) -> int:
+        """Frames after which gravity is solved next: ``init.moving_align_frames`` for the
+        first solve after a start in motion (every frame tracked under the accelerometer's
+        guess drifts), ``init.align_frames`` otherwise."""
+        ic = self.cfg.init
+        if self.started_moving and self._R_solved is None and not self._early_tried:
+            return min(ic.moving_align_frames or ic.align_frames, ic.align_frames)
+        return ic.align_frames
 
     def _step(self, frame: Frame) -> Estimate:
         inf = self.cfg.inference
@@ -359,15 +369,79 @@ class SlamEngine:
                           ic.rest_max_acc_dev)
 
     def _finish_init(self, est: Estimate) -> Estimate:
-        """Solve gravity and velocity over the first frames (``core.init``); when the map
-        frame's gravity must turn (or the start was in motion), process the first frames
-        again from the corrected first state. Returns the newest frame's estimate, with the
-        change of map frame in ``T_jump``."""
-        log, track = self._init_log, self._init_track
+        """Solve gravity and velocity over the frames so far (``core.init``); when the map
+        frame's gravity must turn (or the start was in motion), process them again from the
+        corrected first state. After a start in motion the first solve comes early
+        (``_align_at``) and the one at ``init.align_frames`` refines it. Returns the newest
+        frame's estimate, with the change of map frame in ``T_jump``."""
+        ic = self.cfg.init
+        early = self._align_at() < ic.align_frames
+        self._early_tried = self._early_tried or early
+        rest = self._rest_after_all() if early else None
+        fix = rest if rest is not None else self._solve_gravity(self._init_track)
+        if fix is None and early:
+            return est   # keep the frames: the solve at align_frames tries again
+        log = self._init_log
         self._init_log, self._init_track = None, []
+        if fix is None:
+            return est
+        R_fix, v0 = fix
+        angle = correction_angle_deg(R_fix)
+        # A start at rest keeps its accelerometer gravity unless the solve disagrees; a start
+        # in motion takes every solve (the early one is rough, the next refines it).
+        rest_held = float(torch.linalg.norm(v0)) < 3 * ic.rest_velocity_std
+        if not self.started_moving and angle < ic.min_correction_deg and rest_held:
+            return est
+        T_old = est.T_world_body
+        moving, tried = self.started_moving and rest is None, self._early_tried
+        R_solved = R_fix if self._R_solved is None else R_fix @ self._R_solved
+        self.reset()
+        self._init_log = [] if early else None   # early: the solve at align_frames follows
+        self._init_fix = (R_solved, v0)
+        self._R_solved, self._early_tried, self.started_moving = R_solved, tried, moving
+        for item in log:
+            if isinstance(item, Frame):
+                est = self._step(item)
+                if self._init_log is not None:
+                    self._init_log.append(item)
+            else:
+                self.add_imu(item)
+        self._init_fix = None
+        self.started_moving = moving
+        self.gravity_correction_deg = correction_angle_deg(R_solved)
+        est.T_jump = est.T_world_body @ np.linalg.inv(T_old)
+        return est
+
+    def _rest_after_all(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """A start judged in motion that was a hover after all: the IMU since the first frame
+        at rest (``is_at_rest``) and the tracked poses still, within ``3 init.rest_velocity_std``
+        on average. (A bag or a driver often has only a sample or two of IMU before the first
+        frame, too few to tell.) Returns the rotation that levels the map frame by the mean
+        specific force since the first frame (at rest, gravity to the accelerometer's bias) and
+        a zero velocity; None: not at rest."""
+        ic, track = self.cfg.init, self._init_track
+        t0 = next(x.stamp_ns for x in self._init_log if isinstance(x, Frame))
+        imu = [x for x in self._init_log if isinstance(x, ImuSample) and x.stamp_ns >= t0]
+        if len(imu) < 2 or len(track) < 2:
+            return None
+        acc = self._t(np.stack([x.acc for x in imu]))
+        gyro = self._t(np.stack([x.gyro for x in imu]))
+        if not is_at_rest(acc, gyro, self.cfg.motion.gravity, ic.rest_max_gyro,
+                          ic.rest_max_acc_dev):
+            return None
+        span = (imu[-1].stamp_ns - t0) * 1e-9
+        if float(torch.linalg.norm(track[-1][1] - track[0][1])) > 3 * ic.rest_velocity_std * span:
+            return None
+        up = track[0][0] @ acc.mean(dim=0)   # the specific force at rest points up
+        return gravity_correction(-up).to(self.dtype), torch.zeros_like(up)
+
+    def _solve_gravity(self, track) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """The rotation that levels the map frame and the first frame's velocity in the
+        levelled frame, from the tracked poses and the IMU between them; None when an
+        interval has no IMU or the solved gravity's magnitude is implausible."""
         ic, mc = self.cfg.init, self.cfg.motion
         if any(imu is None for _, _, imu in track[1:]):
-            return est   # an interval without IMU says nothing about gravity
+            return None   # an interval without IMU says nothing about gravity
         pre = [preintegrate(*imu) for _, _, imu in track[1:]]
         R = torch.stack([r for r, _, _ in track])
         p = torch.stack([x for _, x, _ in track])
@@ -377,28 +451,9 @@ class SlamEngine:
                              sigma_v=mc.acc_noise * math.sqrt(float(T.mean())),
                              sigma_p=self.cfg.sensor.depth_sigma_a + 0.003)
         if abs(float(torch.linalg.norm(g)) / mc.gravity - 1.0) > ic.max_gravity_error:
-            return est
+            return None
         R_fix = gravity_correction(g).to(self.dtype)
-        angle = correction_angle_deg(R_fix)
-        v0 = R_fix @ v[0].to(self.dtype)
-        rest_held = float(torch.linalg.norm(v0)) < 3 * ic.rest_velocity_std
-        if not self.started_moving and angle < ic.min_correction_deg and rest_held:
-            return est
-        T_old = est.T_world_body
-        moving = self.started_moving
-        self.reset()
-        self._init_log = None
-        self._init_fix = (R_fix, v0)
-        for item in log:
-            if isinstance(item, Frame):
-                est = self._step(item)
-            else:
-                self.add_imu(item)
-        self._init_fix = None
-        self.started_moving = moving
-        self.gravity_correction_deg = angle
-        est.T_jump = est.T_world_body @ np.linalg.inv(T_old)
-        return est
+        return R_fix, R_fix @ v[0].to(self.dtype)
 
     def _sample_rays(self, depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor,
                      T_body_cam: torch.Tensor) -> RayBatch:
@@ -493,6 +548,15 @@ class SlamEngine:
         S[0:3, 0:3] += s0.cov[PHI, PHI] + post.cov[PHI, PHI]
         S[3:6, 3:6] += Rt @ (s0.cov[V, V] + post.cov[V, V]) @ Rt.t()
         S[6:9, 6:9] += Rt @ (s0.cov[P, P] + post.cov[P, P] + T * T * s0.cov[V, V]) @ Rt.t()
+        # The map frame's gravity is known to a tilt: a constant horizontal acceleration error
+        # of g sin(tilt), whose velocity and position errors grow together over the window.
+        sg2 = (mc.gravity * math.sin(math.radians(self._gravity_std_deg()))) ** 2
+        H = Rt @ torch.diag(torch.tensor([sg2, sg2, 0.0], device=self.device,
+                                         dtype=self.dtype)) @ Rt.t()
+        S[3:6, 3:6] += H * T ** 2
+        S[3:6, 6:9] += H * T ** 3 / 2
+        S[6:9, 3:6] += H * T ** 3 / 2
+        S[6:9, 6:9] += H * T ** 4 / 4
         r = r.to(torch.float64)
         return r @ torch.linalg.solve(S.to(torch.float64), r)
 
@@ -587,16 +651,7 @@ class SlamEngine:
             sig.innovation = 0.0   # a jump is what relocalisation is for
             if self._verified(sig):
                 found.append((res['state'], res, sig))
-        if not found:
-            return None
-        found.sort(key=lambda f: -f[2].inlier_fraction)
-        top = found[0]
-        for other in found[1:]:
-            apart = float(torch.linalg.norm(other[0].p - top[0].p)) > 2 * step or float(
-                torch.linalg.norm(lie.so3_log(top[0].R.t() @ other[0].R))) > 2 * step_r
-            if apart and other[2].inlier_fraction > top[2].inlier_fraction - 0.02:
-                return None   # two places fit about as well: do not guess
-        return top
+        return choose_candidate(found, coasted.p, coasted.cov[P, P], 2 * step, 2 * step_r)
 
     def flush(self) -> bool:
         """Close the open window now: refine its states and fuse its keyframe into the map
@@ -671,11 +726,36 @@ class SlamEngine:
         if imu is not None:
             acc, gyro, dts = imu
             b_a, b_g = self.state.b_a.clone(), self.state.b_g.clone()
-            pre = preintegrate(acc, gyro, dts, b_a, b_g, acc_noise=mc.acc_noise,
+            pre = preintegrate(acc, gyro, dts, b_a, b_g, acc_noise=self._acc_noise(dt),
                                gyro_noise=mc.gyro_noise)
             omega = (gyro - b_g).mean(dim=0)
             return lambda s: preintegrated_transition(s, pre, mc, omega)
         return lambda s: constant_velocity_transition(s, dt, mc)
+
+    def _guessing_gravity(self) -> bool:
+        """Whether the map frame's gravity is still a guess after a start in motion: the
+        accelerometer's, then the early solve's (rough, ``init.moving_align_frames``), until
+        the solve at ``init.align_frames``."""
+        return self._init_log is not None and bool(self.started_moving)
+
+    def _gravity_std_deg(self) -> float:
+        """How well the map frame's gravity direction is known (degrees)."""
+        ic = self.cfg.init
+        return ic.moving_gravity_std_deg if self._guessing_gravity() else ic.gravity_std_deg
+
+    def _acc_noise(self, dt: float) -> float:
+        """The accelerometer noise density the IMU is preintegrated with. While gravity is a
+        guess after a start in motion (the mean specific force before the first frame, which
+        flight accelerations turn by tens of degrees), that error
+        (``g sin(init.moving_gravity_std_deg)``) is added as white noise over the interval, so
+        that tracking takes the first poses from the images and not from an IMU prior that
+        pulls them off, and the solves see the true motion (kept after the early solve too:
+        an IMU held to its rough gravity biases the next solve towards it)."""
+        mc = self.cfg.motion
+        if not self._guessing_gravity() or dt <= 0:
+            return mc.acc_noise
+        sigma_g = mc.gravity * math.sin(math.radians(self.cfg.init.moving_gravity_std_deg))
+        return math.sqrt(mc.acc_noise ** 2 + sigma_g ** 2 * dt)
 
     def _gravity_aligned(self, stamp_ns: int) -> np.ndarray:
         """``T_world_body0`` turned by the smallest rotation that takes the mean specific force

@@ -25,6 +25,7 @@ Real-Time Visual-Inertial Odometry", IEEE T-RO 2017.
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from vssm_ros.core.lie import hat, so3_exp, so3_log, so3_right_jacobian
@@ -306,3 +307,19 @@ def preintegrate(acc: Tensor, gyro: Tensor, dt: Tensor, b_a: Optional[Tensor] = 
         d_R_d_bg=d_R_d_bg, d_v_d_ba=d_v_d_ba, d_v_d_bg=d_v_d_bg, d_p_d_ba=d_p_d_ba,
         d_p_d_bg=d_p_d_bg, cov=cov, b_a=b_a.expand(batch + (3,)),
         b_g=b_g.expand(batch + (3,)))
+
+
+def hold_bounds_ns(stamps_ns: Sequence[int], t0: int, t1: int, first_is_held: bool) -> np.ndarray:
+    """Where each IMU sample is held over the interval (t0, t1]: from the midpoint with the
+    sample before it to the midpoint with the next (the last one to ``t1``), clipped to the
+    interval. A sample measures the rate at its stamp, so holding it from its stamp on (a
+    zero-order hold) lags the motion by half a sample period: 5 ms at 100 Hz, a degree at
+    200 deg/s, which the images then contradict. The last sample is held to ``t1`` (the next
+    one may not have arrived), which leaves an eighth of that lag on average.
+    ``first_is_held``: the first sample is the one held over from the previous interval (from
+    ``t0``). Shape: (N,) stamps -> (N + 1,) bounds."""
+    s = np.asarray(stamps_ns, dtype=np.int64)
+    starts = np.empty_like(s)
+    starts[0] = t0 if first_is_held else max(int(s[0]), t0)
+    starts[1:] = s[:-1] + (s[1:] - s[:-1]) // 2
+    return np.append(np.maximum(starts, t0), t1)

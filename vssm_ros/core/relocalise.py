@@ -14,14 +14,17 @@ map's signed distance instead of keyframe images):
 3. The best candidates are refined by Gauss-Newton tracking from each (``posterior.track``,
    the prior centred on the candidate with a wide covariance) and the refined pose with the
    most inliers is returned; the caller verifies it with the health tests.
+4. Among the verified ones the coasted prior decides (``choose_candidate``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
+
+from vssm_ros.core.lie import so3_log
 
 
 def yaw_rotations(yaws: torch.Tensor) -> torch.Tensor:
@@ -80,3 +83,46 @@ def score_poses(field, q_obs: torch.Tensor, R: torch.Tensor, p: torch.Tensor, to
         ok = (field.weight_at(xs) > 0) & (field.sdf_at(xs).abs() < tol)
         hits.append(ok)
     return torch.cat(hits).reshape(R.shape[0], -1).sum(dim=1)
+
+
+RELOC_TIE = 0.02
+"""Relocalisation candidates whose inlier fractions differ by less than this fit the image
+equally well."""
+RELOC_PRIOR_CHI2 = 11.34
+"""Chi-square (3 dof, 99 %) of a position inside the coasted prior's region."""
+
+
+def choose_candidate(found: List[Tuple[Any, Any, Any]], p_prior: torch.Tensor,
+                     cov_prior: torch.Tensor, min_apart_m: float, min_apart_rad: float
+                     ) -> Optional[Tuple[Any, Any, Any]]:
+    """The verified relocalisation to take among ``found`` (``(state, track result,
+    signals)``, with ``state.R``, ``state.p`` and ``signals.inlier_fraction``), or None when
+    the choice would be a guess.
+
+    The coasted prior comes first: the IMU says where the body can be, with a covariance that
+    grew while it coasted, and a flat wall or a floor fits a pose shifted along it as well as
+    the true one. So the candidates inside the prior's 99 % region are the choice when there
+    are any (all of them otherwise), and the one that fits the image best is taken, unless
+    another one of the choice that lies apart fits about as well (``RELOC_TIE``: repetitive
+    structure, or a prior too wide to tell): then do not guess.
+
+    Args:
+        p_prior, cov_prior: the coasted position and its covariance. Shape: (3,), (3, 3).
+        min_apart_m, min_apart_rad: candidates farther apart than this are different places.
+    """
+    cov = cov_prior.to(torch.float64)
+
+    def inside(f) -> bool:
+        e = (f[0].p - p_prior).to(torch.float64)
+        return float(e @ torch.linalg.solve(cov, e)) <= RELOC_PRIOR_CHI2
+
+    pool = [f for f in found if inside(f)] or found
+    if not pool:
+        return None
+    top = max(pool, key=lambda f: f[2].inlier_fraction)
+    for other in pool:
+        apart = float(torch.linalg.norm(other[0].p - top[0].p)) > min_apart_m or float(
+            torch.linalg.norm(so3_log(top[0].R.t() @ other[0].R))) > min_apart_rad
+        if apart and other[2].inlier_fraction > top[2].inlier_fraction - RELOC_TIE:
+            return None
+    return top
