@@ -470,6 +470,12 @@ class SensorConfig:
     of 5 (exposure changes 3.59 against 3.41 cm, start in motion 1.73 against 1.30, hall 5.28
     against 4.49), on the demo flight 0.339 against 0.348 cm, on TUM teddy with colour
     tracking 1.85 against 2.0 cm (colour off there: 1.77)."""
+    variance_factor: bool = True
+    """Scale the published pose covariance (``Estimate.cov``, odometry) by the running mean
+    square of the tracked rays' normalised residual when it is above 1 (the a-posteriori
+    variance factor of least squares): a camera noisier than ``depth_sigma_a/b`` says so in
+    its residuals (TUM's Kinect: 1.6 at the median), and a covariance from the assumed noise
+    is over-confident. The filter itself keeps the assumed noise."""
     huber: float = 2.0
     """Huber threshold on normalised depth and colour residuals (robust to outliers and
     dynamics)."""
@@ -620,11 +626,12 @@ class InitConfig:
     from the accelerometer alone). With 3 mm of tracking noise, 20 frames at 20 Hz give
     gravity's direction to 0.23 deg (median; 8 frames: 1.6 deg)."""
     moving_align_frames: int = 8
-    """After a start in motion, frames after which gravity is solved first (then again at
-    ``align_frames``, restarting when that moves gravity by ``min_correction_deg`` or more):
-    the accelerometer's guess can be tens of degrees off, and the frames tracked under it
-    drift (on the Blackbird training flight 25 cm in 20 frames at 30 Hz). 0: only at
-    ``align_frames``."""
+    """After a start in motion, frames after which gravity is solved first, roughly, and the
+    engine restarts (then it solves and restarts again at ``align_frames``): the
+    accelerometer's guess can be tens of degrees off, and the frames tracked under it drift
+    (on the Blackbird training flight 25 cm in 20 frames at 30 Hz). Here too a hover judged
+    in motion (too few IMU samples before the first frame) is found at rest, by the IMU
+    since the first frame and the tracked poses. 0: only at ``align_frames``."""
     min_correction_deg: float = 1.0
     """Smallest gravity correction (degrees) worth a restart from a start at rest. At rest
     the accelerometer already gives gravity to its bias (0.05 m/s²: 0.3 deg), which the solve
@@ -633,8 +640,9 @@ class InitConfig:
     moving_gravity_std_deg: float = 20.0
     """Std (degrees) of the first gravity direction after a start in motion, until the solve
     after ``align_frames``: the accelerometer's mean over the last ``rest_samples`` measures
-    flight accelerations too (on the Blackbird training flight, 8-20 deg off). The IMU's
-    translation prior is widened by it over those frames; 0: trust the accelerometer."""
+    flight accelerations too (18 and 39 deg off at the starts of two segments of the
+    Blackbird training flight). The IMU's translation prior is widened by it over those
+    frames; 0: trust the accelerometer."""
     gravity_std_deg: float = 1.0
     """Std (degrees) of the map frame's gravity direction once initialised: at rest, the
     accelerometer's bias (0.3 deg at 0.05 m/s²); after the solve, its scatter (0.2-0.6 deg

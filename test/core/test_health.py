@@ -220,3 +220,31 @@ def test_relocalisation_choice_lets_the_coasted_prior_tell_tied_places_apart():
     assert choose_candidate([_candidate(0.9, 0.9), _candidate(-0.9, 0.7)], prior_p, cov,
                             0.3, 0.2)[0].p[0] == 0.9
     assert choose_candidate([], prior_p, cov, 0.3, 0.2) is None
+
+
+def _fly_noise(noise_scale: float, variance_factor: bool):
+    fl = generate_flight(SyntheticConfig(duration_s=1.5, width=48, height=36,
+                                         noise_scale=noise_scale))
+    eng = SlamEngine(EngineConfig(sensor=dataclasses.replace(CFG.sensor,
+                                                             variance_factor=variance_factor)),
+                     T_world_body0=fl.gt_frames.T_world_body[0])
+    for item in fl.items():
+        if isinstance(item, ImuSample):
+            eng.add_imu(item)
+        elif isinstance(item, Frame):
+            est = eng.step(item)
+    return eng, est
+
+
+def test_published_covariance_grows_with_the_residuals_of_a_noisier_camera():
+    """Depth 4x noisier than the generator's default (twice what ``engine.sensor`` assumes at
+    2-3 m): the tracked rays' normalised residuals say so (their mean square more than twice
+    the default camera's), and the published covariance is the filter's times that mean
+    square when above 1; the pose is the same as with ``sensor.variance_factor: false``."""
+    factors = []
+    for noise_scale in (1.0, 4.0):
+        (eng, est), (_, plain) = _fly_noise(noise_scale, True), _fly_noise(noise_scale, False)
+        np.testing.assert_allclose(est.T_world_body, plain.T_world_body)
+        np.testing.assert_allclose(est.cov, plain.cov * max(1.0, eng.residual_var))
+        factors.append(eng.residual_var)
+    assert factors[1] > 2 * factors[0] and factors[1] > 1.5

@@ -61,6 +61,9 @@ DRIFT_FLOOR_ROT, DRIFT_FLOOR_VEL, DRIFT_FLOOR_POS = 0.005, 0.05, 0.01
 it compares (tracking's own noise, the biases' uncertainty over the window)."""
 RENDER_SPACING = 0.85
 """Full renders sample rays at most this many truncations apart (see ``render``)."""
+VARIANCE_FACTOR_RATE = 0.1
+"""Weight of each tracked frame in the running mean of the squared normalised residual (a
+time constant of ten frames)."""
 GRAVITY_SAMPLES = 50
 """IMU samples averaged for the initial gravity direction (engine.init_pose 'gravity')."""
 INIT_IMU_BEFORE = 1000
@@ -136,6 +139,9 @@ class SlamEngine:
         self.n_relocalisations = 0
         self.health.reset()
         self._signals_last: Optional[TrackSignals] = None
+        # Mean square of the tracked frames' normalised residuals (about 1 when the sensor
+        # model holds): the a-posteriori variance factor (sensor.variance_factor).
+        self.residual_var = 1.0
         self._imu_interval: Any = None
         # T_new T_coasted^-1 of a relocalisation in the last frame (the map -> odom jump).
         self._jump: Optional[np.ndarray] = None
@@ -507,6 +513,8 @@ class SlamEngine:
         elif dt > 0:
             post.omega = lie.so3_log(self.state.R.t() @ post.R) / dt
         self._signals_last = sig
+        if sig.tracked and math.isfinite(sig.rmse):
+            self.residual_var += VARIANCE_FACTOR_RATE * (sig.rmse ** 2 - self.residual_var)
         return post, quality, res
 
     def _drift(self, t: float, post: GaussianState) -> Optional[torch.Tensor]:
@@ -814,6 +822,8 @@ class SlamEngine:
         A[3:, 3:] = s.R  # body-frame rotation error -> world-frame rotation error
         anchor = torch.repeat_interleave(self.anchor_var, 3)
         cov = A @ s.cov[POSE, POSE] @ A.t() + torch.diag(anchor)
+        if self.cfg.sensor.variance_factor:
+            cov = cov * max(1.0, self.residual_var)
         return Estimate(stamp_ns=int(self.last_stamp_ns),
                         T_world_body=s.T.detach().cpu().double().numpy(),
                         cov=cov.detach().cpu().double().numpy(),
