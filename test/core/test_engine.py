@@ -164,15 +164,17 @@ def test_imu_gap_spanning_several_frames_is_a_gap_in_each(flight):
 
 def test_reported_covariance_includes_map_anchor(flight):
     """The Estimate's covariance is the state's (relative to the map) plus the anchor variance
-    of the map where it was tracked; keyframes hand their world variance to the map."""
+    of the map where it was tracked, times the residuals' variance factor when above 1;
+    keyframes hand their world variance to the map."""
     eng = _engine(flight)
     for i in range(12):
         est = eng.step(flight.frame(i))
     rel = np.diag(eng.state.cov.numpy()[:6])
     anchor = eng.anchor_var.numpy()
     assert anchor[0] > 0 and anchor[1] > 0  # tracked against frames fused with uncertainty
-    np.testing.assert_allclose(np.diag(est.cov)[:3], rel[:3] + anchor[0], rtol=1e-5)
-    np.testing.assert_allclose(np.trace(est.cov[3:, 3:]), rel[3:].sum() + 3 * anchor[1],
+    f = max(1.0, eng.residual_var)   # the residuals' variance factor (sensor.variance_factor)
+    np.testing.assert_allclose(np.diag(est.cov)[:3], f * (rel[:3] + anchor[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.trace(est.cov[3:, 3:]), f * (rel[3:].sum() + 3 * anchor[1]),
                                rtol=1e-5)
     # The anchor is a weighted mean of what keyframes fused the map with.
     sd = eng.map.state_dict()

@@ -1034,7 +1034,8 @@ class SlamEngine:
                         .items()})
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
                 'last_stamp_ns': self.last_stamp_ns, 'map_format': 'blocks',
-                'block_size': self.map.B, 'resolution': self.map.resolution}
+                'block_size': self.map.B, 'resolution': self.map.resolution,
+                'residual_var': self.residual_var}
         if self.state is not None:
             for k in ('R', 'p', 'v', 'cov', 'omega', 'b_a', 'b_g'):
                 tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
@@ -1075,6 +1076,7 @@ class SlamEngine:
             self.anchor_var = self._t(tensors['state.anchor_var'].numpy())
         self.last_stamp_ns = meta.get('last_stamp_ns')
         self.n_frames = int(meta.get('n_frames', 0))
+        self.residual_var = float(meta.get('residual_var', 1.0))
         if 'keyframes.T_world_body' in tensors:
             for s, T in zip(meta['keyframe_stamps_ns'], tensors['keyframes.T_world_body']):
                 self.keyframes.append({'stamp_ns': s, 'T_world_body': self._t(T.numpy())})
