@@ -4,6 +4,7 @@
 (``core.init``), on a synthetic flight's IMU; the engine started in motion."""
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig
 from vssm_ros.core.engine import SlamEngine
 from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_correction,
-                                is_at_rest)
+                                is_at_rest, rest_after_all)
 from vssm_ros.core.lie import so3_exp
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.eval.metrics import ate
@@ -206,3 +207,29 @@ def test_rest_is_judged_on_the_imu_before_the_first_frame(flight):
                               np.array([0.0, 0.0, 2.0])))
     eng.step(f0)
     assert eng.started_moving is False
+
+
+def test_rest_after_all_levels_by_the_accelerometer_and_refuses_motion():
+    """IMU at rest since the first frame, in a body tilted 10 deg about x, and still poses:
+    the rotation returned takes the specific force to world up, the velocity is zero. A
+    turning IMU, or poses that moved 10 cm in 0.2 s, are no rest."""
+    cfg = EngineConfig()
+    tilt = so3_exp(torch.tensor([math.radians(10.0), 0.0, 0.0], dtype=F64))
+    up_body = tilt.t() @ torch.tensor([0.0, 0.0, 9.81], dtype=F64)
+    frame = Frame(10**9, np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.float32),
+                  np.eye(3), np.eye(4))
+    still = [(torch.eye(3, dtype=F64), torch.zeros(3, dtype=F64), None)] * 2
+
+    def log(gyro_z: float):
+        return [frame] + [ImuSample(10**9 + k * 5_000_000, up_body.numpy(),
+                                    np.array([0.0, 0.0, gyro_z])) for k in range(1, 41)]
+
+    as_tensor = functools.partial(torch.as_tensor, dtype=F64)
+    R_fix, v0 = rest_after_all(log(0.0), still, cfg, as_tensor)
+    assert torch.allclose(R_fix @ up_body, torch.tensor([0.0, 0.0, 9.81], dtype=F64),
+                          atol=1e-9)
+    assert torch.count_nonzero(v0) == 0
+    assert rest_after_all(log(0.5), still, cfg, as_tensor) is None
+    moved = [still[0], (torch.eye(3, dtype=F64), torch.tensor([0.1, 0.0, 0.0], dtype=F64),
+                        None)]
+    assert rest_after_all(log(0.0), moved, cfg, as_tensor) is None

@@ -39,8 +39,8 @@ from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition,
                                     with_propagated_cov)
 from vssm_ros.core.health import LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.imu import hold_bounds_ns, integrate_imu, preintegrate
-from vssm_ros.core.init import (align_gravity, correction_angle_deg, gravity_correction,
-                                is_at_rest)
+from vssm_ros.core.init import (correction_angle_deg, gravity_correction, is_at_rest,
+                                rest_after_all, solve_gravity)
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.map import BlockSwap, VoxelMap, integrate
@@ -383,8 +383,10 @@ class SlamEngine:
         ic = self.cfg.init
         early = self._align_at() < ic.align_frames
         self._early_tried = self._early_tried or early
-        rest = self._rest_after_all() if early else None
-        fix = rest if rest is not None else self._solve_gravity(self._init_track)
+        rest = (rest_after_all(self._init_log, self._init_track, self.cfg, self._t) if early
+                else None)
+        fix = rest if rest is not None else solve_gravity(self._init_track, self.cfg,
+                                                          self.dtype)
         if fix is None and early:
             return est   # keep the frames: the solve at align_frames tries again
         log = self._init_log
@@ -417,49 +419,6 @@ class SlamEngine:
         self.gravity_correction_deg = correction_angle_deg(R_solved)
         est.T_jump = est.T_world_body @ np.linalg.inv(T_old)
         return est
-
-    def _rest_after_all(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """A start judged in motion that was a hover after all: the IMU since the first frame
-        at rest (``is_at_rest``) and the tracked poses still, within ``3 init.rest_velocity_std``
-        on average. (A bag or a driver often has only a sample or two of IMU before the first
-        frame, too few to tell.) Returns the rotation that levels the map frame by the mean
-        specific force since the first frame (at rest, gravity to the accelerometer's bias) and
-        a zero velocity; None: not at rest."""
-        ic, track = self.cfg.init, self._init_track
-        t0 = next(x.stamp_ns for x in self._init_log if isinstance(x, Frame))
-        imu = [x for x in self._init_log if isinstance(x, ImuSample) and x.stamp_ns >= t0]
-        if len(imu) < 2 or len(track) < 2:
-            return None
-        acc = self._t(np.stack([x.acc for x in imu]))
-        gyro = self._t(np.stack([x.gyro for x in imu]))
-        if not is_at_rest(acc, gyro, self.cfg.motion.gravity, ic.rest_max_gyro,
-                          ic.rest_max_acc_dev):
-            return None
-        span = (imu[-1].stamp_ns - t0) * 1e-9
-        if float(torch.linalg.norm(track[-1][1] - track[0][1])) > 3 * ic.rest_velocity_std * span:
-            return None
-        up = track[0][0] @ acc.mean(dim=0)   # the specific force at rest points up
-        return gravity_correction(-up).to(self.dtype), torch.zeros_like(up)
-
-    def _solve_gravity(self, track) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """The rotation that levels the map frame and the first frame's velocity in the
-        levelled frame, from the tracked poses and the IMU between them; None when an
-        interval has no IMU or the solved gravity's magnitude is implausible."""
-        ic, mc = self.cfg.init, self.cfg.motion
-        if any(imu is None for _, _, imu in track[1:]):
-            return None   # an interval without IMU says nothing about gravity
-        pre = [preintegrate(*imu) for _, _, imu in track[1:]]
-        R = torch.stack([r for r, _, _ in track])
-        p = torch.stack([x for _, x, _ in track])
-        T = torch.stack([q.delta_t for q in pre])
-        g, v = align_gravity(R, p, torch.stack([q.delta_v for q in pre]),
-                             torch.stack([q.delta_p for q in pre]), T,
-                             sigma_v=mc.acc_noise * math.sqrt(float(T.mean())),
-                             sigma_p=self.cfg.sensor.depth_sigma_a + 0.003)
-        if abs(float(torch.linalg.norm(g)) / mc.gravity - 1.0) > ic.max_gravity_error:
-            return None
-        R_fix = gravity_correction(g).to(self.dtype)
-        return R_fix, R_fix @ v[0].to(self.dtype)
 
     def _sample_rays(self, depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor,
                      T_body_cam: torch.Tensor) -> RayBatch:

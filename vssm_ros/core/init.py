@@ -27,11 +27,15 @@ alignment).
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
+from vssm_ros.config import EngineConfig
+from vssm_ros.core.imu import preintegrate
 from vssm_ros.core.lie import so3_exp
+from vssm_ros.types import Frame, ImuSample
 
 
 def is_at_rest(acc: torch.Tensor, gyro: torch.Tensor, gravity: float, max_gyro: float,
@@ -91,6 +95,70 @@ def align_gravity(R: torch.Tensor, p: torch.Tensor, dv: torch.Tensor, dp: torch.
     return x[g], x[:3 * n].reshape(n, 3)
 
 
+def solve_gravity(track: Sequence[Tuple[torch.Tensor, torch.Tensor, Any]], cfg: EngineConfig,
+                  dtype: torch.dtype) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The rotation that levels the map frame and the first frame's velocity in the levelled
+    frame (``align_gravity`` over the tracked poses and the IMU between them).
+
+    Args:
+        track: per frame the tracked ``R`` (3, 3) and ``p`` (3,) and the IMU samples
+            ``(acc, gyro, dt)`` since the frame before (None for the first frame).
+        cfg: the engine's (``init``, ``motion``, ``sensor``).
+        dtype: of the results.
+    Returns:
+        ``R_fix`` (3, 3) and ``v0`` (3,); None when an interval has no IMU or the solved
+        gravity's magnitude is off by more than ``init.max_gravity_error``.
+    """
+    ic, mc = cfg.init, cfg.motion
+    if any(imu is None for _, _, imu in track[1:]):
+        return None   # an interval without IMU says nothing about gravity
+    pre = [preintegrate(*imu) for _, _, imu in track[1:]]
+    R = torch.stack([r for r, _, _ in track])
+    p = torch.stack([x for _, x, _ in track])
+    T = torch.stack([q.delta_t for q in pre])
+    g, v = align_gravity(R, p, torch.stack([q.delta_v for q in pre]),
+                         torch.stack([q.delta_p for q in pre]), T,
+                         sigma_v=mc.acc_noise * math.sqrt(float(T.mean())),
+                         sigma_p=cfg.sensor.depth_sigma_a + 0.003)
+    if abs(float(torch.linalg.norm(g)) / mc.gravity - 1.0) > ic.max_gravity_error:
+        return None
+    R_fix = gravity_correction(g).to(dtype)
+    return R_fix, R_fix @ v[0].to(dtype)
+
+
+def rest_after_all(log: Sequence[Any], track: Sequence[Tuple[torch.Tensor, torch.Tensor, Any]],
+                   cfg: EngineConfig, as_tensor: Callable[[Any], torch.Tensor]
+                   ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """A start judged in motion that was a hover after all: the IMU since the first frame at
+    rest (``is_at_rest``) and the tracked poses still, within ``3 init.rest_velocity_std`` on
+    average. (A bag or a driver often has only a sample or two of IMU before the first frame,
+    too few to tell.)
+
+    Args:
+        log: the inputs since before the first frame (``Frame`` and ``ImuSample``, in order).
+        track: as ``solve_gravity``'s.
+        as_tensor: turns an array into a tensor of the engine's device and dtype.
+    Returns:
+        The rotation that levels the map frame by the mean specific force since the first
+        frame (at rest, gravity to the accelerometer's bias) and a zero velocity; None: not at
+        rest.
+    """
+    ic = cfg.init
+    t0 = next(x.stamp_ns for x in log if isinstance(x, Frame))
+    imu = [x for x in log if isinstance(x, ImuSample) and x.stamp_ns >= t0]
+    if len(imu) < 2 or len(track) < 2:
+        return None
+    acc = as_tensor(np.stack([x.acc for x in imu]))
+    gyro = as_tensor(np.stack([x.gyro for x in imu]))
+    if not is_at_rest(acc, gyro, cfg.motion.gravity, ic.rest_max_gyro, ic.rest_max_acc_dev):
+        return None
+    span = (imu[-1].stamp_ns - t0) * 1e-9
+    if float(torch.linalg.norm(track[-1][1] - track[0][1])) > 3 * ic.rest_velocity_std * span:
+        return None
+    up = track[0][0] @ acc.mean(dim=0)   # the specific force at rest points up
+    return gravity_correction(-up).to(acc.dtype), torch.zeros_like(up)
+
+
 def gravity_correction(g: torch.Tensor) -> torch.Tensor:
     """The smallest rotation that turns the direction of ``g`` onto world -z (a half turn
     about x when ``g`` points up). Shape: (3,) -> (3, 3)."""
@@ -110,5 +178,5 @@ def correction_angle_deg(R_fix: torch.Tensor) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
-__all__: List[str] = ['is_at_rest', 'align_gravity', 'gravity_correction',
-                      'correction_angle_deg']
+__all__: List[str] = ['is_at_rest', 'align_gravity', 'solve_gravity', 'rest_after_all',
+                      'gravity_correction', 'correction_angle_deg']
