@@ -172,6 +172,8 @@ def test_all_outputs_arrive(node_run):
     assert int(values['frames_received']) == n + 2 and int(values['frames_failed']) == 2
     assert int(values['imu_gaps']) == 0
     assert values['extrinsic.camera'].startswith('/tf_static: base_link <- camera_color_')
+    # The worker's time per frame, median and mean (tools/node_latency.py prints both).
+    assert 0 < float(values['frame_p50_ms']) and 0 < float(values['frame_mean_ms'])
 
 
 def test_tf_chain_equals_odometry(node_run):

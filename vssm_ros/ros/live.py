@@ -534,6 +534,7 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
         level, text = live.session.status()
     if live.busy_s:
         values['frame_p50_ms'] = 1e3 * float(np.median(live.busy_s))
+        values['frame_mean_ms'] = 1e3 * float(np.mean(live.busy_s))
     if live.latencies_s:
         lat = np.asarray(live.latencies_s)
         values['latency_p50_ms'] = 1e3 * float(np.percentile(lat, 50))
