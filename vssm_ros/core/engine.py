@@ -518,8 +518,7 @@ class SlamEngine:
         # The map frame's gravity is known to a tilt: a constant horizontal acceleration error
         # of g sin(tilt), whose velocity and position errors grow together over the window.
         sg2 = (mc.gravity * math.sin(math.radians(self._gravity_std_deg()))) ** 2
-        H = Rt @ torch.diag(torch.tensor([sg2, sg2, 0.0], device=self.device,
-                                         dtype=self.dtype)) @ Rt.t()
+        H = Rt[:, :2] @ Rt[:, :2].t() * sg2   # Rt diag(1, 1, 0) Rt^T: no host tensor per frame
         S[3:6, 3:6] += H * T ** 2
         S[3:6, 6:9] += H * T ** 3 / 2
         S[6:9, 3:6] += H * T ** 3 / 2

@@ -91,6 +91,24 @@ class StorageScan:
     reader: Any = None
     """``reader(segment, channel_ids) -> Iterator[(channel id, log ns, raw bytes)]``."""
 
+    def add_chunk(self, msgs: Sequence[Tuple[int, int, Any]], start: int, end: int, kind: str,
+                  why: str) -> None:
+        """Record a chunk (or run of records) at bytes ``[start, end)`` of the mcap and ROS 1
+        scanners: read, with its messages ``(channel id, log ns, raw)`` as a segment; or,
+        with ``why``, lost (a 'partial' chunk's loss is recorded by its scanner, which
+        knows where it was cut)."""
+        if why:
+            if kind != 'partial':
+                self.lost.append(Lost(f'chunk at byte {start} ({end - start} bytes)', why))
+            return
+        self.bytes_read += end - start
+        if msgs:
+            counts: Dict[int, int] = {}
+            for channel, _, _ in msgs:
+                counts[channel] = counts.get(channel, 0) + 1
+            stamps = [m[1] for m in msgs]
+            self.segments.append(Segment(start, end, kind, counts, min(stamps), max(stamps)))
+
 
 class NotThisFormat(Exception):
     """Raised by a scanner whose file does not start like its format (not a bag of it)."""

@@ -200,7 +200,7 @@ def _scan_from(buf: mmap.mmap, pos: int, size: int, defs: _Defs,
             if op == OP_CHUNK:
                 out: List[Message] = []
                 why = _chunk(buf, pos, end, False, defs, None, out)
-                _add_segment(scan, out, pos, end, 'chunk', why)
+                scan.add_chunk(out, pos, end, 'chunk', why)
             else:   # definitions, message indexes, attachments, ...
                 if op in (OP_SCHEMA, OP_CHANNEL):
                     defs.add(buf, op, start)
@@ -225,7 +225,7 @@ def _damaged(buf: mmap.mmap, pos: int, size: int, defs: _Defs,
         scan.lost.append(Lost(f'chunk at byte {pos}', f'cut by {where} after {end - pos} '
                               f'bytes; ' + (why or f'{len(out)} whole messages read from it')))
         if not why:
-            _add_segment(scan, out, pos, end, 'partial', '')
+            scan.add_chunk(out, pos, end, 'partial', '')
     elif nxt is not None:
         scan.lost.append(Lost(f'bytes {pos}-{nxt}', 'not a readable record; skipped to the '
                                                     'next intact chunk'))
@@ -237,23 +237,8 @@ def _damaged(buf: mmap.mmap, pos: int, size: int, defs: _Defs,
 
 def _flush_run(scan: StorageScan, run: List[Message], start: int, end: int) -> None:
     if run:
-        _add_segment(scan, list(run), start, end, 'run', '')
+        scan.add_chunk(list(run), start, end, 'run', '')
         run.clear()
-
-
-def _add_segment(scan: StorageScan, msgs: List[Message], start: int, end: int, kind: str,
-                 why: str) -> None:
-    if why:
-        scan.lost.append(Lost(f'chunk at byte {start} ({end - start} bytes)', why))
-        return
-    scan.bytes_read += end - start
-    if not msgs:
-        return
-    counts: Dict[int, int] = {}
-    for channel, _, _ in msgs:
-        counts[channel] = counts.get(channel, 0) + 1
-    stamps = [m[1] for m in msgs]
-    scan.segments.append(Segment(start, end, kind, counts, min(stamps), max(stamps)))
 
 
 def _read_segment(path: Path, seg: Segment, ids: Set[int]) -> Iterator[Message]:

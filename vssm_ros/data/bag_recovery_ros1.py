@@ -165,7 +165,7 @@ def _scan_records(buf: mmap.mmap, size: int, scan: StorageScan) -> None:
         if op == OP_CHUNK:
             out: List[Message] = []
             why = _chunk(buf, fields, start, min(stop, end), cut, scan, None, out)
-            _add_segment(scan, out, pos, min(stop, end), 'partial' if cut else 'chunk', why)
+            scan.add_chunk(out, pos, min(stop, end), 'partial' if cut else 'chunk', why)
             if cut:
                 scan.lost.append(Lost(f'chunk at byte {pos}', f'cut by the end of the file '
                                       f'after {end - pos} bytes; ' +
@@ -173,7 +173,7 @@ def _scan_records(buf: mmap.mmap, size: int, scan: StorageScan) -> None:
         elif op == OP_MSGDATA and not cut:   # unchunked messages (not written by rosbag)
             out = []
             _walk(buf[pos:stop], stop - pos, None, None, out)
-            _add_segment(scan, out, pos, stop, 'run', '')
+            scan.add_chunk(out, pos, stop, 'run', '')
         elif not cut:   # connections, chunk indexes
             if op == OP_CONNECTION:
                 _connection(fields, buf[start:stop], scan)
@@ -192,21 +192,6 @@ def _report_index(scan: StorageScan, index_pos: int, size: int) -> None:
     elif index_pos > size:
         scan.lost.append(Lost('index', f'cut off (it was to start at byte {index_pos}; the file '
                                        f'ends at {size})'))
-
-
-def _add_segment(scan: StorageScan, msgs: List[Message], start: int, end: int, kind: str,
-                 why: str) -> None:
-    if why:
-        if kind != 'partial':
-            scan.lost.append(Lost(f'chunk at byte {start} ({end - start} bytes)', why))
-        return
-    scan.bytes_read += end - start
-    if msgs:
-        counts: Dict[int, int] = {}
-        for conn, _, _ in msgs:
-            counts[conn] = counts.get(conn, 0) + 1
-        stamps = [m[1] for m in msgs]
-        scan.segments.append(Segment(start, end, kind, counts, min(stamps), max(stamps)))
 
 
 def _read_segment(path: Path, seg: Segment, ids: Set[int]) -> Iterator[Message]:
