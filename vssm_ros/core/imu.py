@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from vssm_ros.core.lie import hat, so3_exp, so3_log, so3_right_jacobian
+from vssm_ros.core.lie import hat, so3_coeffs, so3_exp, so3_log
 
 Tensor = torch.Tensor
 GravityLike = Union[Sequence[float], Tensor]
@@ -226,10 +226,111 @@ class Preintegrated:
         return torch.cat([r_R, r_v, r_p], dim=-1)
 
 
+def _suffix_sums(x: Tensor, dim: int) -> Tensor:
+    """Inclusive right-to-left cumulative sums ``x_k + ... + x_{N-1}`` along ``dim``.
+
+    Summed from the end rather than as the total minus a prefix sum, so that the short tails
+    of a long sequence keep their relative precision (float32 would lose it to cancellation).
+
+    Shape: x (..., N, ...) -> the same.
+    """
+    return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
+
+
+def _noise_variances(acc_noise: Union[float, Tensor], gyro_noise: Union[float, Tensor],
+                     like: Tensor) -> Tensor:
+    """Per-axis continuous-time variances of the gyro then the accelerometer noise.
+
+    Shape: scalars or (..., 3) -> (..., 6).
+    """
+    var_g = _constant(gyro_noise, like) ** 2
+    var_a = _constant(acc_noise, like) ** 2
+    shape = torch.broadcast_shapes(var_g.shape, var_a.shape, (3,))
+    return torch.cat([var_g.expand(shape), var_a.expand(shape)], dim=-1)
+
+
+def _noise_gains(R_before: Tensor, R_after: Tensor, to_end: Tensor, Jr: Tensor, ce: Tensor,
+                 s: Tensor) -> Tensor:
+    """``Gamma_k``: the first-order change of the final ``(d_phi, d_v, d_p)`` per unit of
+    ``(gyro, acc)`` error in sample k, divided by ``dt_k``.
+
+    Unrolling the error-state recursion ``e_{k+1} = A_k e_k + (gyro, acc) terms`` from step k
+    to the end gives the product ``A_{N-1} ... A_{k+1}`` in closed form: the rotation error is
+    carried by ``R_N^T R_{k+1}``, and it tilts every later acceleration ``u_m = R_m a_m``, which
+    integrates into ``-hat(c_{k+1}) R_{k+1}`` on v and ``-hat(e_{k+1}) R_{k+1}`` on p, with
+    ``c_{k+1} = sum_{m>k} u_m dt_m`` and ``e_{k+1} = sum_{m>k} u_m dt_m s_m``. An acceleration
+    error enters as ``R_k`` on v and ``s_k R_k`` on p, ``s_k`` being the time from the middle
+    of sample k to the end. The bias Jacobians are then ``-sum_k Gamma_k dt_k`` and the
+    covariance ``sum_k Gamma_k diag(var) dt_k Gamma_k^T``.
+
+    Shape: R_before (R_k), R_after (R_{k+1}), to_end (R_N^T R_{k+1}), Jr (..., N, 3, 3);
+    ce ((c_{k+1}, e_{k+1}) per step) (..., N, 2, 3); s (..., N) -> (..., N, 9, 6).
+    """
+    tilt = -hat(ce).flatten(-3, -2) @ R_after  # (..., N, 6, 3)
+    gyro = torch.cat([to_end, tilt], dim=-2) @ Jr  # (..., N, 9, 3)
+    weights = torch.stack([torch.zeros_like(s), torch.ones_like(s), s], dim=-1)  # (..., N, 3)
+    acc = (weights[..., :, None, None] * R_before[..., None, :, :]).flatten(-3, -2)
+    return torch.cat([gyro, acc], dim=-1)
+
+
+def _exp_and_right_jacobian(phi: Tensor) -> Tuple[Tensor, Tensor]:
+    """``so3_exp(phi)`` and ``so3_right_jacobian(phi)`` from one evaluation of their shared
+    coefficients (evaluating them twice was a third of the fixed cost of ``preintegrate``).
+
+    ``Exp = I + A W + B W^2`` and ``J_r = I - B W + C W^2`` with ``W = hat(phi)``.
+
+    Shape: phi (..., N, 3) -> (..., N, 3, 3), (..., N, 3, 3).
+    """
+    A, B, C = (x[..., None, None] for x in so3_coeffs(phi))
+    W = hat(phi)
+    W2 = W @ W
+    eye = torch.eye(3, dtype=phi.dtype, device=phi.device)
+    return eye + A * W + B * W2, eye - B * W + C * W2
+
+
+def _step_rotations(dR: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The rotations before and after each step from the start, and from after it to the end.
+
+    ``R_N^T R_{k+1}`` is the suffix product ``(dR_{k+1} ... dR_{N-1})^T`` rather than the
+    product of two prefix products: its rounding then grows with N - k as in the sequential
+    recursion, not with N (float32 drifts off orthogonality by about eps per product, which
+    the nearly isotropic rate noise would pick up). Both scans run as one batched scan.
+
+    Shape: dR (..., N, 3, 3) -> R_k, R_{k+1}, R_N^T R_{k+1}, each (..., N, 3, 3).
+    """
+    scans = _prefix_products(torch.stack([dR, dR.flip(-3).transpose(-1, -2)]))
+    R_after, from_end = scans[0], scans[1].flip(-3)  # from_end[k] = R_N^T R_k
+    eye = torch.eye(3, dtype=dR.dtype, device=dR.device).expand(dR.shape[:-3] + (1, 3, 3))
+    R_before = torch.cat([eye, R_after[..., :-1, :, :]], dim=-3)
+    to_end = torch.cat([from_end[..., 1:, :, :], eye], dim=-3)
+    return R_before, R_after, to_end
+
+
+def _no_samples(batch: torch.Size, dt: Tensor, b_a: Tensor, b_g: Tensor,
+                like: Tensor) -> Preintegrated:
+    """The preintegration of an empty sequence: identity deltas, zero Jacobians and cov."""
+    zero3 = torch.zeros(batch + (3, 3), dtype=like.dtype, device=like.device)
+    eye = torch.eye(3, dtype=like.dtype, device=like.device).expand(batch + (3, 3))
+    zero = torch.zeros(batch + (3,), dtype=like.dtype, device=like.device)
+    return Preintegrated(
+        delta_R=eye, delta_v=zero, delta_p=zero, delta_t=dt.sum(-1).expand(batch),
+        d_R_d_bg=zero3, d_v_d_ba=zero3, d_v_d_bg=zero3, d_p_d_ba=zero3, d_p_d_bg=zero3,
+        cov=torch.zeros(batch + (9, 9), dtype=like.dtype, device=like.device),
+        b_a=b_a.expand(batch + (3,)), b_g=b_g.expand(batch + (3,)))
+
+
 def preintegrate(acc: Tensor, gyro: Tensor, dt: Tensor, b_a: Optional[Tensor] = None,
                  b_g: Optional[Tensor] = None, acc_noise: Union[float, Tensor] = 0.0,
                  gyro_noise: Union[float, Tensor] = 0.0) -> Preintegrated:
     """Preintegrate IMU samples between two states (Forster et al. 2017, with bias Jacobians).
+
+    Equal (to rounding) to the sequential form, one step per sample: deltas, bias Jacobians by
+    their linear recurrences, covariance by ``cov <- A cov A^T + Q`` with the error-state
+    transition ``A_k`` and the noise of sample k held over ``dt_k`` (``_preintegrate_loop`` in
+    test/core/test_imu.py, the oracle).
+    Those recurrences are unrolled in closed form (``_noise_gains``) and evaluated for all
+    samples at once with a prefix scan of the rotations and cumulative sums, so the cost
+    hardly depends on N (a frame can carry many samples when the node falls behind).
 
     Args:
         acc: specific force, body frame (m/s^2). Shape: (..., N, 3).
@@ -248,65 +349,37 @@ def preintegrate(acc: Tensor, gyro: Tensor, dt: Tensor, b_a: Optional[Tensor] = 
     b_a, b_g = _bias(b_a, acc), _bias(b_g, acc)
     batch = torch.broadcast_shapes(acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
                                    b_a.shape[:-1], b_g.shape[:-1])
-    like = acc
-    eye = torch.eye(3, dtype=like.dtype, device=like.device).expand(batch + (3, 3))
-    zero3 = torch.zeros(batch + (3, 3), dtype=like.dtype, device=like.device)
-    var_a = _constant(acc_noise, like) ** 2
-    var_g = _constant(gyro_noise, like) ** 2
-    var_a = var_a.expand(torch.broadcast_shapes(var_a.shape, (3,)))
-    var_g = var_g.expand(torch.broadcast_shapes(var_g.shape, (3,)))
+    n = acc.shape[-2]
+    if n == 0:
+        return _no_samples(batch, dt, b_a, b_g, acc)
+    h = dt.expand(batch + (n,))
+    a_hat = (acc - b_a[..., None, :]).expand(batch + (n, 3))
+    phi = ((gyro - b_g[..., None, :]) * dt[..., None]).expand(batch + (n, 3))
+    dR, Jr = _exp_and_right_jacobian(phi)  # (..., N, 3, 3)
+    R_before, R_after, to_end = _step_rotations(dR)
 
-    dR_acc = eye
-    dv_acc = torch.zeros(batch + (3,), dtype=like.dtype, device=like.device)
-    dp_acc = torch.zeros_like(dv_acc)
-    d_R_d_bg, d_v_d_ba, d_v_d_bg, d_p_d_ba, d_p_d_bg = zero3, zero3, zero3, zero3, zero3
-    cov = torch.zeros(batch + (9, 9), dtype=like.dtype, device=like.device)
+    # u_k = R_k a_k: the acceleration of step k in the frame of state i. A dt = 0 sample
+    # contributes exact zeros to every sum below, so padding is a no-op.
+    uh = (R_before @ a_hat[..., None])[..., 0] * h[..., None]  # (..., N, 3)
+    s = _suffix_sums(h, -1) - 0.5 * h  # (..., N): from the middle of sample k to the end
+    # delta_p = sum_k u_k dt_k s_k is the loop's sum of v_k dt_k + u_k dt_k^2 / 2 regrouped.
+    tails = _suffix_sums(torch.stack([uh, uh * s[..., None]], dim=-2), -3)  # (..., N, 2, 3)
+    delta_v, delta_p = tails[..., 0, 0, :], tails[..., 0, 1, :]
+    # The gains of sample k need the sums over the later samples only (m > k).
+    later = torch.cat([tails[..., 1:, :, :], torch.zeros_like(tails[..., :1, :, :])], dim=-3)
+    gain = _noise_gains(R_before, R_after, to_end, Jr, later, s)
 
-    a_hat_all = acc - b_a[..., None, :]  # (..., N, 3)
-    phi_all = (gyro - b_g[..., None, :]) * dt[..., None]  # (..., N, 3)
-    step_R = so3_exp(phi_all)  # (..., N, 3, 3)
-    step_Jr = so3_right_jacobian(phi_all)  # (..., N, 3, 3)
-    for k in range(acc.shape[-2]):
-        a_hat = a_hat_all[..., k, :]
-        dtk = dt[..., k, None, None]  # (..., 1, 1)
-        dR, Jr = step_R[..., k, :, :], step_Jr[..., k, :, :]
-        dRt = dR.transpose(-1, -2)
-        Ra = (dR_acc @ a_hat[..., None])  # (..., 3, 1)
-        R_ahat = dR_acc @ hat(a_hat)  # (..., 3, 3)
-
-        # Error-state transition (uses the rotation before the step, like the deltas).
-        A = torch.cat([torch.cat([dRt, zero3, zero3], dim=-1),
-                       torch.cat([-R_ahat * dtk, eye, zero3], dim=-1),
-                       torch.cat([-0.5 * R_ahat * dtk * dtk, eye * dtk, eye], dim=-1)],
-                      dim=-2)  # (..., 9, 9)
-        # White noise held over dt: discrete variance var/dt, mapped by (0, R dt, R dt^2/2)
-        # for acc and (Jr dt, 0, 0) for gyro; written without the division so dt = 0 is exact.
-        Qa = (dR_acc * var_a[..., None, :]) @ dR_acc.transpose(-1, -2)
-        Qg = (Jr * var_g[..., None, :]) @ Jr.transpose(-1, -2)
-        Q = torch.cat([torch.cat([Qg * dtk, zero3, zero3], dim=-1),
-                       torch.cat([zero3, Qa * dtk, 0.5 * Qa * dtk * dtk], dim=-1),
-                       torch.cat([zero3, 0.5 * Qa * dtk * dtk, 0.25 * Qa * dtk ** 3], dim=-1)],
-                      dim=-2)
-        cov = A @ cov @ A.transpose(-1, -2) + Q
-
-        # Bias Jacobians: p first (needs the old v and R ones), then v, then R.
-        d_p_d_ba = d_p_d_ba + d_v_d_ba * dtk - 0.5 * dR_acc * dtk * dtk
-        d_p_d_bg = d_p_d_bg + d_v_d_bg * dtk - 0.5 * (R_ahat @ d_R_d_bg) * dtk * dtk
-        d_v_d_ba = d_v_d_ba - dR_acc * dtk
-        d_v_d_bg = d_v_d_bg - (R_ahat @ d_R_d_bg) * dtk
-        d_R_d_bg = dRt @ d_R_d_bg - Jr * dtk
-
-        dtv = dtk[..., 0]  # (..., 1)
-        dp_acc = dp_acc + dv_acc * dtv + 0.5 * Ra[..., 0] * dtv * dtv
-        dv_acc = dv_acc + Ra[..., 0] * dtv
-        dR_acc = dR_acc @ dR
-
+    jac = -(gain * h[..., None, None]).sum(-3)  # (..., 9, 6): columns (b_g, b_a)
+    # cov = sum_k gain_k diag(var dt_k) gain_k^T as one (9, 6N) x (6N, 9) product.
+    flat = gain.transpose(-3, -2).flatten(-2)  # (..., 9, N * 6)
+    var = _noise_variances(acc_noise, gyro_noise, acc)[..., None, :] * h[..., None]
+    cov = (flat * var.flatten(-2)[..., None, :]) @ flat.transpose(-1, -2)
     cov = 0.5 * (cov + cov.transpose(-1, -2))
     return Preintegrated(
-        delta_R=dR_acc, delta_v=dv_acc, delta_p=dp_acc, delta_t=dt.sum(-1).expand(batch),
-        d_R_d_bg=d_R_d_bg, d_v_d_ba=d_v_d_ba, d_v_d_bg=d_v_d_bg, d_p_d_ba=d_p_d_ba,
-        d_p_d_bg=d_p_d_bg, cov=cov, b_a=b_a.expand(batch + (3,)),
-        b_g=b_g.expand(batch + (3,)))
+        delta_R=R_after[..., -1, :, :], delta_v=delta_v, delta_p=delta_p,
+        delta_t=dt.sum(-1).expand(batch), d_R_d_bg=jac[..., :3, :3], d_v_d_ba=jac[..., 3:6, 3:],
+        d_v_d_bg=jac[..., 3:6, :3], d_p_d_ba=jac[..., 6:, 3:], d_p_d_bg=jac[..., 6:, :3],
+        cov=cov, b_a=b_a.expand(batch + (3,)), b_g=b_g.expand(batch + (3,)))
 
 
 def hold_bounds_ns(stamps_ns: Sequence[int], t0: int, t1: int, first_is_held: bool) -> np.ndarray:

@@ -89,7 +89,7 @@ def _angle2_and_angle(w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return theta2, small, theta
 
 
-def _so3_coeffs(w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def so3_coeffs(w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """A = sin(t)/t, B = (1 - cos t)/t^2, C = (t - sin t)/t^3 with their series near 0.
 
     Shape: w (..., 3) -> three (...,) tensors.
@@ -111,7 +111,7 @@ def so3_exp(w: Tensor) -> Tensor:
 
     Shape: w (..., 3) -> R (..., 3, 3).
     """
-    A, B, _ = _so3_coeffs(w)
+    A, B, _ = so3_coeffs(w)
     W = hat(w)
     return _eye(3, w) + A[..., None, None] * W + B[..., None, None] * (W @ W)
 
@@ -163,7 +163,7 @@ def so3_left_jacobian(w: Tensor) -> Tensor:
 
     Shape: w (..., 3) -> (..., 3, 3).
     """
-    _, B, C = _so3_coeffs(w)
+    _, B, C = so3_coeffs(w)
     W = hat(w)
     return _eye(3, w) + B[..., None, None] * W + C[..., None, None] * (W @ W)
 
