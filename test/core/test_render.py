@@ -9,8 +9,8 @@ import torch
 
 from vssm_ros.config import RenderConfig
 from vssm_ros.core.lie import make_pose, so3_exp
-from vssm_ros.core.render import (band_depths, composite, ray_points, render_rays,
-                                  uniform_depths)
+from vssm_ros.core.render import (band_depths, composite, march_rays, ray_points,
+                                  render_rays, uniform_depths)
 
 F64 = torch.float64
 RCFG = RenderConfig()
@@ -186,3 +186,44 @@ def test_band_and_uniform_depths():
     assert u.shape == (4, RCFG.samples)
     assert float(u[0, 0]) == pytest.approx(RCFG.near) and float(u[0, -1]) == pytest.approx(
         RCFG.far)
+
+
+@pytest.mark.parametrize('segment', [1, 5, 16, 200])
+@pytest.mark.parametrize('slabs', [[], [(2.0, 2.05)], [(1.5, 1.6), (3.0, 3.5)], [(4.0, 9.0)],
+                                   [(2.0, 2.0004)]])
+def test_march_equals_render_of_all_samples(segment, slabs):
+    # Marching in segments and stopping at an opaque surface must give what compositing all
+    # samples gives: across segment borders (the crossing interpolates with the sample before
+    # the segment), on rays that miss, behind a thin surface and a partial one (last case:
+    # 0.4 mm thick, hit mass about 0.07, the ray goes on to far).
+    field = Slabs(slabs)
+    T = make_pose(so3_exp(torch.tensor([0.05, -0.03, 0.02], dtype=F64)),
+                  torch.tensor([0.1, 0.0, 0.0], dtype=F64))
+    dirs = _dirs()
+    depths = uniform_depths(dirs.shape[0], RCFG, dtype=F64, max_spacing=0.0765)
+    ref = _render(field, T, dirs, depths, with_color=True)
+    out = march_rays(field, T, dirs, depths, RCFG, segment=segment)
+    # What is left behind a stop (transmittance 1e-8) weighs in the variance only.
+    for k, rtol in (('depth', 1e-6), ('hit', 1e-6), ('depth_var', 1e-5)):
+        assert torch.allclose(out[k], ref[k], rtol=rtol, atol=1e-9), k
+    hit = ref['hit'] > 0.5
+    assert torch.allclose(out['color'][hit], ref['color'][hit])
+    if slabs == [(2.0, 2.0004)]:
+        assert 0.01 < float(ref['hit'].max()) < 0.5   # the partial surface the comment means
+
+
+def test_march_stops_behind_an_opaque_surface():
+    # A wall at 2 m: rays stop within a segment or two after it instead of querying to far.
+    class Counting(Slabs):
+        queried = 0
+
+        def logits_at(self, points):
+            Counting.queried += points.shape[0]
+            return super().logits_at(points)
+
+    field = Counting([(2.0, 9.0)])
+    dirs = torch.tensor([[0.0, 0.0, 1.0]], dtype=F64)
+    depths = uniform_depths(1, RCFG, dtype=F64, max_spacing=0.05)
+    out = march_rays(field, torch.eye(4, dtype=F64), dirs, depths, RCFG, segment=8)
+    assert abs(float(out['depth'][0]) - 2.0) < 1e-3
+    assert Counting.queried <= (2.0 - RCFG.near) / 0.05 + 2 * 8 + 1 < depths.shape[1]

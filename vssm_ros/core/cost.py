@@ -182,8 +182,10 @@ def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSp
     reach = 0.5 * float(torch.linalg.norm(size.double())) * free.resolution
     vox, flat = vmap.home_voxels(mid, reach + vmap.B * vmap.resolution)
     w = vmap.atlas.view('weight')[0, flat]
+    seen_vox = w > 0   # most voxels of the blocks were never observed: drop them first
+    vox, flat, w = vox[seen_vox], flat[seen_vox], w[seen_vox]
     cell = torch.div(vox, f, rounding_mode='floor') - lo
-    keep = (w > 0) & ((cell >= 0) & (cell < size)).all(dim=-1)
+    keep = ((cell >= 0) & (cell < size)).all(dim=-1)
     w, cell = w[keep], cell[keep]
     mu = vmap.atlas.view('dist_seen')[0, flat[keep]] + vmap.cfg.truncation
     std = vmap.cfg.sdf_noise / torch.sqrt(w)

@@ -49,7 +49,7 @@ from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
 from vssm_ros.core.relocalise import candidate_poses, choose_candidate, score_poses
-from vssm_ros.core.render import ray_points, render_rays, uniform_depths
+from vssm_ros.core.render import march_rays, uniform_depths
 from vssm_ros.core.state_layout import P, PHI, POSE, V
 from vssm_ros.core.window import Transition, WindowFrame, refine_window
 from vssm_ros.errors import StateError
@@ -820,8 +820,7 @@ class SlamEngine:
         for s in range(0, dirs.shape[0], chunk):
             d = dirs[s:s + chunk]
             depths = uniform_depths(d.shape[0], rc, self.device, self.dtype, spacing)
-            pts = ray_points(T, d, depths)
-            out = render_rays(self.map, pts, depths, rc, with_color=True)
+            out = march_rays(self.map, T, d, depths, rc)
             hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
             wgt = self.map.weight_at(hit_pts).clamp(min=1e-3)
             map_var = self.cfg.map.sdf_noise ** 2 / wgt

@@ -13,7 +13,7 @@ the rendered depth a smooth function of the pose, which the Gauss-Newton tracker
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -70,13 +70,7 @@ def composite(logits: torch.Tensor, depths: torch.Tensor, sharpness: float, far:
     weights = torch.sigmoid(s) * torch.exp(log_trans)  # (R, K)
     hit = weights.sum(dim=1)
 
-    # Zero crossing of the logit between samples k-1 and k (clamped to the interval).
-    l0, l1 = logits[:, :-1], logits[:, 1:]
-    d0, d1 = depths[:, :-1], depths[:, 1:]
-    denom = l1 - l0
-    safe = torch.where(denom.abs() > 1e-6, denom, torch.ones_like(denom))
-    frac = torch.where(denom.abs() > 1e-6, (-l0 / safe).clamp(0.0, 1.0), torch.ones_like(l0))
-    hit_depth = torch.cat((depths[:, :1], d0 + frac * (d1 - d0)), dim=1)  # (R, K)
+    hit_depth = crossing_depths(logits, depths)
 
     hit_safe = hit.clamp(min=1e-6)
     depth = (weights * hit_depth).sum(dim=1) / hit_safe
@@ -85,6 +79,28 @@ def composite(logits: torch.Tensor, depths: torch.Tensor, sharpness: float, far:
     depth_uncond = (weights * hit_depth).sum(dim=1) + miss * far
     return {'weights': weights, 'hit_depth': hit_depth, 'hit': hit, 'depth': depth,
             'depth_var': depth_var, 'depth_uncond': depth_uncond}
+
+
+def crossing_depths(logits: torch.Tensor, depths: torch.Tensor,
+                    before: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+    """Hit position of each first-hit event: the logit's zero crossing between samples k-1
+    and k, clamped to the interval; sample 0 is its own when nothing comes ``before`` it
+    (the (logit, depth) of the sample before, per ray, when the ray is marched in segments).
+
+    Shape: (R, K), (R, K) -> (R, K).
+    """
+    if before is None:
+        l0, d0 = logits[:, :-1], depths[:, :-1]
+        l1, d1 = logits[:, 1:], depths[:, 1:]
+    else:
+        l0 = torch.cat((before[0][:, None], logits[:, :-1]), dim=1)
+        d0 = torch.cat((before[1][:, None], depths[:, :-1]), dim=1)
+        l1, d1 = logits, depths
+    denom = l1 - l0
+    safe = torch.where(denom.abs() > 1e-6, denom, torch.ones_like(denom))
+    frac = torch.where(denom.abs() > 1e-6, (-l0 / safe).clamp(0.0, 1.0), torch.ones_like(l0))
+    inner = d0 + frac * (d1 - d0)
+    return inner if before is not None else torch.cat((depths[:, :1], inner), dim=1)
 
 
 def render_rays(field, points: torch.Tensor, depths: torch.Tensor, cfg: RenderConfig,
@@ -116,3 +132,58 @@ def ray_points(T_world_cam: torch.Tensor, dirs_cam: torch.Tensor, depths: torch.
     """World sample points of rays. Shapes: (4, 4), (R, 3), (R, K) -> (R, K, 3)."""
     pc = dirs_cam[:, None, :] * depths[..., None]
     return pc @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
+
+
+def march_rays(field, T_world_cam: torch.Tensor, dirs_cam: torch.Tensor,
+               depths: torch.Tensor, cfg: RenderConfig, segment: int = 16,
+               min_transmittance: float = 1e-8) -> Dict[str, torch.Tensor]:
+    """``render_rays`` over ``ray_points`` of all of ``depths``, marched a segment of samples at
+    a time: a ray whose transmittance fell below ``min_transmittance`` is done, so rays stop
+    soon after their surface instead of querying the map out to ``far`` (full-image renders
+    take about the depth of the scene over ``far`` of the samples). What is left behind a ray's
+    stop changes its depth by at most ``min_transmittance`` of the distance to ``far``.
+
+    Reads the active rays back to the host once per segment (outputs, not the tracking loop).
+
+    Args:
+        field: a map with ``logits_at`` and ``color_at``.
+        T_world_cam: camera pose. Shape: (4, 4).
+        dirs_cam: ray directions in the camera, z = 1. Shape: (R, 3).
+        depths: sample z-depths, sorted along K. Shape: (R, K).
+    Returns:
+        ``depth``, ``depth_var``, ``hit`` and ``color`` (R, 3), as ``render_rays`` with colour.
+    """
+    n, k = depths.shape
+    dev, dt = depths.device, depths.dtype
+    acc = torch.float64  # E[d^2] - E[d]^2 of sharp hits cancels badly in float32
+    log_trans = torch.zeros(n, device=dev, dtype=dt)
+    w_sum = torch.zeros(n, device=dev, dtype=acc)
+    wd_sum = torch.zeros(n, device=dev, dtype=acc)
+    wd2_sum = torch.zeros(n, device=dev, dtype=acc)
+    prev = None  # the previous segment's last (logit, depth) of the active rays
+    active = torch.arange(n, device=dev)
+    stop = math.log(min_transmittance)
+    for s in range(0, k, segment):
+        d = depths[active, s:s + segment]
+        pts = ray_points(T_world_cam, dirs_cam[active], d)
+        logits = field.logits_at(pts.reshape(-1, 3)).reshape(d.shape)
+        sl = cfg.hit_sharpness * logits
+        log_free = -torch.nn.functional.softplus(sl)
+        inclusive = log_trans[active, None] + torch.cumsum(log_free, dim=1)
+        wk = torch.sigmoid(sl) * torch.exp(inclusive - log_free)
+        hd = crossing_depths(logits, d, prev)
+        w_sum[active] += wk.sum(dim=1).to(acc)
+        wd_sum[active] += (wk * hd).sum(dim=1).to(acc)
+        wd2_sum[active] += (wk * hd * hd).sum(dim=1).to(acc)
+        log_trans[active] = inclusive[:, -1]
+        keep = inclusive[:, -1] > stop
+        active = active[keep]
+        if active.numel() == 0:
+            break
+        prev = (logits[keep, -1], d[keep, -1])
+    hit = w_sum.clamp(min=1e-6)
+    depth = wd_sum / hit
+    depth_var = (wd2_sum / hit - depth * depth).clamp(min=0.0)
+    hit_point = T_world_cam[:3, 3] + (dirs_cam * depth.to(dt)[:, None]) @ T_world_cam[:3, :3].t()
+    return {'depth': depth.to(dt), 'depth_var': depth_var.to(dt), 'hit': w_sum.to(dt),
+            'color': field.color_at(hit_point)}

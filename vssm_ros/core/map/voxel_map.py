@@ -315,9 +315,11 @@ class VoxelMap:
         r = torch.arange(self.B, device=self.device)
         local = torch.stack(torch.meshgrid(r, r, r, indexing='ij'), -1).reshape(-1, 3).flip(-1)
         vox = (coords[:, None, :] * self.B + local).reshape(-1, 3)
-        flat = self.atlas.flat_cells(slots[:, None].expand(-1, local.shape[0]), local[None]
-                                     .expand(slots.shape[0], -1, -1)).reshape(-1)
-        return vox, flat
+        # A flat atlas index is affine in the local cell: a block's corner plus the cell's
+        # offset (the slot arithmetic once per block, not once per voxel).
+        corner = self.atlas.flat_cells(slots, torch.zeros_like(coords))
+        offset = self.atlas.flat_cells(torch.zeros_like(local[:, 0]), local)
+        return vox, (corner[:, None] + offset[None, :]).reshape(-1)
 
     def surface_points(self, min_weight: float = 1.0, centre: Optional[torch.Tensor] = None,
                        radius: Optional[float] = None, evicted: bool = False
