@@ -12,6 +12,10 @@ measures the next ``--frames`` in one of three modes (a profiler slows what it m
   per frame;
 - ``python``: the same frames under cProfile: Python functions by cumulative time.
 
+``--stride N`` processes every Nth frame only (all IMU samples), as the node does when it falls
+behind; ``--outputs`` then times each rate-limited output the node publishes (predicted
+images, predicted motion, cost slice, map cloud) and its share of a core at its period.
+
 Examples::
 
     .venv/bin/python tools/profile_frame.py                          # demo flight, stages
@@ -54,10 +58,11 @@ def _session_and_items(configs):
     return SlamSession(cfg, ground_truth=truth), items, frame_no
 
 
-def _feed(session, items, frame_no, lo, hi, wall, cpu):
-    """Feed the items of frames lo < n <= hi; per frame wall and thread CPU seconds."""
+def _feed(session, items, frame_no, lo, hi, wall, cpu, stride=1):
+    """Feed the items of frames lo < n <= hi (of the frames, every ``stride``-th); per frame
+    wall and thread CPU seconds."""
     for item, n in zip(items, frame_no):
-        if not lo < n <= hi:
+        if not lo < n <= hi or (isinstance(item, Frame) and (n - 1) % stride):
             continue
         t0, c0 = time.perf_counter(), time.thread_time()
         session.feed(item)
@@ -85,6 +90,34 @@ def _print_stages(session, wall, cpu, stage_before, map_before):
             print(f'    {k:<16} {ms((v - map_before[1].get(k, 0.0)) / n_kf):7.1f} ms')
 
 
+def _print_outputs(session, frame, frame_number: int, reps: int = 3) -> None:
+    """Time the node's rate-limited outputs (``data.outputs.OutputSchedule.for_frame``) at
+    the last estimate: median of ``reps`` calls, and the share of a core at each period."""
+    from vssm_ros.data.outputs import prediction_camera
+
+    e, est, cfg = session.engine, session.last_estimate, session.cfg.outputs
+    h, w = frame.depth.shape
+    K, pw, ph, _ = prediction_camera(frame.K, w, h, cfg.predicted_max_width)
+    calls = {
+        'predicted images': (lambda: e.render(est.T_world_body @ frame.T_body_cam, K, pw, ph),
+                             cfg.predicted_period_s),
+        'predicted motion': (lambda: e.predict(render=False), cfg.predicted_path_period_s),
+        'cost slice': (lambda: e.cost_field().slice(float(est.T_world_body[2, 3])),
+                       cfg.cost_slice_period_s),
+        'map cloud': (lambda: e.map_points(radius=cfg.map_cloud_radius),
+                      cfg.map_cloud_period_s)}
+    print(f'outputs at frame {frame_number}, {pw}x{ph} predicted images:')
+    for name, (fn, period) in calls.items():
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        t = float(np.median(times))
+        share = f'{t / period:.0%} of a core' if period > 0 else 'off'
+        print(f'  {name:<17} {1e3 * t:7.1f} ms, every {period} s: {share}')
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='tools/profile_frame.py',
                                 description=__doc__.split('\n')[0])
@@ -96,6 +129,10 @@ def main(argv=None) -> int:
     p.add_argument('--frames', type=int, default=120, help='frames measured')
     p.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     p.add_argument('--rows', type=int, default=30, help='rows of the op / function tables')
+    p.add_argument('--stride', type=int, default=1,
+                   help='process every Nth frame of the measured ones (a node falling behind)')
+    p.add_argument('--outputs', action='store_true',
+                   help="then time the node's rate-limited outputs")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,23 +144,27 @@ def main(argv=None) -> int:
     map_before = (session.engine.map.n_fused, dict(session.engine.map.stage_s))
     wall, cpu = [], []
     print(f'{configs[-1].name}: frames {lo + 1}-{hi}, torch threads {torch.get_num_threads()}, '
-          f'mode {args.mode}')
+          f'mode {args.mode}' + (f', every {args.stride}th frame' if args.stride > 1 else ''))
     if args.mode == 'ops':
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            _feed(session, items, frame_no, lo, hi, wall, cpu)
+            _feed(session, items, frame_no, lo, hi, wall, cpu, args.stride)
         print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=args.rows))
     elif args.mode == 'python':
         import cProfile
         import pstats
         prof = cProfile.Profile()
         prof.enable()
-        _feed(session, items, frame_no, lo, hi, wall, cpu)
+        _feed(session, items, frame_no, lo, hi, wall, cpu, args.stride)
         prof.disable()
         pstats.Stats(prof, stream=sys.stdout).sort_stats('cumulative').print_stats(args.rows)
     else:
-        _feed(session, items, frame_no, lo, hi, wall, cpu)
+        _feed(session, items, frame_no, lo, hi, wall, cpu, args.stride)
     _print_stages(session, wall, cpu, stage_before, map_before)
+    if args.outputs:
+        last = max(i for i, (item, n) in enumerate(zip(items, frame_no))
+                   if isinstance(item, Frame) and n <= hi and not (n - 1) % args.stride)
+        _print_outputs(session, items[last], int(frame_no[last]))
     return 0
 
 
