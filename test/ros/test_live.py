@@ -89,7 +89,7 @@ def test_frames_become_consistent_outputs_at_image_stamps(flight, messages):
 
 
 def test_newest_frame_wins_and_every_imu_sample_is_integrated(flight, messages, monkeypatch):
-    live, sink = make_live()
+    live, sink = make_live(make_cfg(startup_frames=1))
     feed(live, until_frame(messages, flight, 0))
     added = []
     orig = SlamEngine.add_imu
@@ -108,6 +108,33 @@ def test_newest_frame_wins_and_every_imu_sample_is_integrated(flight, messages, 
     values = {kv.key: kv.value for kv in diag.values}
     assert diag.level == M.DIAG_WARN and 'engine lags: 3 frames dropped' in diag.message
     assert values['frames_dropped'] == '3' and values['frames_processed'] == '2'
+
+
+def test_startup_frames_are_taken_in_order_then_the_newest_wins(flight, messages):
+    # A drone started in motion needs consecutive frames to find its velocity: the first
+    # startup_frames are processed in order, none dropped; after them, the newest wins; a
+    # reset starts the count again.
+    live, sink = make_live(make_cfg(startup_frames=3))
+    feed(live, until_frame(messages, flight, 5), process=False)
+    while live.process_pending():
+        pass
+    odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+    assert odom == flight.frame_stamps_ns[[0, 1, 2, 5]].tolist()
+    assert live.counts['frames_received'] == 6 and live.counts['frames_dropped'] == 2
+    assert live.reset()[0] and live.intake.startup_left == 3
+    feed(live, frames_between(messages, flight, 6, 8), process=False)
+    while live.process_pending():
+        pass
+    odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+    assert odom[4:] == flight.frame_stamps_ns[[6, 7, 8]].tolist()
+
+
+def test_startup_queue_holds_the_startup_frames_and_the_newest(flight, messages):
+    # Frames beyond the start-up ones while the engine is busy: only the newest of them
+    # waits (memory bounded by startup_frames + 1 images).
+    live, sink = make_live(make_cfg(startup_frames=2))
+    feed(live, until_frame(messages, flight, 5), process=False)
+    assert len(live.intake.frames) == 3 and live.counts['frames_dropped'] == 3
 
 
 def test_bad_input_is_counted_and_logged_never_raised(flight, messages):

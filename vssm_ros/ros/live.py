@@ -11,10 +11,12 @@ replay's sources do) and feeds it, with the IMU samples and ground truth receive
 ``SlamSession`` that the replay CLI drives too: the engine, initial pose, bad-input accounting,
 output schedule and statistics live there.
 
-Real-time policy: when frames arrive faster than the engine runs, the newest paired frame
-wins (the ones it replaces are counted as dropped); every IMU sample is queued and integrated
-in order. ``node.lockstep``: every frame is queued and processed in order, each after the IMU
-up to its stamp, as the deterministic replay does. Stamps jumping back by more than
+Real-time policy: the first ``node.startup_frames`` paired frames after start-up or a reset
+are processed in order (the velocity and gravity are estimated from consecutive frames); after
+them, when frames arrive faster than the engine runs, the newest paired frame wins (the ones it
+replaces are counted as dropped); every IMU sample is queued and integrated in order.
+``node.lockstep``: every frame is queued and processed in order, each after the IMU up to its
+stamp, as the deterministic replay does. Stamps jumping back by more than
 ``node.time_jump_s`` (a bag played again) reset the map.
 """
 
@@ -110,7 +112,10 @@ class Intake:
         self.cond = threading.Condition(threading.RLock())
         self.counts: Counter[str] = collections.Counter()   # received, dropped, time jumps
         self.frames: Deque[Tuple[int, Dict[str, Any]]] = collections.deque(
-            maxlen=LOCKSTEP_FRAMES if cfg.node.lockstep else 1)
+            maxlen=LOCKSTEP_FRAMES)
+        # Real time: frames still to be taken in order after a start (``node.startup_frames``);
+        # beyond them the queue holds one frame, the newest.
+        self.startup_left = cfg.node.startup_frames
         self.imu: Deque[ImuSample] = collections.deque(maxlen=IMU_BUFFER)
         self.ground_truth: List[Any] = []
         self.imu_last: Optional[int] = None
@@ -150,8 +155,11 @@ class Intake:
                     matches = self.pairer.push(index, stamp, msg)
             for m in matches:
                 self.counts['frames_received'] += 1
-                if len(self.frames) == self.frames.maxlen:
-                    self.counts['frames_dropped'] += 1   # the engine lags: newest wins
+                if not self.cfg.node.lockstep and len(self.frames) > self.startup_left:
+                    self.frames.pop()   # the engine lags: the newest frame wins
+                    self.counts['frames_dropped'] += 1
+                elif len(self.frames) == self.frames.maxlen:
+                    self.counts['frames_dropped'] += 1   # lockstep queue full: the oldest goes
                 self.frames.append((M.header_stamp_ns(m[0]), dict(zip(self.roles, m))))
             self.cond.notify_all()
         if backwards:   # reported outside the lock (the session's lock is taken)
@@ -270,6 +278,7 @@ class Intake:
         what = f'{topic} stamp jumped back {(last - stamp) * 1e-9:.3f} s'
         self.pairer = self._new_pairer()
         self.frames.clear()
+        self.startup_left = self.cfg.node.startup_frames
         self.imu.clear()
         self.imu_last = None
         self.ground_truth = []
@@ -346,7 +355,12 @@ class LiveSlam:
                 return False, str(err)
 
     def reset(self, reason: str = 'reset requested') -> Tuple[bool, str]:
-        return self.service(lambda: self.session.reset(reason))
+        def run() -> str:
+            text = self.session.reset(reason)
+            with self.intake.cond:   # a new start: its first frames in order again
+                self.intake.startup_left = self.cfg.node.startup_frames
+            return text
+        return self.service(run)
 
     def save_map(self, path: str) -> Tuple[bool, str]:
         """Save the map to ``path`` (atomically: the previous file survives a failed save)."""
@@ -394,6 +408,7 @@ class LiveSlam:
             if not self.intake.frames:
                 return False
             stamp, msgs = self.intake.frames.popleft()
+            self.intake.startup_left = max(0, self.intake.startup_left - 1)
             reset_reason, self.intake.reset_pending = self.intake.reset_pending, ''
         if reset_reason:
             with self.engine_lock:
