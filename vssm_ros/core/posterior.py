@@ -260,7 +260,7 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
     if n_used < min_rays:
         state = prior.clone()
         H = P_inv
-    if n_used >= min_rays:
+    else:
         rmse = float(torch.sqrt((w * r * r).sum() / w.sum()))
     cov = torch.linalg.inv(H)
     state.cov = 0.5 * (cov + cov.t())

@@ -115,7 +115,8 @@ class Intake:
             maxlen=LOCKSTEP_FRAMES)
         # Real time: frames still to be taken in order after a start (``node.startup_frames``);
         # beyond them the queue holds one frame, the newest.
-        self.startup_left = cfg.node.startup_frames
+        self.startup_left = 0
+        self.restart_startup()
         self.imu: Deque[ImuSample] = collections.deque(maxlen=IMU_BUFFER)
         self.ground_truth: List[Any] = []
         self.imu_last: Optional[int] = None
@@ -126,6 +127,10 @@ class Intake:
         self.reset_pending = ''
         self.stopping = False
         self.pairer = self._new_pairer()
+
+    def restart_startup(self) -> None:
+        """A new start (start-up, reset, time jump): its first frames are taken in order."""
+        self.startup_left = self.cfg.node.startup_frames
 
     def _new_pairer(self) -> StampPairer:
         return StampPairer(len(self.roles), self.cfg.sync.slop_s, self.cfg.sync.queue_size)
@@ -278,7 +283,7 @@ class Intake:
         what = f'{topic} stamp jumped back {(last - stamp) * 1e-9:.3f} s'
         self.pairer = self._new_pairer()
         self.frames.clear()
-        self.startup_left = self.cfg.node.startup_frames
+        self.restart_startup()
         self.imu.clear()
         self.imu_last = None
         self.ground_truth = []
@@ -357,8 +362,8 @@ class LiveSlam:
     def reset(self, reason: str = 'reset requested') -> Tuple[bool, str]:
         def run() -> str:
             text = self.session.reset(reason)
-            with self.intake.cond:   # a new start: its first frames in order again
-                self.intake.startup_left = self.cfg.node.startup_frames
+            with self.intake.cond:
+                self.intake.restart_startup()
             return text
         return self.service(run)
 
@@ -408,12 +413,13 @@ class LiveSlam:
             if not self.intake.frames:
                 return False
             stamp, msgs = self.intake.frames.popleft()
-            self.intake.startup_left = max(0, self.intake.startup_left - 1)
             reset_reason, self.intake.reset_pending = self.intake.reset_pending, ''
         if reset_reason:
             with self.engine_lock:
                 self.session.forget_stamps()
             self.reset(reset_reason)
+        with self.intake.cond:   # after a reset's restart: this frame is its first
+            self.intake.startup_left = max(0, self.intake.startup_left - 1)
         t0 = time.perf_counter()
         try:
             self._process(stamp, msgs)
