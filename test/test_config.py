@@ -154,6 +154,8 @@ def test_specialisation_values():
     ({'engine': {'inference': {'track_stop_translation': -1e-4}}},
      'inference.track_stop_translation'),
     ({'topcis': {'rgb': '/a'}}, 'topcis'),
+    ({'node': {'max_frame_gap_s': 0.0}}, 'node.max_frame_gap_s'),
+    ({'node': {'max_lag_s': -1.0}}, 'node.max_lag_s'),
     ({'sync': 3}, 'sync'),
 ])
 def test_bad_values_raise_config_error_naming_the_key(tmp_path, params, key):

@@ -158,6 +158,8 @@ def main(argv=None) -> int:
         'step_p50_ms': float(diag.get('step_p50_ms', 'nan')),
         'frame_p50_ms': float(diag.get('frame_p50_ms', 'nan')),
         'frame_mean_ms': float(diag.get('frame_mean_ms', 'nan')),
+        'timeline': [((o['stamp_ns'] - offset_ns - int(flight.frame_stamps_ns[0])) * 1e-9, l)
+                     for o, l in zip(odom, lat)],   # (flight time s, latency ms) per frame
         'loadavg_before': load0, 'loadavg_after': os.getloadavg(), 'cpus': os.cpu_count(),
     }
     rows = [('flight', f'{result["flight"]["duration_s"]:g} s, {result["flight"]["size"]} @ '
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
             ('frames published', str(flight.n_frames)),
             ('frames received (paired)', str(result['frames_received'])),
             ('frames processed', f'{len(odom)} ({result["processed_per_s"]:.1f}/s)'),
-            ('frames dropped (newest wins)', str(result['frames_dropped'])),
+            ('frames dropped (skipped, catching up)', str(result['frames_dropped'])),
             ('IMU samples received', str(result['imu_received'])),
             ('engine step in the node', f'p50 {result["step_p50_ms"]:.0f} ms (SlamEngine.step '
                                         'only)'),

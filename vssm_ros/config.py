@@ -928,7 +928,7 @@ class NodeConfig:
     (``vssm_map.safetensors`` -> ``vssm_map.autosave.safetensors``: a map saved on purpose is
     never replaced; after a crash, set node.map_path to the autosave and ~/load_map it).
     Written atomically (a crash mid-save leaves the previous file) by the worker thread
-    between two frames (the frames arriving meanwhile wait, the newest wins), only when
+    between two frames (the frames arriving meanwhile wait, ``max_frame_gap_s``), only when
     frames were processed since the last autosave; not in localization mode (the map does
     not change). Failures are logged and counted (autosave_failures in /diagnostics), never
     fatal."""
@@ -962,21 +962,30 @@ class NodeConfig:
     with /initialpose (2D: height, roll and pitch kept from the current estimate) or
     ~/set_pose (full 6-DoF)."""
     lockstep: bool = False
-    """Process every paired frame in order (no newest-frame-wins, IMU awaited up to each
+    """Process every paired frame in order (none skipped, IMU awaited up to each
     frame's stamp), as the deterministic replay does: for tests and offline use, not for a
     live camera (the node falls behind without dropping)."""
     startup_frames: int = 20
     """In real time, the first frames after start-up or a reset are processed in order, none
-    dropped (newest-frame-wins after them): the velocity of a drone started in motion, and
-    the gravity direction (solved on ``engine.init.align_frames``, 20, consecutive frames),
-    are estimated from consecutive frames. Every 6th frame of a 2.5 m/s flight started in
-    motion (a node that fell behind from its first frame) was LOST for the whole flight (ATE
-    10.9 m from the ground-truth pose, 92 m from gravity); with the first 3 / 5 / 10 frames in
-    order, 2.7 / 2.2 / 1.5 cm from gravity. Live on the demo flight from gravity (one run
-    each): 0 / 10 / 20 frames in order, ATE 35 m / 3.1 m / 1.2 m (the node then jumps seconds
-    ahead to the newest frame: not solved yet, docs/performance.md). The node lags by these
-    frames' processing time, then catches up by dropping. 0: newest wins from the first
-    frame."""
+    dropped: the velocity of a drone started in motion, and the gravity direction (solved on
+    ``engine.init.align_frames``, 20, consecutive frames), are estimated from consecutive
+    frames. Every 6th frame of a 2.5 m/s flight started in motion (a node that fell behind
+    from its first frame) was LOST for the whole flight (ATE 10.9 m from the ground-truth
+    pose, 92 m from gravity); with the first 3 / 5 / 10 frames in order, 2.7 / 2.2 / 1.5 cm
+    from gravity. The node lags by these frames' processing time (and a gravity solve's
+    second pass over them), then catches up (``max_frame_gap_s``). 0: catch-up from the
+    first frame."""
+    max_frame_gap_s: float = 0.2
+    """In real time, when the engine lags, the frames between two processed frames are
+    skipped but at most this many seconds of motion lie between them (more only when the
+    engine's recent steps are slower: then 1.5x its median step, so that it still catches
+    up). Jumping to the newest frame after a lag of seconds lost the track: from gravity on
+    the demo flight, ATE 1.2 m (docs/performance.md); offline, frames 0.5-0.6 s apart at 2.5
+    m/s after the start-up tracked to 0.3 cm, a single gap of 2 s gave 9.5 cm."""
+    max_lag_s: float = 10.0
+    """In real time, frames more than this many seconds older than the newest are dropped;
+    the start-up frames are kept. Below it the queue holds at most two frames per
+    ``max_frame_gap_s`` (at 640x480, 1.5 MB each: about 15 MB per second of lag)."""
 
     def __post_init__(self):
         _check(self.mode in ('slam', 'localization'), 'node.mode',
@@ -985,6 +994,8 @@ class NodeConfig:
                f'must be >= 0, got {self.torch_threads}')
         _check(self.startup_frames >= 0, 'node.startup_frames',
                f'must be >= 0, got {self.startup_frames}')
+        for k in ('max_frame_gap_s', 'max_lag_s'):
+            _check(getattr(self, k) > 0, f'node.{k}', f'must be > 0, got {getattr(self, k)}')
         _check(self.qos_reliability in ('best_effort', 'reliable'), 'node.qos_reliability',
                f"must be 'best_effort' or 'reliable', got {self.qos_reliability!r}")
         for k in ('qos_depth', 'imu_qos_depth'):

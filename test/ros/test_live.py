@@ -1,6 +1,6 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
-"""LiveSlam, the node's logic without rclpy: pairing, newest-frame-wins, IMU in order, bad
+"""LiveSlam, the node's logic without rclpy: pairing, the catch-up, IMU in order, bad
 input, extrinsics, services and diagnostics. Runs in the main environment with rosbags'
 message classes (the builders and readers are duck-typed), frames processed synchronously
 with ``process_pending`` unless the worker thread itself is tested."""
@@ -22,6 +22,7 @@ from vssm_ros.data.export import load_checkpoint
 from vssm_ros.data.transforms import pose_to_matrix
 from vssm_ros.errors import ConfigError
 from vssm_ros.data.odom_buffer import interpolate_pose
+from vssm_ros.ros import live as live_mod
 from vssm_ros.ros.live import DEFAULT_TOPICS, input_topics
 
 import live_harness as harness
@@ -88,53 +89,78 @@ def test_frames_become_consistent_outputs_at_image_stamps(flight, messages):
     assert live.session.counts['frames_processed'] == 5 and live.counts['frames_dropped'] == 0
 
 
-def test_newest_frame_wins_and_every_imu_sample_is_integrated(flight, messages, monkeypatch):
-    live, sink = make_live(make_cfg(startup_frames=1))
+def processed_stamps(sink):
+    return [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+
+
+def test_catch_up_skips_frames_within_the_gap_and_integrates_every_imu_sample(
+        flight, messages, monkeypatch):
+    monkeypatch.setattr(live_mod, 'CATCH_UP_FACTOR', 0.0)   # the configured gap alone
+    live, sink = make_live(make_cfg(startup_frames=1, max_frame_gap_s=0.12))
     feed(live, until_frame(messages, flight, 0))
     added = []
     orig = SlamEngine.add_imu
     monkeypatch.setattr(SlamEngine, 'add_imu',
                         lambda self, s: (added.append(s.stamp_ns), orig(self, s))[1])
-    # Four frames arrive while the engine is busy: only the newest is processed.
-    later = frames_between(messages, flight, 1, 4)
+    # Six frames (20 Hz) arrive while the engine is busy: it catches up through them, at
+    # most 0.12 s apart, rather than jumping to the newest.
+    later = frames_between(messages, flight, 1, 6)
     feed(live, later, process=False)
-    assert live.process_pending() and not live.process_pending()
-    assert live.counts['frames_received'] == 5 and live.counts['frames_dropped'] == 3
-    odom = sink.of(outputs.ODOMETRY)
-    assert [M.header_stamp_ns(o) for o in odom] == flight.frame_stamps_ns[[0, 4]].tolist()
+    while live.process_pending():
+        pass
+    assert processed_stamps(sink) == flight.frame_stamps_ns[[0, 2, 4, 6]].tolist()
+    assert live.counts['frames_received'] == 7 and live.counts['frames_dropped'] == 3
     imu = [m[2] for m in later if m[0] == TOPICS.imu]
     assert added == imu, 'every IMU sample since the last frame, in order'
     diag = live.diagnostics(0).status[0]
     values = {kv.key: kv.value for kv in diag.values}
     assert diag.level == M.DIAG_WARN and 'engine lags: 3 frames dropped' in diag.message
-    assert values['frames_dropped'] == '3' and values['frames_processed'] == '2'
+    assert values['frames_dropped'] == '3' and values['frames_processed'] == '4'
 
 
-def test_startup_frames_are_taken_in_order_then_the_newest_wins(flight, messages):
+def test_catch_up_gap_grows_with_a_slow_engine():
+    # An engine slower than max_frame_gap_s must still gain on the camera: the gap is then
+    # 1.5x its recent median step (a single slow step, such as a gravity solve, does not count).
+    live, _ = make_live(make_cfg(max_frame_gap_s=0.2))
+    assert live._catch_up_gap_s() == 0.2
+    live.busy_s.extend([0.05] * 7 + [3.0])
+    assert live._catch_up_gap_s() == 0.2
+    live.busy_s.extend([0.3] * 8)
+    assert live._catch_up_gap_s() == pytest.approx(0.45)
+
+
+def test_startup_frames_are_taken_in_order_then_caught_up(flight, messages, monkeypatch):
     # A drone started in motion needs consecutive frames to find its velocity: the first
-    # startup_frames are processed in order, none dropped; after them, the newest wins; a
-    # reset starts the count again.
-    live, sink = make_live(make_cfg(startup_frames=3))
+    # startup_frames are processed in order, none dropped; after them the catch-up skips;
+    # a reset starts the count again.
+    monkeypatch.setattr(live_mod, 'CATCH_UP_FACTOR', 0.0)
+    live, sink = make_live(make_cfg(startup_frames=3, max_frame_gap_s=0.12))
     feed(live, until_frame(messages, flight, 5), process=False)
     while live.process_pending():
         pass
-    odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
-    assert odom == flight.frame_stamps_ns[[0, 1, 2, 5]].tolist()
-    assert live.counts['frames_received'] == 6 and live.counts['frames_dropped'] == 2
+    assert processed_stamps(sink) == flight.frame_stamps_ns[[0, 1, 2, 4, 5]].tolist()
+    assert live.counts['frames_received'] == 6 and live.counts['frames_dropped'] == 1
     assert live.reset()[0] and live.intake.startup_left == 3
     feed(live, frames_between(messages, flight, 6, 8), process=False)
     while live.process_pending():
         pass
-    odom = [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
-    assert odom[4:] == flight.frame_stamps_ns[[6, 7, 8]].tolist()
+    assert processed_stamps(sink)[5:] == flight.frame_stamps_ns[[6, 7, 8]].tolist()
 
 
-def test_startup_queue_holds_the_startup_frames_and_the_newest(flight, messages):
-    # Frames beyond the start-up ones while the engine is busy: only the newest of them
-    # waits (memory bounded by startup_frames + 1 images).
-    live, sink = make_live(make_cfg(startup_frames=2))
+def test_queue_is_thinned_to_the_catch_up_gap_and_bounded_by_max_lag(flight, messages):
+    # Memory is bounded while the engine lags: a frame the catch-up would skip anyway goes
+    # as the next arrives (at most two frames per gap wait), and frames more than max_lag_s
+    # older than the newest go; the start-up frames stay.
+    stamps = flight.frame_stamps_ns
+    live, _ = make_live(make_cfg(startup_frames=1, max_frame_gap_s=0.12))
+    feed(live, until_frame(messages, flight, 6), process=False)
+    assert [s for s, _ in live.intake.frames] == stamps[[0, 2, 4, 6]].tolist()
+    assert live.counts['frames_dropped'] == 3
+    live, _ = make_live(make_cfg(startup_frames=2, max_frame_gap_s=0.01, max_lag_s=0.12))
     feed(live, until_frame(messages, flight, 5), process=False)
-    assert len(live.intake.frames) == 3 and live.counts['frames_dropped'] == 3
+    kept = [0, 1] + [k for k in range(2, 6) if stamps[5] - stamps[k] <= 0.12e9]
+    assert [s for s, _ in live.intake.frames] == stamps[kept].tolist()
+    assert live.counts['frames_dropped'] == 6 - len(kept) > 0
 
 
 def test_bad_input_is_counted_and_logged_never_raised(flight, messages):

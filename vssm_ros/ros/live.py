@@ -13,8 +13,10 @@ output schedule and statistics live there.
 
 Real-time policy: the first ``node.startup_frames`` paired frames after start-up or a reset
 are processed in order (the velocity and gravity are estimated from consecutive frames); after
-them, when frames arrive faster than the engine runs, the newest paired frame wins (the ones it
-replaces are counted as dropped); every IMU sample is queued and integrated in order.
+them, when frames arrive faster than the engine runs, it catches up by skipping frames (counted
+as dropped) but never more than ``node.max_frame_gap_s`` of motion (or 1.5x its recent median
+step when slower) between two processed frames; the queue keeps at most two frames per
+``node.max_frame_gap_s`` and none older than ``node.max_lag_s``. Every IMU sample is queued and integrated in order.
 ``node.lockstep``: every frame is queued and processed in order, each after the IMU up to its
 stamp, as the deterministic replay does. Stamps jumping back by more than
 ``node.time_jump_s`` (a bag played again) reset the map.
@@ -60,6 +62,11 @@ INTAKE_COUNTS = ('frames_received', 'frames_dropped', 'imu_overflow', 'time_jump
 """Intake counts the diagnostics always show (0 until they happen)."""
 LATENCY_WINDOW = 200
 """Latencies kept for the diagnostics' percentiles."""
+CATCH_UP_STEPS = 8
+"""Recent steps whose median sets the catch-up's least gap between frames (``Intake.pop_next``)."""
+CATCH_UP_FACTOR = 1.5
+"""The catch-up skips at least this many times the median step: it gains on the camera by a
+third of a step per step even when the engine is slower than ``node.max_frame_gap_s``."""
 
 Publish = Callable[[str, Any], None]
 Log = Callable[[str, str], None]
@@ -114,8 +121,9 @@ class Intake:
         self.frames: Deque[Tuple[int, Dict[str, Any]]] = collections.deque(
             maxlen=LOCKSTEP_FRAMES)
         # Real time: frames still to be taken in order after a start (``node.startup_frames``);
-        # beyond them the queue holds one frame, the newest.
+        # beyond them the queue is thinned for the catch-up (``_drop_lagging``, ``pop_next``).
         self.startup_left = 0
+        self.last_taken: Optional[int] = None
         self.restart_startup()
         self.imu: Deque[ImuSample] = collections.deque(maxlen=IMU_BUFFER)
         self.ground_truth: List[Any] = []
@@ -131,6 +139,7 @@ class Intake:
     def restart_startup(self) -> None:
         """A new start (start-up, reset, time jump): its first frames are taken in order."""
         self.startup_left = self.cfg.node.startup_frames
+        self.last_taken = None
 
     def _new_pairer(self) -> StampPairer:
         return StampPairer(len(self.roles), self.cfg.sync.slop_s, self.cfg.sync.queue_size)
@@ -160,15 +169,46 @@ class Intake:
                     matches = self.pairer.push(index, stamp, msg)
             for m in matches:
                 self.counts['frames_received'] += 1
-                if not self.cfg.node.lockstep and len(self.frames) > self.startup_left:
-                    self.frames.pop()   # the engine lags: the newest frame wins
-                    self.counts['frames_dropped'] += 1
-                elif len(self.frames) == self.frames.maxlen:
-                    self.counts['frames_dropped'] += 1   # lockstep queue full: the oldest goes
+                if len(self.frames) == self.frames.maxlen:
+                    self.counts['frames_dropped'] += 1   # queue full: the oldest goes
                 self.frames.append((M.header_stamp_ns(m[0]), dict(zip(self.roles, m))))
+            if matches and not self.cfg.node.lockstep:
+                self._drop_lagging()
             self.cond.notify_all()
         if backwards:   # reported outside the lock (the session's lock is taken)
             self.bad(f'{role}_{reason}', f'{self.topics[role]}: {backwards}; dropped')
+
+    def _drop_lagging(self) -> None:
+        """Bound the queue (lock held): a frame that the catch-up would skip anyway goes (the
+        one before the newest, when the newest lies within ``node.max_frame_gap_s`` of the
+        one before it, or the frame last taken), so that at most two frames per gap wait; frames more than
+        ``node.max_lag_s`` older than the newest go too. Start-up frames are kept."""
+        f, keep = self.frames, self.startup_left
+        if len(f) >= keep + 2:   # the one before the newest is no start-up frame
+            before = f[-3][0] if len(f) >= 3 else self.last_taken
+            if before is not None and f[-1][0] - before <= self.cfg.node.max_frame_gap_s * 1e9:
+                del f[-2]
+                self.counts['frames_dropped'] += 1
+        oldest = f[-1][0] - int(self.cfg.node.max_lag_s * 1e9)
+        while len(f) > keep + 1 and f[keep][0] < oldest:
+            del f[keep]
+            self.counts['frames_dropped'] += 1
+
+    def pop_next(self, gap_s: float) -> Optional[Tuple[int, Dict[str, Any]]]:
+        """The next frame to process, None when none waits (lock held). In order in lockstep
+        and for start-up frames; else the newest frame at most ``gap_s`` after the last one
+        taken (the oldest waiting when none is), the frames before it dropped and counted."""
+        if not self.frames:
+            return None
+        if not (self.cfg.node.lockstep or self.startup_left or self.last_taken is None):
+            limit = self.last_taken + int(gap_s * 1e9)
+            skip = sum(1 for s, _ in self.frames if s <= limit) - 1
+            for _ in range(max(skip, 0)):
+                self.frames.popleft()
+                self.counts['frames_dropped'] += 1
+        stamp, msgs = self.frames.popleft()
+        self.last_taken = stamp
+        return stamp, msgs
 
     def on_imu(self, msg: Any) -> None:
         """A sensor_msgs/Imu (in its own frame; rotated into the body frame when used)."""
@@ -410,9 +450,10 @@ class LiveSlam:
         """Process the next frame waiting, if any (the worker's job; tests call it directly).
         Returns whether there was one."""
         with self.intake.cond:
-            if not self.intake.frames:
+            item = self.intake.pop_next(self._catch_up_gap_s())
+            if item is None:
                 return False
-            stamp, msgs = self.intake.frames.popleft()
+            stamp, msgs = item
             reset_reason, self.intake.reset_pending = self.intake.reset_pending, ''
         if reset_reason:
             with self.engine_lock:
@@ -429,6 +470,13 @@ class LiveSlam:
                                    f'an unexpected {type(err).__name__}: {err!r}')
         self.busy_s.append(time.perf_counter() - t0)
         return True
+
+    def _catch_up_gap_s(self) -> float:
+        """The most time between two processed frames while catching up: ``node.max_frame_gap_s``,
+        or ``CATCH_UP_FACTOR`` x the median of the recent steps when more."""
+        recent = list(self.busy_s)[-CATCH_UP_STEPS:]
+        slow = CATCH_UP_FACTOR * float(np.median(recent)) if recent else 0.0
+        return max(self.cfg.node.max_frame_gap_s, slow)
 
     def _process(self, stamp: int, msgs: Dict[str, Any]) -> None:
         self._resolve_extrinsics(str(msgs['depth'].header.frame_id))
@@ -523,8 +571,8 @@ def input_health(live: LiveSlam, values: Dict[str, Any], new: Counter[str],
         return M.DIAG_WARN, ('colour images arrive but nothing (recent) on '
                              f'{", ".join(missing + stale)}')
     if new['frames_dropped']:
-        return M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped (newest '
-                             'frame wins)')
+        return M.DIAG_WARN, (f'engine lags: {new["frames_dropped"]} frames dropped (catching '
+                             'up)')
     bad = {k[4:]: new[k] for k in new if k.startswith('bad.') and new[k]}
     if bad:
         return M.DIAG_WARN, _bad_input_text(bad, values)
