@@ -952,6 +952,12 @@ class NodeConfig:
     against 0.46 cm), tracking far-apart frames against a map one keyframe behind
     (docs/performance.md). False: keyframes are fused on the tracking thread, as the replay
     does."""
+    async_outputs: bool = True
+    """In real time (not ``node.lockstep``), render the rate-limited outputs (predicted
+    images and motion, cost slice, map cloud) on their own thread from the newest estimate,
+    beside tracking: at their default rates they cost about 0.8 of a CPU core on the demo
+    flight (docs/performance.md). False: on the tracking thread, put off while a newer frame
+    waits (as the replay renders them, in order)."""
     torch_threads: int = 1
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()

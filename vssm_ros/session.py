@@ -43,6 +43,7 @@ from vssm_ros.data.export import load_checkpoint, save_checkpoint
 from vssm_ros.data.map_swap import open_swap
 from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose
 from vssm_ros.errors import StateError, VssmError
+from vssm_ros.output_worker import OutputWorker
 from vssm_ros.types import TIMING_COUNTS, Estimate, Frame, ImuSample, PoseSample
 
 PENDING_IMU = 256
@@ -104,14 +105,18 @@ class SlamSession:
         odom_at: frames.standalone false: the external odometry's T_odom_body at a stamp
             (None: not known), for map -> odom.
         realtime: frames come live and may be dropped (the node, not in lockstep): keyframes
-            are then fused beside tracking when ``node.async_mapping``.
+            are then fused beside tracking when ``node.async_mapping``, and the rate-limited
+            outputs rendered on their own thread (``vssm_ros.output_worker``) when
+            ``node.async_outputs`` and ``publish`` is given.
+        publish: called with (output name, message) from the outputs' thread (real time).
     """
 
     def __init__(self, cfg: VssmConfig, types: Optional[M.MsgTypes] = None,
                  camera_frame: str = '', log: Optional[Log] = None,
                  ground_truth: Optional[List[PoseSample]] = None,
                  odom_at: Optional[Callable[[int], Optional[np.ndarray]]] = None,
-                 realtime: bool = False) -> None:
+                 realtime: bool = False,
+                 publish: Optional[Callable[[str, Any], None]] = None) -> None:
         self.cfg = cfg
         self.realtime = realtime
         self.types = types
@@ -140,6 +145,10 @@ class SlamSession:
         self._bad_lock = threading.Lock()
         self.schedule = (outputs.OutputSchedule(types, cfg.frames, cfg.outputs, camera_frame)
                          if types is not None else None)
+        self.output_worker: Optional[OutputWorker] = None
+        if self.schedule is not None and realtime and publish and cfg.node.async_outputs:
+            self.output_worker = OutputWorker(self.schedule.for_frame, publish, self.log,
+                                              cfg.node.torch_threads)
         # Standalone map -> odom: the relocalisation jumps so far, so that odom -> base_link
         # stays continuous (REP-105).
         self.T_map_odom = np.eye(4)
@@ -253,12 +262,20 @@ class SlamSession:
         """The run is over: the engine's mapping finishes and its evicted map regions (their
         temporary files) are given back."""
         self._replace_engine(None)
+        if self.output_worker is not None:
+            self.output_worker.close()
 
     def _replace_engine(self, engine: Optional[SlamEngine]) -> None:
-        """Use ``engine`` from now on; the old one's evicted map regions are given back."""
+        """Use ``engine`` from now on (after the outputs' render in progress, which reads the
+        old one); the old one's evicted map regions are given back."""
+        self._outputs_idle()
         if self.engine is not None and self.engine is not engine:
             self.engine.close()
         self.engine = engine
+
+    def _outputs_idle(self) -> None:
+        if self.output_worker is not None:
+            self.output_worker.wait_idle()
 
     def step(self, frame: Frame, busy: Optional[Callable[[], bool]] = None) -> Step:
         """Process one frame: a new engine first when there is none (slam mode), the pending
@@ -326,7 +343,10 @@ class SlamSession:
             else:
                 T_map_odom = est.T_world_body @ np.linalg.inv(T_odom_body)
         out = self.schedule.for_estimate(est, T_map_odom, tf)
-        out += self.schedule.for_frame(frame, est, self.engine, defer)
+        if self.output_worker is not None:
+            self.output_worker.offer(frame, est, self.engine, defer)   # published from there
+        else:
+            out += self.schedule.for_frame(frame, est, self.engine, defer)
         out.append((outputs.STATUS, self.status_msg(est)))
         return out
 
@@ -383,6 +403,9 @@ class SlamSession:
                         if k not in TIMING_COUNTS})
         if self.last_estimate is not None:
             out['position_std_m'] = position_std(self.last_estimate)
+        if self.output_worker is not None:
+            out['outputs_rendered'] = self.output_worker.rendered
+            out['outputs_failed'] = self.output_worker.failures
         map_stats = getattr(self.engine, 'map_stats', None)
         if callable(map_stats):
             out.update({f'map.{k}': v for k, v in map_stats().items()})
@@ -400,6 +423,7 @@ class SlamSession:
         self._pose_request = None
         self._loaded = None
         if self.schedule is not None:
+            self._outputs_idle()
             self.schedule.reset()
         self.counts['resets'] += 1
         text = f'map and trajectory reset ({reason})'

@@ -149,6 +149,30 @@ def test_queries_across_block_seams_equal_a_dense_grid(fused, floor):
     assert float(sdf.detach().abs().min()) < 0.01 and float(g_oracle.abs().max()) > 1.0
 
 
+@pytest.mark.parametrize('dense_grid', [True, False])
+def test_skip_empty_queries_equal_full_ones(fused, dense_grid, monkeypatch):
+    # A render's samples mostly lie in unallocated blocks: skip_empty interpolates only the
+    # others and must give exactly the full query, on seams, in free space, beyond the
+    # allocated blocks' box (and through the index when the box is too large for a grid).
+    from vssm_ros.core.map import voxel_map
+    if not dense_grid:
+        monkeypatch.setattr(voxel_map, 'BLOCK_GRID_CELLS', 0)
+    m = VoxelMap(_cfg(), 'cpu', F64)
+    m.load_state_dict(fused.state_dict())
+    gen = torch.Generator().manual_seed(2)
+    p = torch.cat((_seam_points(m), 6.0 * torch.randn(3000, 3, generator=gen, dtype=F64)))
+    full, skipped = m.logits_at(p), m.logits_at(p, skip_empty=True)
+    assert torch.equal(full, skipped)
+    in_block = m.atlas.slots_of(torch.floor(p / m.resolution / m.B).long()) != 0
+    assert 100 < int(in_block.sum()) < 5000   # both kinds of points are there
+    assert (m._block_grid[3] is not None) == dense_grid
+    # The grid follows the map: a new keyframe allocates blocks the next query sees.
+    T = _pose(-1.5, (0.4, 0.2, 0.3))
+    depth, rgb = _scene_depth(T)
+    m.fuse(depth, rgb, K, T)
+    assert torch.equal(m.logits_at(p), m.logits_at(p, skip_empty=True))
+
+
 def test_fusion_writes_the_same_map_as_loading_it(fused):
     """The aprons written by fusion equal those rebuilt from the blocks on load."""
     again = VoxelMap(_cfg(), 'cpu', F64)

@@ -140,3 +140,65 @@ def test_mapper_runs_in_order_and_drains():
     sync.fuse(lambda: 'now', order.append)
     assert order[-1] == 'now'
     m.close()
+
+
+def _in_thread(fn):
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def test_map_lock_readers_share_and_a_writer_is_alone():
+    from vssm_ros.core.mapping import MapLock
+    lock = MapLock()
+    inside, release = threading.Event(), threading.Event()
+    events = []
+
+    def reader(name):
+        with lock.read():
+            events.append(f'{name} in')
+            inside.set()
+            release.wait(WAIT_S)
+        events.append(f'{name} out')
+
+    a = _in_thread(lambda: reader('a'))
+    assert inside.wait(WAIT_S)
+    inside.clear()
+    b = _in_thread(lambda: reader('b'))
+    assert inside.wait(WAIT_S), 'a second reader enters beside the first'
+    wrote = threading.Event()
+
+    def writer():
+        with lock.write():
+            events.append('w in')
+            wrote.set()
+
+    w = _in_thread(writer)
+    assert not wrote.wait(0.2), 'the writer waits for the readers'
+    late = threading.Event()
+    c = _in_thread(lambda: (lock.read().__enter__(), late.set()))
+    assert not late.wait(0.2), 'a waiting writer keeps new readers out'
+    release.set()
+    for t in (a, b, w):
+        t.join(WAIT_S)
+    assert wrote.is_set() and events.index('w in') > max(events.index('a out'),
+                                                         events.index('b out'))
+    assert late.wait(WAIT_S)   # the reader after the writer
+    c.join(WAIT_S)
+
+
+def test_map_lock_is_reentrant_and_refuses_an_upgrade():
+    from vssm_ros.core.mapping import MapLock
+    lock = MapLock()
+    with lock.write():
+        with lock.write():
+            with lock.read():   # the writer may read (engine.reset inside a commit, say)
+                pass
+    with lock.read():
+        with lock.read():
+            pass
+        with pytest.raises(RuntimeError, match='cannot start writing'):
+            with lock.write():
+                pass
+    with lock.write():   # nothing was left held
+        pass

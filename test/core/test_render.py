@@ -33,7 +33,7 @@ class Slabs:
         # Signed depth inside each slab (positive inside). Shape: (N, S).
         return torch.stack([torch.minimum(z - lo, hi - z) for lo, hi in self.slabs], dim=-1)
 
-    def logits_at(self, points):
+    def logits_at(self, points, skip_empty=False):
         if not self.slabs:
             return torch.full_like(points[:, 0], -self.clip)
         s = self._inside(points[:, 2]).max(dim=-1).values
@@ -217,7 +217,7 @@ def test_march_stops_behind_an_opaque_surface():
     class Counting(Slabs):
         queried = 0
 
-        def logits_at(self, points):
+        def logits_at(self, points, skip_empty=False):
             Counting.queried += points.shape[0]
             return super().logits_at(points)
 

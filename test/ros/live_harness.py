@@ -24,11 +24,13 @@ NO_OUTPUTS = OutputsConfig(map_cloud_period_s=-1, predicted_period_s=-1,
 
 def make_cfg(outputs_cfg=None, **node) -> VssmConfig:
     """A light engine (8 cm voxels, 128 rays, 2 iterations), ground-truth initial pose, no
-    autosave (unless ``node`` says so); ``outputs_cfg`` None: no rate-limited outputs."""
+    autosave and the outputs rendered in order on the engine thread (unless ``node`` says
+    so); ``outputs_cfg`` None: no rate-limited outputs."""
     engine = EngineConfig(init_pose='ground_truth',
                           map=MapConfig(resolution=0.08, truncation=0.24),
                           inference=InferenceConfig(rays=128, track_iters=2))
-    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0, autosave_period_s=0.0), **node)
+    node = dict(dict(startup_timeout_s=0.2, imu_wait_s=0.0, autosave_period_s=0.0,
+                     async_outputs=False), **node)
     return VssmConfig(topics=TOPICS, engine=engine, node=NodeConfig(**node),
                       outputs=outputs_cfg or NO_OUTPUTS)
 

@@ -28,6 +28,7 @@ from vssm_ros.ros.live import DEFAULT_TOPICS, input_topics
 import live_harness as harness
 from live_harness import TOPICS, TYPES, feed
 
+WAIT_S = 60.0
 LIVE_OUTPUTS = OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
                              predicted_max_width=32)
 
@@ -91,6 +92,47 @@ def test_frames_become_consistent_outputs_at_image_stamps(flight, messages):
 
 def processed_stamps(sink):
     return [M.header_stamp_ns(o) for o in sink.of(outputs.ODOMETRY)]
+
+
+def test_async_outputs_are_rendered_beside_the_engine_thread(flight, messages, monkeypatch):
+    # node.async_outputs: the engine thread publishes the per-frame outputs itself and hands
+    # the estimate to the outputs' thread, which renders what is due (here slowly: the
+    # engine thread does not wait for it, and offers made meanwhile are not taken).
+    live, sink = make_live(make_cfg(async_outputs=True))
+    worker = live.session.output_worker
+    assert worker is not None
+    gate, engine_threads, render_threads = threading.Event(), set(), set()
+    orig = live.session.schedule.for_frame
+
+    def slow_render(frame, est, engine, defer):
+        render_threads.add(threading.current_thread().name)
+        gate.wait(WAIT_S)
+        return orig(frame, est, engine, defer)
+
+    worker.render = slow_render
+    orig_step = live.session.step
+    monkeypatch.setattr(live.session, 'step', lambda *a, **k: (
+        engine_threads.add(threading.current_thread().name), orig_step(*a, **k))[1])
+    feed(live, until_frame(messages, flight, 4))
+    assert len(sink.of(outputs.ODOMETRY)) == 5, 'tracking went on while the render waited'
+    assert not sink.of(outputs.PREDICTED_DEPTH)
+    gate.set()
+    assert worker.wait_idle(WAIT_S)
+    depth = sink.of(outputs.PREDICTED_DEPTH)
+    assert [M.header_stamp_ns(d) for d in depth] == flight.frame_stamps_ns[[0]].tolist()
+    assert render_threads == {'vssm-outputs'} and 'vssm-outputs' not in engine_threads
+    # The next frame's offer is taken: the outputs due then (0.1 s periods) are rendered.
+    feed(live, frames_between(messages, flight, 5, 5))
+    assert worker.wait_idle(WAIT_S)
+    assert [M.header_stamp_ns(d) for d in sink.of(outputs.PREDICTED_DEPTH)] == \
+        flight.frame_stamps_ns[[0, 5]].tolist()
+    assert len(sink.of(outputs.MAP_CLOUD)) == 2 and worker.failures == 0
+    values = {kv.key: kv.value for kv in live.diagnostics(0).status[0].values}
+    assert values['outputs_rendered'] == '2'
+    # A reset waits for a render in progress (it reads the engine being replaced).
+    assert live.reset()[0]
+    live.session.close()
+    assert not worker._thread.is_alive()
 
 
 def test_catch_up_skips_frames_within_the_gap_and_integrates_every_imu_sample(

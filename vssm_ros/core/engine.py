@@ -72,10 +72,10 @@ state uses the last ``GRAVITY_SAMPLES`` / ``init.rest_samples`` of them)."""
 
 
 def _under_map_lock(method):
-    """The method reads the map holding its lock (asynchronous mapping writes beside it)."""
+    """The method reads the map holding its read lock (keyframe commits write beside it)."""
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self.mapper.lock:
+        with self.mapper.lock.read():
             return method(self, *args, **kwargs)
     return locked
 
@@ -120,8 +120,9 @@ class SlamEngine:
     def reset(self) -> None:
         """Forget the map, the trajectory and buffered IMU samples."""
         self.mapper.drain()
-        self.map.reset()
-        self.free_space.reset()
+        with self.mapper.lock.write():   # a render may read beside (the node's outputs)
+            self.map.reset()
+            self.free_space.reset()
         self._gen.manual_seed(self.cfg.inference.seed)
         self.state: Optional[GaussianState] = None
         self.last_stamp_ns: Optional[int] = None
@@ -292,7 +293,7 @@ class SlamEngine:
             post = prior
         else:
             rays = self._sample_rays(depth, rgb, K, T_body_cam)
-            with self.mapper.lock:
+            with self.mapper.lock.read():
                 post, quality, res = self._track(rays, prior, frame.t, dt, timings)
                 if quality != 'bad':
                     self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
@@ -650,7 +651,7 @@ class SlamEngine:
         inf = self.cfg.inference
         kf = window[0].filtered
         if len(window) > 1:
-            with self.mapper.lock:
+            with self.mapper.lock.read():
                 refined = refine_window(self.map, window, inf.window_iters, self.cfg.render,
                                         self.cfg.sensor, self.cfg.sensor.ray_info_scale,
                                         inf.max_step_translation, inf.max_step_rotation_deg)
@@ -982,7 +983,7 @@ class SlamEngine:
         window is closed first (``flush``): its keyframe is in the saved map. The whole map is
         saved, evicted regions included."""
         self.flush()   # not under the map lock: it waits for asynchronous updates
-        with self.mapper.lock:
+        with self.mapper.lock.read():
             return self._state_dict()
 
     def _state_dict(self) -> Dict:
@@ -1022,10 +1023,12 @@ class SlamEngine:
                                  f'{mine}: load it with the config it was made with')
         self.reset()
         self._init_log = None   # a saved state is past its initialisation
-        self.map.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith('map.')})
         pre = 'cost.free_space.'
-        self.free_space.load_state_dict({k[len(pre):]: v for k, v in tensors.items()
-                                         if k.startswith(pre)})
+        with self.mapper.lock.write():
+            self.map.load_state_dict({k[4:]: v for k, v in tensors.items()
+                                      if k.startswith('map.')})
+            self.free_space.load_state_dict({k[len(pre):]: v for k, v in tensors.items()
+                                             if k.startswith(pre)})
         if 'state.R' in tensors:
             self.state = GaussianState(*(self._t(tensors[f'state.{k}'].numpy())
                                          for k in ('R', 'p', 'v', 'cov', 'omega', 'b_a',

@@ -146,7 +146,8 @@ def march_rays(field, T_world_cam: torch.Tensor, dirs_cam: torch.Tensor,
     Reads the active rays back to the host once per segment (outputs, not the tracking loop).
 
     Args:
-        field: a map with ``logits_at`` and ``color_at``.
+        field: a map with ``logits_at(points, skip_empty)`` (``VoxelMap.sdf_at``: most of a
+            full render's samples lie in free space) and ``color_at``.
         T_world_cam: camera pose. Shape: (4, 4).
         dirs_cam: ray directions in the camera, z = 1. Shape: (R, 3).
         depths: sample z-depths, sorted along K. Shape: (R, K).
@@ -166,7 +167,7 @@ def march_rays(field, T_world_cam: torch.Tensor, dirs_cam: torch.Tensor,
     for s in range(0, k, segment):
         d = depths[active, s:s + segment]
         pts = ray_points(T_world_cam, dirs_cam[active], d)
-        logits = field.logits_at(pts.reshape(-1, 3)).reshape(d.shape)
+        logits = field.logits_at(pts.reshape(-1, 3), skip_empty=True).reshape(d.shape)
         sl = cfg.hit_sharpness * logits
         log_free = -torch.nn.functional.softplus(sl)
         inclusive = log_trans[active, None] + torch.cumsum(log_free, dim=1)

@@ -353,7 +353,7 @@ class LiveSlam:
         self.engine_lock = threading.RLock()
         self.intake = Intake(cfg, self.topics, self._bad, log, clock_ns)
         self.session = SlamSession(cfg, types, '', log, odom_at=self.intake.odom_at,
-                                   realtime=not cfg.node.lockstep)
+                                   realtime=not cfg.node.lockstep, publish=publish)
         self._thread: Optional[threading.Thread] = None
         self.startup_deadline: Optional[float] = None
         self.T_body_cam: Optional[np.ndarray] = None

@@ -71,6 +71,8 @@ class VoxelMap:
         # Seconds spent per fusion stage, summed over keyframes (``stats``).
         self.stage_s: Dict[str, float] = {}
         self.n_fused = 0
+        # (the index's keys it was built from, first block, extent, bool grid): _in_allocated_block
+        self._block_grid: Optional[Tuple] = None
         self.swap.clear()
 
     # ------------------------------------------------------------------ queries
@@ -79,7 +81,7 @@ class VoxelMap:
         """Slot and local continuous voxel coordinates in [0, B) of the block holding each
         point's cell. Shape: (N, 3) -> (N,), (N, 3)."""
         v = points / self.resolution
-        blk = torch.floor(v.detach() / self.B)
+        blk = self._locate_blocks(points).to(v.dtype)
         local = v - blk * self.B
         # Keep the atlas coordinate off the block's faces by a few ulps, so that its rounding
         # in grid_sample cannot pick a cell of the neighbouring slot (whose values would enter
@@ -88,21 +90,51 @@ class VoxelMap:
         inside = local.detach().clamp(eps, self.B - eps)
         return self.atlas.slots_of(blk.long()), local + (inside - local.detach())
 
-    def sdf_at(self, points: torch.Tensor) -> torch.Tensor:
+    def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
+        """Whether each point's block (as ``_locate`` finds it) is allocated, from a dense
+        grid over the allocated blocks' bounding box (rebuilt when the index changes): a
+        gather instead of the index's search. Shape: (N, 3) -> (N,) bool."""
+        keys = self.atlas.index.keys
+        if self._block_grid is None or self._block_grid[0] is not keys:
+            self._block_grid = (keys, *_block_grid(unpack(keys), self.device))
+        _, lo, ext, grid = self._block_grid
+        if grid is None:   # no block, or a bounding box too large for a dense grid
+            return self.atlas.slots_of(self._locate_blocks(points)) != 0
+        # The grid has a false border: points beyond the box clamp onto it.
+        blk = torch.clamp(self._locate_blocks(points) - lo, min=-1) + 1
+        blk = torch.minimum(blk, ext + 1)
+        return grid[blk[:, 2], blk[:, 1], blk[:, 0]]
+
+    def _locate_blocks(self, points: torch.Tensor) -> torch.Tensor:
+        """The block of each point, as ``_locate`` finds it. Shape: (N, 3) -> (N, 3) long."""
+        return torch.floor(points.detach() / self.resolution / self.B).long()
+
+    def sdf_at(self, points: torch.Tensor, skip_empty: bool = False) -> torch.Tensor:
         """Posterior mean signed distance, interpolated over the observed corners of each
         point's cell (``MapConfig.observed_floor``). Shape: (N, 3) -> (N,).
+
+        ``skip_empty``: interpolate only the points in allocated blocks (the others read the
+        empty block's zeros, which is exact): much cheaper where most points lie in free
+        space, as a full render's do, but it reads the count back to the host (renders, not
+        the tracking loop).
         """
-        slots, local = self._locate(points)
-        out = self.atlas.sample('dist_seen', slots, local)
+        if skip_empty:
+            live = self._in_allocated_block(points).nonzero().squeeze(1)
+            out = torch.zeros((points.shape[0], 2), device=points.device, dtype=points.dtype)
+            slots, local = self._locate(points[live])
+            out[live] = self.atlas.sample('dist_seen', slots, local).to(out.dtype)
+        else:
+            out = self.atlas.sample('dist_seen', *self._locate(points))
         floor = self.cfg.observed_floor
         if floor >= 1.0:
             return out[:, 0] + self.cfg.truncation
         # Unobserved corners hold 0 in the shifted field.
         return out[:, 0] / out[:, 1].clamp(min=floor) + self.cfg.truncation
 
-    def logits_at(self, points: torch.Tensor) -> torch.Tensor:
-        """Posterior mean occupancy logits. Shape: (N, 3) -> (N,)."""
-        return -self.cfg.logit_slope * self.sdf_at(points)
+    def logits_at(self, points: torch.Tensor, skip_empty: bool = False) -> torch.Tensor:
+        """Posterior mean occupancy logits (``skip_empty``: see ``sdf_at``). Shape: (N, 3) ->
+        (N,)."""
+        return -self.cfg.logit_slope * self.sdf_at(points, skip_empty)
 
     def color_at(self, points: torch.Tensor) -> torch.Tensor:
         """Colour in [0, 1], interpolated over the corners whose colour was observed (0
@@ -385,9 +417,30 @@ class VoxelMap:
         """Forget everything."""
         self.stage_s.clear()
         self.n_fused = 0
+        self._block_grid = None
         self.atlas.clear()
         self.swap.clear()
         self._evicted.clear()
+
+
+BLOCK_GRID_CELLS = 1 << 24
+"""Largest dense grid of allocated blocks (cells; 16 MB) that ``skip_empty`` queries build."""
+
+
+def _block_grid(coords: torch.Tensor, device: torch.device) -> Tuple:
+    """(first block (3,), extent (3,), bool grid (Z + 2, Y + 2, X + 2) of the allocated
+    blocks) over their bounding box and a false border around it; the grid is None when there
+    is no block or the box exceeds ``BLOCK_GRID_CELLS``."""
+    if coords.shape[0] == 0:
+        return None, None, None
+    lo = coords.min(dim=0).values
+    ext = coords.max(dim=0).values - lo + 1
+    if int((ext + 2).prod()) > BLOCK_GRID_CELLS:
+        return lo, ext, None
+    grid = torch.zeros((ext + 2).flip(0).tolist(), dtype=torch.bool, device=device)
+    rel = coords - lo + 1
+    grid[rel[:, 2], rel[:, 1], rel[:, 0]] = True
+    return lo, ext, grid
 
 
 def _check_range(coords: torch.Tensor) -> None:
