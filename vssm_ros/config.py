@@ -556,13 +556,20 @@ class InferenceConfig:
     track_stop_rotation_deg: float = 0.012
     """Rotation threshold of the early stop (degrees); 0 disables early stopping."""
     async_mapping: bool = False
-    """Fuse keyframes on a second thread beside tracking (PTAM's split; ``core.mapping``):
-    the next frames are tracked against the map as it is while a keyframe is fused, so the
-    mapping's share of a frame's time leaves the tracking thread, and which frames see a
-    keyframe depends on timing (results are not reproducible bit for bit). The node uses it
-    in real time when ``node.async_mapping``; the replay and the node in lockstep are
-    synchronous and deterministic unless this is set. On the 2-core CPU it does not pay
-    (docs/performance.md): off."""
+    """Prepare each keyframe's fusion (its candidate voxels and their new values, most of its
+    cost) on a second thread while the next ``mapping_lag_frames`` frames are tracked against
+    the map without it; the engine thread then commits it (PTAM's split; ``core.mapping``).
+    Deterministic: which frames see a keyframe depends on the data only. On the idle 2-core
+    CPU the demo flight ran 24.1 frames/s against 15.0 (one torch thread each) and 19.7
+    (synchronous on two), the scenario families within +0.2 cm; but TUM teddy over five
+    seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
+    the newest keyframe is worse there (docs/performance.md). The node uses it in real time
+    when ``node.async_mapping``. False: a keyframe is fused before the next frame is
+    tracked. The tracking thread leaves a core to the mapping thread (torch threads)."""
+    mapping_lag_frames: int = 6
+    """With ``async_mapping``: frames tracked while a keyframe is prepared beside them; its
+    commit waits for the preparation at the end of the last of them (>= 1). At most one
+    keyframe is pending: the next one commits it first."""
     track_color: bool = True
     """Tracking uses the colour likelihood too: each ray's observed grey intensity against
     the map's colour at its observed point (``sensor.color_sigma``). Depth alone leaves motion
@@ -595,7 +602,8 @@ class InferenceConfig:
     """Seed of the ray sampler."""
 
     def __post_init__(self):
-        for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'window_rays'):
+        for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'window_rays',
+                  'mapping_lag_frames'):
             _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
         for k in ('track_iters', 'window_iters'):
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
@@ -946,12 +954,11 @@ class NodeConfig:
     diagnostics_period_s: float = 1.0
     """Period (seconds, node clock) of the /diagnostics status."""
     async_mapping: bool = False
-    """In real time (not ``node.lockstep``), fuse keyframes on a second thread beside tracking
-    (``engine.inference.async_mapping``). Off by default: on the 2-core CPU the node then
-    stepped more frames of the demo flight (26 against 19 of 321) but lost track (ATE 34.6
-    against 0.46 cm), tracking far-apart frames against a map one keyframe behind
-    (docs/performance.md). False: keyframes are fused on the tracking thread, as the replay
-    does."""
+    """In real time (not ``node.lockstep``), prepare keyframes on a second thread beside
+    tracking (``engine.inference.async_mapping``). Off by default: live on the demo flight
+    from gravity, two runs each, 77 / 96 frames of 321 (latency p50 1.4 / 2.0 s, ATE 0.53 /
+    0.56 cm) against 96 / 51 without (2.4 / 1.9 s, 0.46 / 0.47 cm): no clear gain, and TUM
+    teddy tracked worse with it (docs/performance.md)."""
     async_outputs: bool = True
     """In real time (not ``node.lockstep``), render the rate-limited outputs (predicted
     images and motion, cost slice, map cloud) on their own thread from the newest estimate,

@@ -112,13 +112,28 @@ class FreeSpace:
 
         Shape: depth (H, W) metres, NaN invalid; K (3, 3); T_world_cam (4, 4).
         """
+        self.mark(self.free_cells(depth, K, T_world_cam, near))
+
+    def mark(self, cells: Optional[Tensor]) -> None:
+        """Mark cells (``free_cells``) seen free. Shape: (N, 3) integer (x, y, z), or None."""
+        if cells is not None:
+            self._mark(cells)
+
+    def free_cells(self, depth: Tensor, K: Tensor, T_world_cam: Tensor, near: float = 0.1
+                   ) -> Optional[Tensor]:
+        """The cells seen free in one depth image, without marking them (it reads nothing of
+        the record: a keyframe's mapping thread computes them beside tracking); None when
+        none are.
+
+        Shape: depth (H, W) metres, NaN invalid; K (3, 3); T_world_cam (4, 4) -> (N, 3).
+        """
         h, w = depth.shape
         valid = torch.isfinite(depth)
         if not bool(valid.any()):
-            return
+            return None
         reach = min(float(depth[valid].max()) - self.margin, self.max_range)
         if reach <= near:
-            return
+            return None
         # Only the cells in the bounding box of the frustum up to the farthest depth.
         corners = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [0.0, h - 1.0], [w - 1.0, h - 1.0]],
                                dtype=depth.dtype, device=depth.device)
@@ -142,7 +157,7 @@ class FreeSpace:
         pix = (v.clamp(0, h - 1) * w + u.clamp(0, w - 1)).long()
         d = depth.reshape(-1)[pix]
         free = inside & torch.isfinite(d) & (z < d - self.margin) & (z <= reach)
-        self._mark(cells[free])
+        return cells[free]
 
     def state_dict(self) -> Dict[str, Tensor]:
         """``chunks`` (N, 3) chunk coordinates and ``seen`` (N, C, C, C) bool (z, y, x)."""

@@ -44,7 +44,7 @@ from vssm_ros.core.init import (correction_angle_deg, gravity_correction, is_at_
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.map import BlockSwap, VoxelMap, integrate
-from vssm_ros.core.mapping import KeyframeMapper
+from vssm_ros.core.mapping import KeyframeMapper, leave_a_core_for_mapping
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
@@ -105,7 +105,10 @@ class SlamEngine:
         # only holds voxels near surfaces).
         self.free_space = FreeSpace(self.map, cfg.cost.resolution, cfg.cost.carve_range)
         # Keyframe fusion, here or beside tracking; its lock guards the map (core.mapping).
-        self.mapper = KeyframeMapper(cfg.inference.async_mapping)
+        self.mapper = KeyframeMapper(cfg.inference.async_mapping,
+                                     cfg.inference.mapping_lag_frames)
+        if cfg.inference.async_mapping and self.device.type == 'cpu':
+            leave_a_core_for_mapping()   # this thread tracks; the mapping thread has its core
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
@@ -286,7 +289,6 @@ class SlamEngine:
 
         # 2. track, with the health of the result (and relocalisation when lost)
         t0 = time.perf_counter()
-        self.mapper.check()   # an asynchronous keyframe update that failed raises here
         rays: Optional[RayBatch] = None
         quality = 'good'
         if first:
@@ -303,6 +305,7 @@ class SlamEngine:
 
         # 3. window and map (closed form, keyframes)
         t0 = time.perf_counter()
+        self.mapper.step()   # a keyframe prepared beside the last frames goes in now
         if self.health.status != OK and self._pending is not None:
             post = self._close_window(post)   # its keyframe was taken while OK
         if self._pending is not None and rays is not None and quality != 'bad':
@@ -660,19 +663,35 @@ class SlamEngine:
         T_world_cam = kf.T @ pending['T_body_cam']
         pose_var = self._world_var(kf, pending['anchor_var'])
         position = newest.p.detach().cpu().double().numpy()
-        self.mapper.fuse(lambda: integrate.prepare(
-            self.map, pending['depth'], pending['rgb'], pending['K'], T_world_cam,
-            depth_sigma(pending['depth'], self.cfg.sensor), self.cfg.map.fuse_pixels, pose_var),
-            lambda job: self._commit_keyframe(job, pending, T_world_cam, position))
+        # A map's first keyframe goes in before the next frame is tracked: the frames after
+        # it would otherwise be tracked against nothing (and a start in motion lost).
+        self.mapper.fuse(lambda: self._prepare_keyframe(pending, T_world_cam, pose_var),
+                         lambda job: self._commit_keyframe(job, position),
+                         now=self.map.n_fused == 0)
         return newest
 
-    def _commit_keyframe(self, job: Optional[integrate.FusionJob], pending: Dict,
-                         T_world_cam: torch.Tensor, position: np.ndarray) -> None:
-        """A keyframe's writes (under the map lock): its free space, its prepared voxel
-        updates, then the memory budget around ``position`` (metres)."""
+    def _prepare_keyframe(self, pending: Dict, T_world_cam: torch.Tensor,
+                          pose_var: torch.Tensor) -> Tuple[Optional[integrate.FusionJob],
+                                                           Optional[torch.Tensor], float]:
+        """A keyframe's update, read-only (on the mapping thread when asynchronous): its voxel
+        update, the free-space cells it saw, and the seconds the cells took."""
+        job = integrate.prepare(self.map, pending['depth'], pending['rgb'], pending['K'],
+                                T_world_cam, depth_sigma(pending['depth'], self.cfg.sensor),
+                                self.cfg.map.fuse_pixels, pose_var)
         t0 = time.perf_counter()
-        self.free_space.carve(pending['depth'], pending['K'], T_world_cam, self.cfg.render.near)
-        t1 = time.perf_counter()
+        cells = self.free_space.free_cells(pending['depth'], pending['K'], T_world_cam,
+                                           self.cfg.render.near)
+        return job, cells, time.perf_counter() - t0
+
+    def _commit_keyframe(self, prepared: Tuple[Optional[integrate.FusionJob],
+                                               Optional[torch.Tensor], float],
+                         position: np.ndarray) -> None:
+        """A keyframe's writes (under the map's write lock): its free space, its prepared
+        voxel updates, then the memory budget around ``position`` (metres)."""
+        job, cells, cells_s = prepared
+        t0 = time.perf_counter()
+        self.free_space.mark(cells)
+        t1 = time.perf_counter() + cells_s
         if job is not None:
             integrate.commit(self.map, job)
         # The budget is kept per keyframe (it needs host-side decisions, not per frame); the

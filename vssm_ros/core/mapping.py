@@ -2,22 +2,25 @@
 # SPDX-License-Identifier: Apache-2.0
 """Keyframe fusion on the tracking thread or beside it (PTAM's split of tracking and mapping).
 
-Synchronous (the replay, the node in lockstep): a keyframe is fused before the next frame is
-tracked, so a run is deterministic. Asynchronous (``inference.async_mapping``, the node's
-real-time mode): a keyframe's fusion runs on one worker thread while the next frames are
-tracked against the map as it is; only the writes (``core.map.integrate.commit``, the
-free-space carving and the memory budget) hold the map lock for writing (``MapLock``), which
-tracking and every reader of the map hold for reading. Which frames see a keyframe then depends on timing, not only on the data:
-results are no longer reproducible bit for bit, in exchange for the mapping's share of a
-frame's time (on two cores, about a fifth of it on the demo flight; see docs/performance.md).
+Synchronous: a keyframe is fused before the next frame is tracked. Asynchronous
+(``inference.async_mapping``): a keyframe's preparation (``core.map.integrate.prepare``: the
+candidate voxels and their new values, most of its cost) runs on one worker thread while the
+next ``inference.mapping_lag_frames`` frames are tracked against the map without it; then the
+engine thread commits it (``core.map.integrate.commit``, the free-space carving and the memory
+budget) under the map's write lock (``MapLock``), which tracking and every reader of the map
+hold for reading. Both are deterministic: which frames see a keyframe depends on the data
+only, so a run is reproducible bit for bit on any machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, List, Optional
+
+import torch
 
 
 class MapLock:
@@ -86,63 +89,100 @@ class MapLock:
                 self._cond.notify_all()
 
 
+def leave_a_core_for_mapping() -> None:
+    """With asynchronous mapping: the calling (tracking) thread's torch intra-op threads
+    become one fewer than the machine's cores (at least one), so that it and the mapping
+    thread do not oversubscribe the CPU (OpenMP keeps the setting per thread; on the 2-core
+    CPU the demo ran 16 frames/s with both threads on two intra-op threads, 24 with one each).
+    """
+    cores = os.cpu_count() or 1
+    if torch.get_num_threads() >= cores:
+        torch.set_num_threads(max(1, cores - 1))
+
+
 class KeyframeMapper:
-    """Runs keyframe updates, in order, on the caller's thread or on one worker thread.
+    """Runs keyframe updates, in order: on the caller's thread, or prepared on one worker
+    thread beside tracking and committed by the caller a fixed number of steps later.
+
+    Asynchronous and deterministic: a keyframe's ``prepare`` (which reads the map and writes
+    nothing) runs on the worker while the engine thread tracks the next frames; ``step``,
+    called once per frame after tracking, commits it on the engine thread once ``lag`` steps
+    have passed, waiting for the worker if it is not done. Which frames see a keyframe thus
+    depends on the data only, never on timing: a run gives the same result on any machine.
+    A new keyframe commits the one before first (its ``prepare`` reads that one's writes).
 
     Args:
-        asynchronous: fuse on a worker thread beside tracking.
+        asynchronous: prepare on a worker thread beside tracking.
+        lag: steps (frames) between a keyframe's submission and its commit (>= 1).
+        worker_threads: torch intra-op threads of the worker (0: torch's default): OpenMP
+            keeps this per thread, and two threads each using every core oversubscribe it.
 
     Attributes:
         lock: the map's read/write lock: tracking and the map's readers read, commits write.
     """
 
-    def __init__(self, asynchronous: bool) -> None:
+    def __init__(self, asynchronous: bool, lag: int = 1, worker_threads: int = 1) -> None:
         self.lock = MapLock()
         self.asynchronous = bool(asynchronous)
+        self.lag = max(1, int(lag))
+        self.worker_threads = int(worker_threads)
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._jobs: List[Future] = []
+        # Submitted keyframes in order: [the prepare's future, commit, steps left].
+        self._jobs: List[List[Any]] = []
 
-    def fuse(self, prepare: Callable[[], Any], commit: Callable[[Any], None]) -> None:
+    def fuse(self, prepare: Callable[[], Any], commit: Callable[[Any], None],
+             now: bool = False) -> None:
         """Run ``commit(prepare())``: ``prepare`` reads the map, ``commit`` writes it (under
-        the lock). Synchronous: now. Asynchronous: on the worker, after the updates submitted
-        before; an error surfaces at the next ``check`` or ``drain``."""
-        if not self.asynchronous:
+        the write lock). Synchronous, or ``now``: before returning. Asynchronous: ``prepare``
+        on the worker, ``commit`` at the ``lag``-th ``step`` from now."""
+        if not self.asynchronous or now:
+            self.drain()
             with self.lock.read():
                 job = prepare()
             with self.lock.write():
                 commit(job)
             return
-        self.check()
+        self.drain()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix='vssm-mapping')
-        self._jobs.append(self._pool.submit(self._run, prepare, commit))
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix='vssm-mapping',
+                                            initializer=self._init_worker)
+        self._jobs.append([self._pool.submit(self._prepare, prepare), commit, self.lag])
 
-    def _run(self, prepare: Callable[[], Any], commit: Callable[[Any], None]) -> None:
-        job = prepare()   # only this thread writes the map: no lock needed to read it
-        with self.lock.write():
-            commit(job)
+    def _init_worker(self) -> None:
+        if self.worker_threads > 0:
+            torch.set_num_threads(self.worker_threads)
+
+    def _prepare(self, prepare: Callable[[], Any]) -> Any:
+        with self.lock.read():
+            return prepare()
 
     @property
     def pending(self) -> int:
-        """Updates submitted and not finished."""
-        return sum(not f.done() for f in self._jobs)
+        """Keyframes submitted and not committed yet."""
+        return len(self._jobs)
 
-    def check(self) -> None:
-        """Raise the error of a finished update, if one failed (in the caller's thread)."""
-        done = [f for f in self._jobs if f.done()]
-        self._jobs = [f for f in self._jobs if not f.done()]
-        for f in done:
-            f.result()
+    def step(self) -> None:
+        """One frame was tracked: commit the keyframes whose lag is over (waiting for their
+        preparation); a preparation's error is raised here, in the caller's thread."""
+        for job in self._jobs:
+            job[2] -= 1
+        while self._jobs and self._jobs[0][2] <= 0:
+            self._commit_first()
+
+    def _commit_first(self) -> None:
+        future, commit, _ = self._jobs.pop(0)
+        job = future.result()
+        with self.lock.write():
+            commit(job)
 
     def drain(self) -> None:
-        """Wait for every update submitted (the map then holds every keyframe so far); raise
-        the first error."""
-        jobs, self._jobs = self._jobs, []
+        """Commit every keyframe submitted (the map then holds every keyframe so far); raise
+        the first error, after the others are committed."""
         errors = []
-        for f in jobs:
+        while self._jobs:
             try:
-                f.result()
-            except Exception as err:   # wait for the others before raising
+                self._commit_first()
+            except Exception as err:   # commit the others before raising
                 errors.append(err)
         if errors:
             raise errors[0]

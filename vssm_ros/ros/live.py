@@ -16,7 +16,8 @@ are processed in order (the velocity and gravity are estimated from consecutive 
 them, when frames arrive faster than the engine runs, it catches up by skipping frames (counted
 as dropped) but never more than ``node.max_frame_gap_s`` of motion (or 1.5x its recent median
 step when slower) between two processed frames; the queue keeps at most two frames per
-``node.max_frame_gap_s`` and none older than ``node.max_lag_s``. Every IMU sample is queued and integrated in order.
+``node.max_frame_gap_s`` and none older than ``node.max_lag_s``. Every IMU sample is queued
+and integrated in order.
 ``node.lockstep``: every frame is queued and processed in order, each after the IMU up to its
 stamp, as the deterministic replay does. Stamps jumping back by more than
 ``node.time_jump_s`` (a bag played again) reset the map.
@@ -181,8 +182,9 @@ class Intake:
     def _drop_lagging(self) -> None:
         """Bound the queue (lock held): a frame that the catch-up would skip anyway goes (the
         one before the newest, when the newest lies within ``node.max_frame_gap_s`` of the
-        one before it, or the frame last taken), so that at most two frames per gap wait; frames more than
-        ``node.max_lag_s`` older than the newest go too. Start-up frames are kept."""
+        one before it, or of the frame last taken), so that at most two frames per gap wait;
+        frames more than ``node.max_lag_s`` older than the newest go too. Start-up frames are
+        kept."""
         f, keep = self.frames, self.startup_left
         if len(f) >= keep + 2:   # the one before the newest is no start-up frame
             before = f[-3][0] if len(f) >= 3 else self.last_taken

@@ -3,13 +3,15 @@
 """One keyframe into the map in two steps (``VoxelMap.fuse`` runs them back to back).
 
 - ``prepare`` reads the map and writes nothing: the candidate voxels and their projective
-  signed distances (``core.map.fusion.observe``), the padded blocks that hold them, and each
-  voxel's new posterior (the closed-form update of its mean, weight and colour) against the
-  map as it is. A voxel whose block does not exist yet reads the empty block's zeros, which is
-  what its new block holds once allocated, so the result is the same as reading after the
-  allocation.
+  signed distances (``core.map.fusion.observe``), the padded blocks that hold them and the
+  atlas cells of every copy, and each voxel's new posterior (the closed-form update of its
+  mean, weight and colour) against the map as it is. A voxel whose block does not exist yet
+  reads the empty block's zeros, which is what its new block holds once allocated, so the
+  result is the same as reading after the allocation.
 - ``commit`` changes the map: takes back evicted regions the keyframe touches, allocates the
-  missing blocks (and their aprons) and writes the new values into every copy of each voxel.
+  missing blocks (and their aprons), finds the cells of the copies in those blocks and writes
+  the new values into every copy of each voxel. The map must not change between the two (the
+  engine commits a keyframe before it prepares the next).
 
 The split lets the engine's asynchronous mapping (``core.mapping``) run ``prepare`` beside
 tracking and lock the map only for ``commit``. Where the keyframe touches an evicted region,
@@ -20,13 +22,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 
 from vssm_ros.core.map.blocks import CORNERS, containing_blocks
 from vssm_ros.core.map.fusion import Observation, observe
 from vssm_ros.core.map.index import pack
+
+if TYPE_CHECKING:   # voxel_map imports this module
+    from vssm_ros.core.map.voxel_map import BlockPlan
 
 Values = Dict[str, torch.Tensor]
 
@@ -37,25 +42,28 @@ class FusionJob:
 
     Attributes:
         obs: the voxels' observations. Shape: (M, ...).
-        blk: block of each copy of each voxel (the voxels' own first). Shape: (C, 3).
         local: the copy's cell in its padded block. Shape: (C, 3).
         rows: the voxel of each copy. Shape: (C,).
+        plan: the copies' blocks, and their slots when prepared (``VoxelMap.plan_blocks``).
+        flat: each copy's flat atlas cell when prepared (in the empty block where its block
+            was not active). Shape: (C,).
         rgb: the keyframe's colour in [0, 1], or None. Shape: (H, W, 3).
         pose_var: position and rotation variance of the keyframe pose, or None. Shape: (2,).
-        values: new channel values per voxel (name -> (channels, M)); None: computed at commit.
+        values: new channel values per copy (name -> (channels, C)); None: computed at commit.
         weight: the observations' weights after freezing (M,); None with ``values``.
-        seconds: time spent so far per stage (observe, update).
+        seconds: time spent so far per stage (observe, allocate, update).
     """
 
     obs: Observation
-    blk: torch.Tensor
     local: torch.Tensor
     rows: torch.Tensor
+    plan: BlockPlan
+    flat: torch.Tensor
     rgb: Optional[torch.Tensor]
     pose_var: Optional[torch.Tensor]
     values: Optional[Values] = None
     weight: Optional[torch.Tensor] = None
-    seconds: Tuple[float, float] = (0.0, 0.0)
+    seconds: Tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Tensor,
@@ -69,13 +77,15 @@ def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Ten
     if obs is None or obs.vox.shape[0] == 0:
         return None
     blk, local, rows = containing_blocks(obs.vox, vmap.B)
-    job = FusionJob(obs, blk, local, rows, rgb, pose_var)
     t1 = time.perf_counter()
-    n = obs.vox.shape[0]
-    if not _touches_evicted(vmap, blk):
-        home = vmap.atlas.flat_cells(vmap.atlas.slots_of(blk[:n]), local[:n])
-        job.values, job.weight = new_values(vmap, obs, home, rgb)
-    job.seconds = (t1 - t0, time.perf_counter() - t1)
+    plan = vmap.plan_blocks(blk)
+    flat = vmap.atlas.flat_cells(plan.slots[plan.rows], local)
+    job = FusionJob(obs, local, rows, plan, flat, rgb, pose_var)
+    t2 = time.perf_counter()
+    if not _touches_evicted(vmap, plan.coords):
+        values, job.weight = new_values(vmap, obs, flat[:obs.vox.shape[0]], rgb)
+        job.values = {name: val[:, rows] for name, val in values.items()}
+    job.seconds = (t1 - t0, t2 - t1, time.perf_counter() - t2)
     return job
 
 
@@ -83,20 +93,26 @@ def commit(vmap, job: FusionJob) -> int:
     """Write a prepared update into ``vmap``; returns the number of voxels updated."""
     t0 = time.perf_counter()
     n = job.obs.vox.shape[0]
-    atlas = vmap.atlas
-    flat = atlas.flat_cells(vmap.prepare_blocks(job.blk), job.local)
+    atlas, plan = vmap.atlas, job.plan
+    slots = vmap.activate_blocks(plan)
+    flat = job.flat
+    moved = (slots != plan.slots)[plan.rows].nonzero().squeeze(1)   # new or taken back
+    if moved.numel():
+        flat = flat.clone()
+        flat[moved] = atlas.flat_cells(slots[plan.rows[moved]], job.local[moved])
     t1 = time.perf_counter()
     values, wgt = job.values, job.weight
     if values is None:
         values, wgt = new_values(vmap, job.obs, flat[:n], job.rgb)
+        values = {name: val[:, job.rows] for name, val in values.items()}
     if job.pose_var is not None:
-        slot = atlas.slots_of(job.blk[:n])
+        slot = slots[plan.rows[:n]]
         atlas.anchor_weight.index_add_(0, slot, wgt)
         atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * job.pose_var.to(vmap.dtype))
     for name, val in values.items():
-        atlas.view(name)[:, flat] = val[:, job.rows]
-    observe_s, update_s = job.seconds
-    vmap.add_stage_time(fuse_observe=observe_s, fuse_allocate=t1 - t0,
+        atlas.view(name)[:, flat] = val
+    observe_s, allocate_s, update_s = job.seconds
+    vmap.add_stage_time(fuse_observe=observe_s, fuse_allocate=allocate_s + t1 - t0,
                         fuse_update=update_s + time.perf_counter() - t1)
     vmap.n_fused += 1
     return int(n)

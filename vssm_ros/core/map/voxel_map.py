@@ -26,6 +26,7 @@ the budget allows) or a keyframe updates them: the budget holds the regions near
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -199,15 +200,14 @@ class VoxelMap:
         for k, v in seconds.items():
             self.stage_s[k] = self.stage_s.get(k, 0.0) + v
 
-    def prepare_blocks(self, blk: torch.Tensor) -> torch.Tensor:
-        """Make active the padded blocks that fusion writes to: take back evicted regions
-        (also those of the next blocks, whose first voxels fill new aprons) and allocate
-        missing blocks.
+    def plan_blocks(self, blk: torch.Tensor) -> BlockPlan:
+        """The distinct blocks of a keyframe's voxel copies and their slots as the map is now
+        (read-only: the mapping thread plans beside tracking; ``activate_blocks`` writes).
 
-        Shape: blk (M, 3) block coordinates -> their slots (M,).
+        Shape: blk (M, 3) block coordinates.
         """
         # De-duplicate on a boolean grid over the blocks' bounding box (a keyframe's blocks
-        # span a few metres): cheaper than sorting M keys, and it maps slots back for free.
+        # span a few metres): cheaper than sorting M keys, and it maps rows back for free.
         lo = blk.min(dim=0).values
         ext = blk.max(dim=0).values - lo + 1
         rel = blk - lo
@@ -218,6 +218,15 @@ class VoxelMap:
         ucell = mark.nonzero().squeeze(1)
         ex, ey = ext[0], ext[1]
         coords = torch.stack((ucell % ex, (ucell // ex) % ey, ucell // (ex * ey)), dim=-1) + lo
+        row = torch.zeros(n_cells, dtype=torch.long, device=blk.device)
+        row[ucell] = torch.arange(ucell.shape[0], device=blk.device)
+        return BlockPlan(coords, row[cell], self.atlas.slots_of(coords))
+
+    def activate_blocks(self, plan: BlockPlan) -> torch.Tensor:
+        """Make active the blocks of a plan: take back evicted regions (also those of the next
+        blocks, whose first voxels fill new aprons) and allocate missing blocks. Returns their
+        slots now (U,)."""
+        coords = plan.coords
         keys = pack(coords)
         if self._evicted:
             near = (coords[:, None, :] + CORNERS.to(coords.device)).reshape(-1, 3)
@@ -228,9 +237,13 @@ class VoxelMap:
         _check_range(coords[new])
         slots[new] = self.atlas.allocate(keys[new])
         self.atlas.refresh_apron(coords[new], slots[new])
-        grid = torch.zeros(n_cells, dtype=torch.long, device=blk.device)
-        grid[ucell] = slots
-        return grid[cell]
+        return slots
+
+    def prepare_blocks(self, blk: torch.Tensor) -> torch.Tensor:
+        """Make active the padded blocks that fusion writes to (``plan_blocks`` and
+        ``activate_blocks``). Shape: blk (M, 3) block coordinates -> their slots (M,)."""
+        plan = self.plan_blocks(blk)
+        return self.activate_blocks(plan)[plan.rows]
 
     # ------------------------------------------------------------------ memory budget
 
@@ -421,6 +434,21 @@ class VoxelMap:
         self.atlas.clear()
         self.swap.clear()
         self._evicted.clear()
+
+
+@dataclass
+class BlockPlan:
+    """The blocks a keyframe writes (``VoxelMap.plan_blocks``).
+
+    Attributes:
+        coords: the distinct blocks. Shape: (U, 3).
+        rows: each voxel copy's block, an index into ``coords``. Shape: (M,).
+        slots: the blocks' slots when planned, 0 where not active. Shape: (U,).
+    """
+
+    coords: torch.Tensor
+    rows: torch.Tensor
+    slots: torch.Tensor
 
 
 BLOCK_GRID_CELLS = 1 << 24
