@@ -52,11 +52,15 @@ def containing_blocks(vox: torch.Tensor, B: int
     """
     home = torch.div(vox, B, rounding_mode='floor')
     local = vox - home * B
-    first = local == 0                                        # (N, 3)
+    first = (local == 0).long()                               # (N, 3)
+    # Bit a of ``code``: first in its block along axis a. Only those voxels have more copies.
+    code = first[:, 0] + 2 * first[:, 1] + 4 * first[:, 2]
+    some = (code != 0).nonzero().squeeze(1)
+    code = code[some]
     blks, locs, rows = [home], [local], [torch.arange(vox.shape[0], device=vox.device)]
     for d in CORNERS[1:].tolist():
-        axes = [a for a in range(3) if d[a]]
-        r = first[:, axes].all(dim=1).nonzero().squeeze(1)
+        bits = d[0] + 2 * d[1] + 4 * d[2]
+        r = some[(code & bits) == bits]
         step = torch.tensor(d, device=vox.device)
         blks.append(home[r] - step)
         locs.append(local[r] + step * B)

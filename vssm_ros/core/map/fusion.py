@@ -133,18 +133,31 @@ def bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: f
     h, w = depth.shape
     inside = (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
     pix = torch.round(v).clamp(0, h - 1).long() * w + torch.round(u).clamp(0, w - 1).long()
-    flatd = depth.reshape(-1)
-    nearest = flatd[pix]
+    nearest = depth.reshape(-1)[pix]
     u0 = torch.floor(u).clamp(0, w - 2).long()
     v0 = torch.floor(v).clamp(0, h - 2).long()
     fu = (u - u0).clamp(0, 1)
     fv = (v - v0).clamp(0, 1)
+    # Per pixel quad, once per image: its four depths and whether they agree. One row gather
+    # per point then replaces four gathers and the comparisons per point.
+    quads, smooth_quad = _depth_quads(depth, tol)
     i00 = v0 * w + u0
-    d00, d01, d10, d11 = flatd[i00], flatd[i00 + 1], flatd[i00 + w], flatd[i00 + w + 1]
-    quad = torch.stack((d00, d01, d10, d11), dim=-1)
-    spread = quad.max(dim=-1).values - quad.min(dim=-1).values
-    smooth = torch.isfinite(quad).all(dim=-1) & (spread < tol)
+    quad = quads[i00]
+    smooth = smooth_quad[i00]
+    d00, d01, d10, d11 = quad.unbind(-1)
     bil = (d00 * (1 - fu) * (1 - fv) + d01 * fu * (1 - fv) + d10 * (1 - fu) * fv
            + d11 * fu * fv)
     d = torch.where(smooth, bil, nearest)
     return torch.where(inside, d, torch.full_like(d, float('nan'))), pix
+
+
+def _depth_quads(depth: torch.Tensor, tol: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The depths of each pixel's quad (itself, right, below, below right) and whether all
+    four are valid and within ``tol`` of each other; the last row and column hold repeats
+    (never a quad's top-left corner). Shape: (H, W) -> (H W, 4), (H W,) bool."""
+    h, w = depth.shape
+    right = torch.cat((depth[:, 1:], depth[:, -1:]), dim=1)
+    quad = torch.stack((depth, right, torch.cat((depth[1:], depth[-1:])),
+                        torch.cat((right[1:], right[-1:]))), dim=-1).reshape(h * w, 4)
+    spread = quad.max(dim=-1).values - quad.min(dim=-1).values
+    return quad, torch.isfinite(quad).all(dim=-1) & (spread < tol)

@@ -84,7 +84,7 @@ def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Ten
     t2 = time.perf_counter()
     if not _touches_evicted(vmap, plan.coords):
         values, job.weight = new_values(vmap, obs, flat[:obs.vox.shape[0]], rgb)
-        job.values = {name: val[:, rows] for name, val in values.items()}
+        job.values = {name: val.index_select(1, rows) for name, val in values.items()}
     job.seconds = (t1 - t0, t2 - t1, time.perf_counter() - t2)
     return job
 
@@ -104,13 +104,13 @@ def commit(vmap, job: FusionJob) -> int:
     values, wgt = job.values, job.weight
     if values is None:
         values, wgt = new_values(vmap, job.obs, flat[:n], job.rgb)
-        values = {name: val[:, job.rows] for name, val in values.items()}
+        values = {name: val.index_select(1, job.rows) for name, val in values.items()}
     if job.pose_var is not None:
         slot = slots[plan.rows[:n]]
         atlas.anchor_weight.index_add_(0, slot, wgt)
         atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * job.pose_var.to(vmap.dtype))
     for name, val in values.items():
-        atlas.view(name)[:, flat] = val
+        atlas.view(name).index_copy_(1, flat, val)   # (index_put is slower on CPU)
     observe_s, allocate_s, update_s = job.seconds
     vmap.add_stage_time(fuse_observe=observe_s, fuse_allocate=allocate_s + t1 - t0,
                         fuse_update=update_s + time.perf_counter() - t1)
@@ -126,10 +126,10 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
     weights after freezing (M,)."""
     cfg, atlas = vmap.cfg, vmap.atlas
     wgt = obs.weight
-    W_old = atlas.view('weight')[0, home]
+    W_old = atlas.view('weight')[0].index_select(0, home)
     if cfg.freeze_weight > 0:
         wgt = torch.where(W_old >= cfg.freeze_weight, torch.zeros_like(wgt), wgt)
-    s_old = atlas.view('dist_seen')[0, home] + cfg.truncation
+    s_old = atlas.view('dist_seen')[0].index_select(0, home) + cfg.truncation
     W_new = W_old + wgt
     W_safe = torch.where(W_new > 0, W_new, torch.ones_like(W_new))
     s_new = torch.where(W_new > 0, (s_old * W_old + obs.sdf * wgt) / W_safe, s_old)
@@ -140,10 +140,10 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
         # Colour only near the surface; other voxels keep theirs.
         cw = torch.where(obs.sdf.abs() < 0.5 * cfg.truncation, wgt, torch.zeros_like(wgt))
         col = rgb.reshape(-1, 3)[obs.pix].to(vmap.dtype)
-        cw_old = atlas.view('color_weight')[0, home]
+        cw_old = atlas.view('color_weight')[0].index_select(0, home)
         cw_new = cw_old + cw
         cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))
-        c_old = atlas.view('color_seen')[:3, home]
+        c_old = atlas.view('color_seen')[:3].index_select(1, home)
         c_new = torch.where(cw > 0, (c_old * cw_old + col.t() * cw) / cw_safe, c_old)
         values['color_seen'] = torch.cat((c_new, (cw_new > 0)[None].to(vmap.dtype)))
         values['color_weight'] = cw_new.clamp(max=cfg.max_weight)[None]
