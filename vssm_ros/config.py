@@ -560,7 +560,7 @@ class InferenceConfig:
     cost) on a second thread while the next ``mapping_lag_frames`` frames are tracked against
     the map without it; the engine thread then commits it (PTAM's split; ``core.mapping``).
     Deterministic: which frames see a keyframe depends on the data only. On the idle 2-core
-    CPU the demo flight ran 24.1 frames/s against 15.0 (one torch thread each) and 19.7
+    CPU the demo flight ran 25.4 frames/s against 17.7 (one torch thread each) and 21.6
     (synchronous on two), the scenario families within +0.2 cm; but TUM teddy over five
     seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
     the newest keyframe is worse there (docs/performance.md). The node uses it in real time
