@@ -8,6 +8,7 @@ Run with the ROS 2 test environment's Python (``make test`` creates .venv-ros)::
 
     .venv-ros/bin/python tools/node_latency.py                       # config/demo.yaml, 1x
     .venv-ros/bin/python tools/node_latency.py --speed 0.5 --json out/latency.json
+    .venv-ros/bin/python tools/node_latency.py --gravity     # the default start, not the truth
 
 The node is started as users start it (its console script with the parameter files); every
 image is stamped with the wall-clock time it is published, so "received - stamp" is the
@@ -88,8 +89,16 @@ def main(argv=None) -> int:
     p.add_argument('--no-replay', action='store_true',
                    help='skip the deterministic replay of the same flight (its ATE is printed '
                         'next to the live one)')
+    p.add_argument('--gravity', action='store_true',
+                   help="start from gravity (engine.init_pose 'gravity', the default config's "
+                        "start) instead of the config files' start (demo.yaml: the ground-truth "
+                        'pose)')
     args = p.parse_args(argv)
     configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
+    if args.gravity:
+        grav = Path(tempfile.mkdtemp(prefix='vssm_latency_')) / 'gravity.yaml'
+        grav.write_text('/**:\n  ros__parameters:\n    engine:\n      init_pose: gravity\n')
+        configs.append(grav)
     env = dict(os.environ)
     env.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
