@@ -162,13 +162,16 @@ def test_catch_up_skips_frames_within_the_gap_and_integrates_every_imu_sample(
 
 def test_catch_up_gap_grows_with_a_slow_engine():
     # An engine slower than max_frame_gap_s must still gain on the camera: the gap is then
-    # 1.5x its recent median step (a single slow step, such as a gravity solve, does not count).
+    # 1.5x its recent mean step, the longest left out (a single slow step, such as a gravity
+    # solve, does not count; rare long keyframe steps do: the mean is what the lag follows).
     live, _ = make_live(make_cfg(max_frame_gap_s=0.2))
     assert live._catch_up_gap_s() == 0.2
     live.busy_s.extend([0.05] * 7 + [3.0])
     assert live._catch_up_gap_s() == 0.2
     live.busy_s.extend([0.3] * 8)
     assert live._catch_up_gap_s() == pytest.approx(0.45)
+    live.busy_s.extend([0.08, 0.08, 0.5] * 2 + [0.08, 0.5])   # median 0.08, keyframes 0.5
+    assert live._catch_up_gap_s() == pytest.approx(1.5 * (5 * 0.08 + 2 * 0.5) / 7)
 
 
 def test_startup_frames_are_taken_in_order_then_caught_up(flight, messages, monkeypatch):

@@ -364,6 +364,15 @@ def cost_field(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
     """The cost field of a map posterior and the free space seen, over the box of
     ``cfg.extent`` centred on ``centre`` (map frame; default the origin), or over ``box``:
     (first cell (x, y, z) (3,), cell counts (X, Y, Z)). See the module docstring."""
+    return cost_from_occupancy(*box_occupancy(vmap, cfg, free, centre, box), free, cfg)
+
+
+def box_occupancy(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
+                  centre: Optional[Tensor] = None,
+                  box: Optional[Tuple[Tensor, Tuple[int, int, int]]] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The part of ``cost_field`` that reads the map and the free space: ``p`` and ``known``
+    (``occupancy_probability``) over the box, and its first cell (3,)."""
     res = free.resolution
     if box is None:
         if centre is None:
@@ -374,6 +383,14 @@ def cost_field(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
     else:
         lo, dims = box[0].to(vmap.device), tuple(int(d) for d in box[1])
     p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free, lo, dims)
+    return p, known, lo
+
+
+def cost_from_occupancy(p: Tensor, known: Tensor, lo: Tensor, free: FreeSpace,
+                        cfg: CostConfig) -> CostField:
+    """The rest of ``cost_field``, from ``box_occupancy``: the distance transform and the
+    cost (it reads neither the map nor the free space)."""
+    res = free.resolution
     obstacle = p >= cfg.occupied_threshold
     dist = distance_transform(obstacle, res, cfg.max_distance).to(p.dtype)
     cost = torch.exp(-(dist - cfg.robot_radius).clamp(min=0.0) / cfg.decay)

@@ -33,7 +33,7 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
-from vssm_ros.core.cost import CostField, FreeSpace, cost_field
+from vssm_ros.core.cost import CostField, FreeSpace, box_occupancy, cost_from_occupancy
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
                                     preintegrated_transition, white_acceleration_noise,
                                     with_propagated_cov)
@@ -816,14 +816,15 @@ class SlamEngine:
 
     # ------------------------------------------------------------------ outputs
 
-    @_under_map_lock
     @torch.no_grad()
     def render(self, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int,
-               chunk: int = 8192) -> Dict[str, np.ndarray]:
+               chunk: int = 4096) -> Dict[str, np.ndarray]:
         """Predicted depth (mean and std) and colour of a whole image from the map posterior.
 
         The std combines the first-hit spread, the map's signed-distance std at the hit and the
-        sensor noise: it is the predictive std of a depth measurement.
+        sensor noise: it is the predictive std of a depth measurement. Each ``chunk`` of rays
+        reads the map under its read lock, so that a keyframe's commit waits for one chunk
+        only (it lands in the later chunks of a render in progress).
 
         Returns:
             ``depth`` (H, W) metres, NaN where nothing is hit; ``depth_std`` (H, W);
@@ -840,9 +841,10 @@ class SlamEngine:
         for s in range(0, dirs.shape[0], chunk):
             d = dirs[s:s + chunk]
             depths = uniform_depths(d.shape[0], rc, self.device, self.dtype, spacing)
-            out = march_rays(self.map, T, d, depths, rc)
-            hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
-            wgt = self.map.weight_at(hit_pts).clamp(min=1e-3)
+            with self.mapper.lock.read():
+                out = march_rays(self.map, T, d, depths, rc)
+                hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
+                wgt = self.map.weight_at(hit_pts).clamp(min=1e-3)
             map_var = self.cfg.map.sdf_noise ** 2 / wgt
             sens = depth_sigma(out['depth'], self.cfg.sensor)
             std = torch.sqrt(out['depth_var'] + map_var + sens ** 2)
@@ -986,14 +988,16 @@ class SlamEngine:
             out[key] = np.stack([f[key] for f in frames])
         return out
 
-    @_under_map_lock
     @torch.no_grad()
     def cost_field(self) -> CostField:
         """The collision cost-to-go of the current map posterior (``engine.cost``) over the
         box of ``engine.cost.extent`` around the current position (the map origin before the
-        first frame)."""
+        first frame). Only the occupancy holds the map's read lock: a keyframe's commit does
+        not wait for the distance transform."""
         centre = None if self.state is None else self.state.p
-        return cost_field(self.map, self.cfg.cost, self.free_space, centre)
+        with self.mapper.lock.read():
+            occupancy = box_occupancy(self.map, self.cfg.cost, self.free_space, centre)
+        return cost_from_occupancy(*occupancy, self.free_space, self.cfg.cost)
 
     # ------------------------------------------------------------------ state I/O
 
