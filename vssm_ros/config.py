@@ -991,7 +991,7 @@ class NodeConfig:
     max_frame_gap_s: float = 0.2
     """In real time, when the engine lags, the frames between two processed frames are
     skipped but at most this many seconds of motion lie between them (more only when the
-    engine's recent steps are slower: then 1.5x its median step, so that it still catches
+    engine's recent steps are slower: then 1.5x its recent mean step, so that it still catches
     up). Jumping to the newest frame after a lag of seconds lost the track: from gravity on
     the demo flight, ATE 1.2 m (docs/performance.md); offline, frames 0.5-0.6 s apart at 2.5
     m/s after the start-up tracked to 0.3 cm, a single gap of 2 s gave 9.5 cm."""

@@ -14,7 +14,7 @@ output schedule and statistics live there.
 Real-time policy: the first ``node.startup_frames`` paired frames after start-up or a reset
 are processed in order (the velocity and gravity are estimated from consecutive frames); after
 them, when frames arrive faster than the engine runs, it catches up by skipping frames (counted
-as dropped) but never more than ``node.max_frame_gap_s`` of motion (or 1.5x its recent median
+as dropped) but never more than ``node.max_frame_gap_s`` of motion (or 1.5x its recent mean
 step when slower) between two processed frames; the queue keeps at most two frames per
 ``node.max_frame_gap_s`` and none older than ``node.max_lag_s``. Every IMU sample is queued
 and integrated in order.
