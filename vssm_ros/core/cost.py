@@ -237,10 +237,11 @@ def distance_transform(obstacle: Tensor, resolution: float, max_distance: float)
         out = f.clone()
         for k in range(1, min(K, n - 1) + 1):
             add = (k * resolution) ** 2
+            # In place (out=): a copy back per offset was a third of the transform's time.
             head = out.narrow(dim, 0, n - k)   # x gets f(x + k)
-            head.copy_(torch.minimum(head, f.narrow(dim, k, n - k) + add))
+            torch.minimum(head, f.narrow(dim, k, n - k) + add, out=head)
             tail = out.narrow(dim, k, n - k)   # x gets f(x - k)
-            tail.copy_(torch.minimum(tail, f.narrow(dim, 0, n - k) + add))
+            torch.minimum(tail, f.narrow(dim, 0, n - k) + add, out=tail)
         f = out
     return torch.sqrt(f).clamp(max=max_distance)
 
