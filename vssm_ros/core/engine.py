@@ -691,7 +691,7 @@ class SlamEngine:
         job, cells, cells_s = prepared
         t0 = time.perf_counter()
         self.free_space.mark(cells)
-        t1 = time.perf_counter() + cells_s
+        free_space_s = cells_s + time.perf_counter() - t0
         if job is not None:
             integrate.commit(self.map, job)
         # The budget is kept per keyframe (it needs host-side decisions, not per frame); the
@@ -699,7 +699,7 @@ class SlamEngine:
         t2 = time.perf_counter()
         self.map.restore_near(position)
         self.map.enforce_budget(position)
-        self.map.add_stage_time(free_space=t1 - t0, budget=time.perf_counter() - t2)
+        self.map.add_stage_time(free_space=free_space_s, budget=time.perf_counter() - t2)
 
     def _transition(self, imu, dt: float) -> Transition:
         """The transition from the current state to the next frame (the propagate step, and

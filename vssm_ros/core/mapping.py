@@ -34,7 +34,6 @@ class MapLock:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0        # threads holding the read lock
         self._writer: Optional[int] = None
-        self._writing = 0        # the writer's re-entrant depth
         self._waiting = 0        # writers waiting
         self._local = threading.local()
 
@@ -66,12 +65,8 @@ class MapLock:
     def write(self) -> Iterator[None]:
         """Hold the lock alone (readers and other writers wait)."""
         me = threading.get_ident()
-        if self._writer == me:
-            self._writing += 1
-            try:
-                yield
-            finally:
-                self._writing -= 1
+        if self._writer == me:   # nested: the outer write releases
+            yield
             return
         if getattr(self._local, 'reads', 0):
             raise RuntimeError('MapLock: a thread that reads the map cannot start writing')
@@ -80,12 +75,12 @@ class MapLock:
             while self._writer is not None or self._readers:
                 self._cond.wait()
             self._waiting -= 1
-            self._writer, self._writing = me, 1
+            self._writer = me
         try:
             yield
         finally:
             with self._cond:
-                self._writer, self._writing = None, 0
+                self._writer = None
                 self._cond.notify_all()
 
 

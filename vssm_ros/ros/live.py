@@ -58,7 +58,8 @@ namespace and remap) of the realsense2_camera driver."""
 IMU_BUFFER = 4000
 """IMU samples held between two frames (20 s at 200 Hz); more are dropped and counted."""
 LOCKSTEP_FRAMES = 1000
-"""Frames queued in lockstep mode; more are dropped and counted."""
+"""Frames the queue holds at most (lockstep; in real time ``node.max_lag_s`` and the catch-up's
+thinning bound it first); more are dropped and counted."""
 INTAKE_COUNTS = ('frames_received', 'frames_dropped', 'imu_overflow', 'time_jumps')
 """Intake counts the diagnostics always show (0 until they happen)."""
 LATENCY_WINDOW = 200

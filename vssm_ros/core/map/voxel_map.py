@@ -82,14 +82,14 @@ class VoxelMap:
         """Slot and local continuous voxel coordinates in [0, B) of the block holding each
         point's cell. Shape: (N, 3) -> (N,), (N, 3)."""
         v = points / self.resolution
-        blk = self._locate_blocks(points).to(v.dtype)
-        local = v - blk * self.B
+        blk = self._locate_blocks(points)
+        local = v - blk.to(v.dtype) * self.B
         # Keep the atlas coordinate off the block's faces by a few ulps, so that its rounding
         # in grid_sample cannot pick a cell of the neighbouring slot (whose values would enter
         # the gradient); the gradient passes through unchanged.
         eps = self.atlas.coordinate_eps()
         inside = local.detach().clamp(eps, self.B - eps)
-        return self.atlas.slots_of(blk.long()), local + (inside - local.detach())
+        return self.atlas.slots_of(blk), local + (inside - local.detach())
 
     def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's block (as ``_locate`` finds it) is allocated, from a dense
@@ -238,12 +238,6 @@ class VoxelMap:
         slots[new] = self.atlas.allocate(keys[new])
         self.atlas.refresh_apron(coords[new], slots[new])
         return slots
-
-    def prepare_blocks(self, blk: torch.Tensor) -> torch.Tensor:
-        """Make active the padded blocks that fusion writes to (``plan_blocks`` and
-        ``activate_blocks``). Shape: blk (M, 3) block coordinates -> their slots (M,)."""
-        plan = self.plan_blocks(blk)
-        return self.activate_blocks(plan)[plan.rows]
 
     # ------------------------------------------------------------------ memory budget
 
