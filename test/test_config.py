@@ -151,6 +151,8 @@ def test_specialisation_values():
     ({'engine': {'dtype': 'float16'}}, 'engine.dtype'),
     ({'engine': {'map': {'observed_floor': 0.0}}}, 'map.observed_floor'),
     ({'engine': {'map': {'observed_floor': 1.5}}}, 'map.observed_floor'),
+    ({'engine': {'sensor': {'color_observed_floor': 0.0}}}, 'sensor.color_observed_floor'),
+    ({'engine': {'sensor': {'color_observed_floor': 1.01}}}, 'sensor.color_observed_floor'),
     ({'engine': {'inference': {'track_stop_translation': -1e-4}}},
      'inference.track_stop_translation'),
     ({'topcis': {'rgb': '/a'}}, 'topcis'),

@@ -60,6 +60,8 @@ FLIGHTS: List[Flight] = [
     Flight('hall-centre', 'layout', 'tune', dict(_LOOP, layout='hall', start='centre', seed=3)),
     Flight('time-offset-5ms', 'sensor-faults', 'tune', dict(_LOOP, time_offset_s=0.005, seed=4)),
     Flight('exposure', 'sensor-faults', 'tune', dict(_LOOP, exposure_std=0.15, seed=5)),
+    Flight('noise3x-room11x7', 'sensor-faults', 'tune',
+           dict(_LOOP, room_size=(11.0, 7.0, 3.5), noise_scale=3.0, seed=13)),
     Flight('bb-train-28s', 'blackbird', 'tune',
            dict(_BB, blackbird_path='train', blackbird_start_s=28.0)),
     # Held out: fast, agile, faults, textures, the real trajectories.

@@ -470,6 +470,14 @@ class SensorConfig:
     of 5 (exposure changes 3.59 against 3.41 cm, start in motion 1.73 against 1.30, hall 5.28
     against 4.49), on the demo flight 0.339 against 0.348 cm, on TUM teddy with colour
     tracking 1.85 against 2.0 cm (colour off there: 1.77)."""
+    color_observed_floor: float = 0.5
+    """The colour likelihood uses a ray only where the colour-observed corners of its cell
+    hold at least this share of the trilinear weight (the colour is interpolated over them, as
+    ``map.observed_floor`` does for the signed distance). 1: all eight corners. Noisy depth
+    leaves some voxels near a surface without colour: at 3x the synthetic camera's depth
+    noise, requiring all eight left so few colour rays that tracking slid along the walls
+    (39 m on the flight noise3x-room11x7; 13 cm with 0.5, 28 m with 0.75). On the demo
+    flight 0.25 against 0.34 cm (docs/scenarios.md, session 13)."""
     variance_factor: bool = True
     """Scale the published pose covariance (``Estimate.cov``, odometry) by the running mean
     square of the tracked rays' normalised residual when it is above 1 (the a-posteriori
@@ -487,6 +495,8 @@ class SensorConfig:
     def __post_init__(self):
         for k in ('depth_sigma_a', 'model_sigma', 'color_sigma', 'huber'):
             _check(getattr(self, k) > 0, f'sensor.{k}', 'must be > 0')
+        _check(0 < self.color_observed_floor <= 1, 'sensor.color_observed_floor',
+               f'must be in (0, 1], got {self.color_observed_floor}')
         _check(0 < self.ray_info_scale <= 1, 'sensor.ray_info_scale',
                f'must be in (0, 1], got {self.ray_info_scale}')
         _check(self.depth_sigma_b >= 0, 'sensor.depth_sigma_b', 'must be >= 0')

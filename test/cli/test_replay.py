@@ -179,7 +179,9 @@ def test_failed_frames_are_counted_and_skipped(tmp_path):
     fr = m['frames']
     assert (fr['received'], fr['processed'], fr['failed']) == (7, 6, 1)
     assert fr['errors'] == {'StateError': 1}
-    assert len(notes) == 1 and 'skipped: StateError' in notes[0]
+    # (This 48x36 flight at 5 Hz without IMU also goes DEGRADED for a frame or two: notes.)
+    skips = [n for n in notes if 'skipped' in n]
+    assert len(skips) == 1 and 'skipped: StateError' in skips[0]
     assert str(frames[3].stamp_ns) in m['frames']['first_errors'][0]
     # init_pose identity: the map frame is the first body frame.
     assert m['init_pose'] == 'identity' and not m['init_from_ground_truth']

@@ -104,6 +104,39 @@ def test_colour_near_surface_matches_image(plane_map):
     assert float(m.color_at(_column(0.5, -0.1, [1.8])).abs().max()) == 0.0
 
 
+def test_colour_goes_to_voxels_the_map_places_on_the_surface():
+    # The voxel centre at z = 1.90 is 0.10 in front of a plane at 2.0 (beyond the colour band,
+    # truncation / 2 = 0.075: no colour), then 0.10 behind one at 1.80. Neither image alone
+    # puts it near the surface, but the fused mean of the two (0) does: it takes the second
+    # image's colour, as noisy depth that straddles a surface gives it.
+    m = VoxelMap(_cfg(), 'cpu', F64)
+    depth, rgb = _plane(2.0)
+    m.fuse(depth, rgb, K, EYE)
+    at = _column(-0.5, 0.1, [1.90])
+    assert float(m.color_and_share(at)[1]) == 0.0
+    m.fuse(torch.full((H, W), 1.80, dtype=F64),
+           torch.tensor(BLUE, dtype=F64).expand(H, W, 3), K, EYE)
+    assert float(m.sdf_at(at).abs()) < 1e-9
+    col, share = m.color_and_share(at)
+    assert float(share) == pytest.approx(1.0)
+    assert torch.allclose(col[0], torch.tensor(BLUE, dtype=F64), atol=1e-9)
+
+
+def test_colour_band_widens_with_the_measured_depth_noise():
+    # A camera noisier than the sensor model (tracking's variance factor above 1) misses the
+    # surface by more: the band, truncation / 2 = 0.075, widens by the ratio.
+    at = _column(-0.5, 0.1, [1.90])   # 0.10 in front of the plane
+    for scale, coloured in ((1.0, False), (0.5, False), (1.2, False), (1.5, True)):
+        m = VoxelMap(_cfg(), 'cpu', F64)
+        depth, rgb = _plane(2.0)
+        m.fuse(depth, rgb, K, EYE, noise_scale=scale)
+        col, share = m.color_and_share(at)
+        assert (float(share) == pytest.approx(1.0)) == coloured, scale
+        assert float(share) in (0.0, pytest.approx(1.0))
+        if coloured:
+            assert torch.allclose(col[0], torch.tensor(RED, dtype=F64), atol=1e-9)
+
+
 def test_colour_interpolates_over_colour_observed_corners(plane_map):
     # Voxel centres along this column sit at 1.90 (no colour: sdf 0.10 > truncation / 2),
     # 1.95 and 2.00 (coloured). At 1.92 the coloured corner has 0.4 of the trilinear weight:

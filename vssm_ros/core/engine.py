@@ -319,7 +319,9 @@ class SlamEngine:
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
             self._pending = {'depth': depth, 'rgb': rgb, 'K': K, 'T_body_cam': T_body_cam,
-                             'anchor_var': self.anchor_var}
+                             'anchor_var': self.anchor_var,
+                             # A camera noisier than the model widens the colour band.
+                             'noise_scale': math.sqrt(max(1.0, self.residual_var))}
             self._window = [WindowFrame(frame.stamp_ns, post.clone(), None, None)]
             if first or inf.window <= 1:
                 post = self._close_window(post)
@@ -677,7 +679,7 @@ class SlamEngine:
         update, the free-space cells it saw, and the seconds the cells took."""
         job = integrate.prepare(self.map, pending['depth'], pending['rgb'], pending['K'],
                                 T_world_cam, depth_sigma(pending['depth'], self.cfg.sensor),
-                                self.cfg.map.fuse_pixels, pose_var)
+                                self.cfg.map.fuse_pixels, pose_var, pending['noise_scale'])
         t0 = time.perf_counter()
         cells = self.free_space.free_cells(pending['depth'], pending['K'], T_world_cam,
                                            self.cfg.render.near)

@@ -122,8 +122,9 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
                          usable: torch.Tensor, scfg: SensorConfig) -> Dict[str, torch.Tensor]:
     """The colour likelihood's residuals: observed grey intensity against the map's colour
     at the ray's observed point, ``(i_obs - I(R q_obs + p)) / color_sigma``, with their
-    Jacobian and robust weights (rays whose depth is usable and whose cell's colour was
-    observed at every corner).
+    Jacobian and robust weights (rays whose depth is usable and whose cell's colour-observed
+    corners hold at least ``color_observed_floor`` of the trilinear weight; the colour is
+    interpolated over those corners).
 
     Depth constrains a pose along the surfaces' normals only; on a textured plane, motion along
     it shows in colour alone (coloured ICP's term, Park et al. 2017).
@@ -137,7 +138,7 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
         inten = col.mean(dim=-1)
         (g,) = torch.autograd.grad(inten.sum(), x)
     inten = inten.detach()
-    ok = usable & (share.detach() > 0.999)
+    ok = usable & (share.detach() >= min(scfg.color_observed_floor, 0.999))   # 1: all corners
     gain, offset = (brightness_fit(rays.i_obs, inten, ok) if scfg.color_affine
                     else (torch.ones_like(inten[0]), torch.zeros_like(inten[0])))
     r = (rays.i_obs - (gain * inten + offset)) / scfg.color_sigma

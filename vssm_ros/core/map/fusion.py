@@ -23,16 +23,19 @@ class Observation:
         sdf: projective signed distance, clamped to ±truncation (metres). Shape: (M,).
         weight: observation weight. Shape: (M,).
         pix: flat index of the nearest pixel (for colour). Shape: (M,).
+        color_band: colour goes to voxels within this distance of the surface (metres).
     """
 
     vox: torch.Tensor
     sdf: torch.Tensor
     weight: torch.Tensor
     pix: torch.Tensor
+    color_band: float
 
 
 def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg: MapConfig,
-            depth_sigma: Optional[torch.Tensor], max_pixels: int) -> Optional[Observation]:
+            depth_sigma: Optional[torch.Tensor], max_pixels: int,
+            noise_scale: float = 1.0) -> Optional[Observation]:
     """Candidate voxels of one depth image and their projective signed distances.
 
     Candidates are voxels met by samples along the pixels' rays from ``2 truncation`` in front
@@ -48,6 +51,8 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
         depth_sigma: depth noise std per pixel; the observation weight is
             ``(sdf_noise / sigma)²`` capped at 1 (None: weight 1). Shape: (H, W).
         max_pixels: rays used to find candidate voxels (a regular subset beyond this).
+        noise_scale: the camera's depth noise over the sensor model's, as tracking measures
+            it (>= 1): the colour band, half a truncation, widens by it.
     Returns:
         The observations, or None when the image has no valid depth.
     """
@@ -88,7 +93,8 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
         wgt = torch.ones_like(sdf)
     else:
         wgt = (cfg.sdf_noise / depth_sigma.reshape(-1)[pix]).pow(2).clamp(max=1.0)
-    return Observation(vox=vox[upd], sdf=sdf, weight=wgt, pix=pix)
+    return Observation(vox=vox[upd], sdf=sdf, weight=wgt, pix=pix,
+                       color_band=0.5 * cfg.truncation * max(1.0, noise_scale))
 
 
 def dilated_voxels(idx: torch.Tensor) -> torch.Tensor:

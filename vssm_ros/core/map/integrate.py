@@ -68,12 +68,13 @@ class FusionJob:
 
 def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Tensor,
             T_world_cam: torch.Tensor, depth_sigma: Optional[torch.Tensor], max_pixels: int,
-            pose_var: Optional[torch.Tensor]) -> Optional[FusionJob]:
+            pose_var: Optional[torch.Tensor], noise_scale: float = 1.0
+            ) -> Optional[FusionJob]:
     """The update of ``vmap`` (a ``VoxelMap``) with one keyframe, read-only (see the module
     docstring; the arguments are ``VoxelMap.fuse``'s). None when the image has no valid
     depth."""
     t0 = time.perf_counter()
-    obs = observe(depth, K, T_world_cam, vmap.cfg, depth_sigma, max_pixels)
+    obs = observe(depth, K, T_world_cam, vmap.cfg, depth_sigma, max_pixels, noise_scale)
     if obs is None or obs.vox.shape[0] == 0:
         return None
     blk, local, rows = containing_blocks(obs.vox, vmap.B)
@@ -137,8 +138,11 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
     values = {'dist_seen': torch.stack((s_new - cfg.truncation, seen)),
               'weight': W_new.clamp(max=cfg.max_weight)[None]}
     if rgb is not None:
-        # Colour only near the surface; other voxels keep theirs.
-        cw = torch.where(obs.sdf.abs() < 0.5 * cfg.truncation, wgt, torch.zeros_like(wgt))
+        # Colour only near the surface, as this image sees it or as the map now places it;
+        # other voxels keep theirs. (With depth noise near the band, the image alone leaves
+        # voxels on the surface without colour more often than not.)
+        near = (obs.sdf.abs() < obs.color_band) | (s_new.abs() < obs.color_band)
+        cw = torch.where(near, wgt, torch.zeros_like(wgt))
         col = rgb.reshape(-1, 3)[obs.pix].to(vmap.dtype)
         cw_old = atlas.view('color_weight')[0].index_select(0, home)
         cw_new = cw_old + cw

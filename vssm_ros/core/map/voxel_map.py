@@ -175,7 +175,8 @@ class VoxelMap:
 
     def fuse(self, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Tensor,
              T_world_cam: torch.Tensor, depth_sigma: Optional[torch.Tensor] = None,
-             max_pixels: int = 20000, pose_var: Optional[torch.Tensor] = None) -> int:
+             max_pixels: int = 20000, pose_var: Optional[torch.Tensor] = None,
+             noise_scale: float = 1.0) -> int:
         """Closed-form posterior update with one depth image (projective signed distances,
         see ``core.map.fusion.observe``): each voxel's weighted mean of its observations.
 
@@ -188,11 +189,13 @@ class VoxelMap:
             max_pixels: rays used to find candidate voxels.
             pose_var: position and rotation variance (m², rad²) of the camera pose in the
                 world, remembered by the blocks of the updated voxels. Shape: (2,).
+            noise_scale: the camera's depth noise over ``depth_sigma``'s, as measured
+                (widens the colour band; see ``fusion.observe``).
         Returns:
             The number of voxels updated.
         """
         job = integrate.prepare(self, depth, rgb, K, T_world_cam, depth_sigma, max_pixels,
-                                pose_var)
+                                pose_var, noise_scale)
         return 0 if job is None else integrate.commit(self, job)
 
     def add_stage_time(self, **seconds: float) -> None:
