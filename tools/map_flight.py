@@ -6,8 +6,9 @@ The map v2 benchmark (issue 13). The flight comes from the built-in generator (a
 start), frames are fed straight to a ``SlamEngine`` with the default config (plus --config
 files) and a disk swap for evicted map regions, as the replay does. Printed and written to
 ``--out``: ATE, peak and sampled RSS (every --sample frames), map block counts, the median step
-time of the first and last 1,000 frames, held-out depth error of the first room's views
-(measured at --heldout-at frames: before leaving and after coming back), and a plot of RSS.
+time of the first and last 1,000 frames, frames per tracking status, held-out depth error of
+the first room's views (measured at --heldout-at frames: before leaving and after coming
+back), a plot of RSS and the estimated trajectory (``trajectory.tum``).
 
 Examples::
 
@@ -23,6 +24,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
@@ -36,6 +38,7 @@ from vssm_ros.config import SyntheticConfig, VssmConfig, load_config  # noqa: E4
 from vssm_ros.core.engine import SlamEngine  # noqa: E402
 from vssm_ros.data.atomic import atomic_write_text  # noqa: E402
 from vssm_ros.data.map_swap import DiskSwap  # noqa: E402
+from vssm_ros.data.trajectory import write_tum_trajectory  # noqa: E402
 from vssm_ros.data.synthetic import generate_flight  # noqa: E402
 from vssm_ros.eval.heldout import heldout_depth_error, map_to_world  # noqa: E402
 from vssm_ros.eval.metrics import trajectory_metrics  # noqa: E402
@@ -64,6 +67,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
     flight = generate_flight(syn)
     engine = SlamEngine(cfg.engine, swap=DiskSwap(cfg.engine.map.swap_dir or None))
     stamps, poses, steps, samples, heldout, iters = [], [], [], [], [], []
+    status: Counter = Counter()
+    stamps_ns: List[int] = []
     T_world_map = np.eye(4)
     n = min(max_frames, flight.n_frames)
     t0 = time.perf_counter()
@@ -77,7 +82,9 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         est = engine.step(item)
         steps.append(time.perf_counter() - t)
         iters.append(est.timings.get('track_iters', 0.0))
+        status[est.status] += 1
         stamps.append(item.stamp_ns * 1e-9)
+        stamps_ns.append(item.stamp_ns)
         poses.append(est.T_world_body)
         k = len(steps)
         if k % sample == 0 or k == n:
@@ -86,7 +93,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
             print(f'frame {k}: RSS {samples[-1]["rss_mb"]:.0f} MB, blocks active '
                   f'{st["active_blocks"]} / total {st["total_blocks"]}, evicted regions '
                   f'{st["evicted_regions"]}, step p50 {1e3 * np.median(steps[-sample:]):.0f} '
-                  f'ms, {np.mean(iters[-sample:]):.1f} iterations', flush=True)
+                  f'ms, {np.mean(iters[-sample:]):.1f} iterations, status {dict(status)}',
+                  flush=True)
         back = (heldout and k - heldout[-1]['frame'] >= 500 and float(np.linalg.norm(
             flight.gt_frames.T_world_body[k - 1][:3, 3] - flight.gt_frames.T_world_body[
                 heldout[0]['frame'] - 1][:3, 3])) < 0.5)
@@ -114,6 +122,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
                 track_iters_first=float(np.mean(iters[:1000])),
                 track_iters_last=float(np.mean(iters[-1000:])),
                 peak_rss_mb=peak_rss_mb(), samples=samples, heldout=heldout,
+                status_frames=dict(status),
+                trajectory=dict(stamps_ns=np.array(stamps_ns), T_world_body=np.array(poses)),
                 map=engine.map_stats())
 
 
@@ -170,14 +180,17 @@ def main(argv=None) -> int:
     res['rss_slope_mb_per_1000_frames'] = rss_slope(res['samples'])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    poses = res.pop('trajectory')
     atomic_write_text(out / 'map_flight.json', json.dumps(res, indent=2) + '\n')
+    write_tum_trajectory(out / 'trajectory.tum', poses['stamps_ns'], poses['T_world_body'])
     plot(res['samples'], cfg.engine.map.memory_mb, out / 'rss.png')
     print(f"{a.layout}/{a.start} {res['flight']['frames']} frames: "
           f"ATE {100 * res['ate_rmse_m']:.2f}"
           f" cm (max {100 * res['ate_max_m']:.2f}), peak RSS {res['peak_rss_mb']:.0f} MB, "
           f"{res['frames_per_s']:.1f} frames/s, step p50 first/last 1000 "
           f"{res['step_p50_first_ms']:.0f}/{res['step_p50_last_ms']:.0f} ms, RSS slope "
-          f"{res['rss_slope_mb_per_1000_frames']:.1f} MB/1000 frames; map {res['map']}")
+          f"{res['rss_slope_mb_per_1000_frames']:.1f} MB/1000 frames; frames per status "
+          f"{res['status_frames']}; map {res['map']}")
     return 0
 
 
