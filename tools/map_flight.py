@@ -66,9 +66,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         heldout_at: List[int], heldout_upto: int) -> Dict:
     flight = generate_flight(syn)
     engine = SlamEngine(cfg.engine, swap=DiskSwap(cfg.engine.map.swap_dir or None))
-    stamps, poses, steps, samples, heldout, iters = [], [], [], [], [], []
+    stamps_ns, poses, steps, samples, heldout, iters = [], [], [], [], [], []
     status: Counter = Counter()
-    stamps_ns: List[int] = []
     T_world_map = np.eye(4)
     n = min(max_frames, flight.n_frames)
     t0 = time.perf_counter()
@@ -83,7 +82,6 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         steps.append(time.perf_counter() - t)
         iters.append(est.timings.get('track_iters', 0.0))
         status[est.status] += 1
-        stamps.append(item.stamp_ns * 1e-9)
         stamps_ns.append(item.stamp_ns)
         poses.append(est.T_world_body)
         k = len(steps)
@@ -100,7 +98,7 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
                 heldout[0]['frame'] - 1][:3, 3])) < 0.5)
         if k in heldout_at or back:
             if not heldout:   # one alignment for all: the views must not move with later drift
-                T_world_map = map_to_world(np.array(stamps), np.array(poses), flight)
+                T_world_map = map_to_world(np.array(stamps_ns) * 1e-9, np.array(poses), flight)
             heldout.append(dict(frame=k, **_heldout(engine, flight, T_world_map, heldout_upto),
                                 evicted_regions=engine.map_stats()['evicted_regions'],
                                 restores=engine.map_stats()['restores']))
@@ -110,8 +108,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
     engine.flush()
     wall = time.perf_counter() - t0
     gt = flight.gt_frames
-    tm = trajectory_metrics(np.array(stamps), np.array(poses), flight.frame_stamps_ns * 1e-9,
-                            gt.T_world_body)
+    tm = trajectory_metrics(np.array(stamps_ns) * 1e-9, np.array(poses),
+                            flight.frame_stamps_ns * 1e-9, gt.T_world_body)
     first, last = steps[:1000], steps[-1000:]
     return dict(flight=dict(layout=syn.layout, start=syn.start, duration_s=syn.duration_s,
                             frames=len(steps)),

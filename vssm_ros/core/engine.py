@@ -321,7 +321,7 @@ class SlamEngine:
             self._pending = {'depth': depth, 'rgb': rgb, 'K': K, 'T_body_cam': T_body_cam,
                              'anchor_var': self.anchor_var,
                              # A camera noisier than the model widens the colour band.
-                             'noise_scale': math.sqrt(max(1.0, self.residual_var))}
+                             'noise_scale': math.sqrt(self.residual_var)}
             self._window = [WindowFrame(frame.stamp_ns, post.clone(), None, None)]
             if first or inf.window <= 1:
                 post = self._close_window(post)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, List, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import torch
 
@@ -104,7 +104,8 @@ class KeyframeMapper:
     called once per frame after tracking, commits it on the engine thread once ``lag`` steps
     have passed, waiting for the worker if it is not done. Which frames see a keyframe thus
     depends on the data only, never on timing: a run gives the same result on any machine.
-    A new keyframe commits the one before first (its ``prepare`` reads that one's writes).
+    A new keyframe commits the one before first (its ``prepare`` reads that one's writes), so
+    at most one keyframe is ever pending.
 
     Args:
         asynchronous: prepare on a worker thread beside tracking.
@@ -122,8 +123,9 @@ class KeyframeMapper:
         self.lag = max(1, int(lag))
         self.worker_threads = int(worker_threads)
         self._pool: Optional[ThreadPoolExecutor] = None
-        # Submitted keyframes in order: [the prepare's future, commit, steps left].
-        self._jobs: List[List[Any]] = []
+        # The pending keyframe: (the prepare's future, commit), and the steps left.
+        self._job: Optional[Tuple[Future, Callable[[Any], None]]] = None
+        self._steps_left = 0
 
     def fuse(self, prepare: Callable[[], Any], commit: Callable[[Any], None],
              now: bool = False) -> None:
@@ -141,7 +143,8 @@ class KeyframeMapper:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='vssm-mapping',
                                             initializer=self._init_worker)
-        self._jobs.append([self._pool.submit(self._prepare, prepare), commit, self.lag])
+        self._job = (self._pool.submit(self._prepare, prepare), commit)
+        self._steps_left = self.lag
 
     def _init_worker(self) -> None:
         if self.worker_threads > 0:
@@ -153,34 +156,27 @@ class KeyframeMapper:
 
     @property
     def pending(self) -> int:
-        """Keyframes submitted and not committed yet."""
-        return len(self._jobs)
+        """Keyframes submitted and not committed yet (0 or 1)."""
+        return int(self._job is not None)
 
     def step(self) -> None:
-        """One frame was tracked: commit the keyframes whose lag is over (waiting for their
-        preparation); a preparation's error is raised here, in the caller's thread."""
-        for job in self._jobs:
-            job[2] -= 1
-        while self._jobs and self._jobs[0][2] <= 0:
-            self._commit_first()
+        """One frame was tracked: commit the pending keyframe once its lag is over (waiting
+        for its preparation); a preparation's error is raised here, in the caller's thread."""
+        if self._job is None:
+            return
+        self._steps_left -= 1
+        if self._steps_left <= 0:
+            self.drain()
 
-    def _commit_first(self) -> None:
-        future, commit, _ = self._jobs.pop(0)
+    def drain(self) -> None:
+        """Commit the pending keyframe, if any (the map then holds every keyframe so far);
+        its preparation's error is raised here."""
+        if self._job is None:
+            return
+        (future, commit), self._job = self._job, None
         job = future.result()
         with self.lock.write():
             commit(job)
-
-    def drain(self) -> None:
-        """Commit every keyframe submitted (the map then holds every keyframe so far); raise
-        the first error, after the others are committed."""
-        errors = []
-        while self._jobs:
-            try:
-                self._commit_first()
-            except Exception as err:   # commit the others before raising
-                errors.append(err)
-        if errors:
-            raise errors[0]
 
     def close(self) -> None:
         """Finish the updates and stop the worker (its errors are dropped: the map is done)."""

@@ -52,7 +52,7 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
             ``(sdf_noise / sigma)²`` capped at 1 (None: weight 1). Shape: (H, W).
         max_pixels: rays used to find candidate voxels (a regular subset beyond this).
         noise_scale: the camera's depth noise over the sensor model's, as tracking measures
-            it (>= 1): the colour band, half a truncation, widens by it.
+            it: the colour band, half a truncation, widens by it (below 1: not at all).
     Returns:
         The observations, or None when the image has no valid depth.
     """
