@@ -99,9 +99,10 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         if k in heldout_at or back:
             if not heldout:   # one alignment for all: the views must not move with later drift
                 T_world_map = map_to_world(np.array(stamps_ns) * 1e-9, np.array(poses), flight)
+            st = engine.map_stats()
             heldout.append(dict(frame=k, **_heldout(engine, flight, T_world_map, heldout_upto),
-                                evicted_regions=engine.map_stats()['evicted_regions'],
-                                restores=engine.map_stats()['restores']))
+                                evicted_regions=st['evicted_regions'], restores=st['restores'],
+                                held_radius_m=st['held_radius_m']))
             print(f'held-out at frame {k}: {heldout[-1]}', flush=True)
         if k >= n:
             break

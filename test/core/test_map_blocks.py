@@ -232,11 +232,29 @@ def test_eviction_and_return_give_identical_renders():
     assert m.restore_near(back) == 0   # settled: nothing moves at the next keyframe
     near = [k for k, (c, _) in m._evicted.items() if np.linalg.norm(c - back) < 3.0]
     assert not near
+    assert m.stats()['held_radius_m'] == cfg.keep_radius   # the budget holds keep_radius
     m.restore_all()
     assert m.stats()['evicted_blocks'] == 0 and not swap.regions()
     after = _render(m, first)
     for k in before:
         assert torch.allclose(before[k], after[k], rtol=0, atol=1e-9), k
+
+
+def test_a_budget_short_of_keep_radius_says_how_far_it_holds():
+    cfg = _cfg(memory_mb=16, keep_radius=8.0)
+    m = _fused_map(cfg, HostSwap(), _three_rooms())
+    here = np.array([6.0, 0.0, 0.5])
+    m.budget_blocks = len(m.atlas) // 3
+    m.enforce_budget(here)
+    m.restore_near(here)
+    # Regions within keep_radius stay on disk: the nearest of them is how far the map holds.
+    left = sorted(np.linalg.norm(c - here) for c, _ in m._evicted.values())
+    short = [d for d in left if d <= cfg.keep_radius]
+    assert short and m.stats()['held_radius_m'] == pytest.approx(short[0])
+    assert 1.0 < short[0] < cfg.keep_radius
+    m.budget_blocks *= 4
+    m.restore_near(here)
+    assert m.stats()['held_radius_m'] == cfg.keep_radius
 
 
 def test_fusing_into_an_evicted_region_takes_it_back_first():

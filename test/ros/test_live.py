@@ -376,6 +376,19 @@ def test_diagnostics_name_a_camera_info_that_stopped(flight, messages):
                               '/camera/color/camera_info')
 
 
+def test_diagnostics_warn_when_the_map_budget_cannot_hold_keep_radius(flight, messages):
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 1))
+    status = live.diagnostics(0).status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == M.DIAG_OK and float(values['map.held_radius_m']) == 10.0
+    live.engine.map.held_radius = 6.5   # what restore_near leaves when the budget is short
+    status = live.diagnostics(0).status[0]
+    assert status.level == M.DIAG_WARN
+    assert status.message == ('map memory budget holds only 6.5 m of the 10.0 m keep_radius: '
+                              'raise engine.map.memory_mb')
+
+
 def test_while_a_newer_frame_waits_renders_are_put_off(flight, messages, monkeypatch):
     live, sink = make_live()
     feed(live, until_frame(messages, flight, 1))

@@ -622,5 +622,11 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
     level, text = input_health(live, values, new, last_rx, waiting, level, text)
     if new['autosave_failures'] and level < M.DIAG_WARN:
         level, text = M.DIAG_WARN, f'map autosave failed: {live.autosave.last_error}'
+    keep = live.cfg.engine.map.keep_radius
+    held = values.get('map.held_radius_m', keep)
+    if held < keep and level < M.DIAG_WARN:
+        # Regions the camera may see are on disk: predicted images and returns miss them.
+        level, text = M.DIAG_WARN, (f'map memory budget holds only {held:.1f} m of the '
+                                    f'{keep:.1f} m keep_radius: raise engine.map.memory_mb')
     return outputs.diagnostics_msg(live.types, stamp_ns, outputs.DIAGNOSTIC_NAME, level,
                                    text, values)

@@ -69,6 +69,8 @@ class VoxelMap:
         self._evicted: Dict[int, Tuple[np.ndarray, int]] = {}
         self.n_evictions = 0
         self.n_restores = 0
+        # Distance (metres) within which every region was in memory at the last budget check.
+        self.held_radius = float(cfg.keep_radius)
         # Seconds spent per fusion stage, summed over keyframes (``stats``).
         self.stage_s: Dict[str, float] = {}
         self.n_fused = 0
@@ -252,6 +254,7 @@ class VoxelMap:
         near = sorted((float(np.linalg.norm(c - position)), k, n)
                       for k, (c, n) in self._evicted.items())
         near = [x for x in near if x[0] <= self.cfg.keep_radius]
+        self.held_radius = near[0][0] if near else float(self.cfg.keep_radius)
         if not near:
             return 0
         active = self._active_regions(position)   # farthest first
@@ -269,6 +272,8 @@ class VoxelMap:
                 break
             self._restore([key])
             taken.append(key)
+        rest = near[len(taken):]
+        self.held_radius = rest[0][0] if rest else float(self.cfg.keep_radius)
         return len(taken)
 
     def enforce_budget(self, position: np.ndarray) -> int:
@@ -330,7 +335,9 @@ class VoxelMap:
         self.n_restores += len(regions)
 
     def stats(self) -> Dict[str, float]:
-        """Block counts and bytes: active (in the atlas), evicted (in the swap), total."""
+        """Block counts and bytes: active (in the atlas), evicted (in the swap), total; and
+        ``held_radius_m``, the distance from the drone within which every mapped region was in
+        memory at the last keyframe (below ``keep_radius`` when the budget cannot hold it)."""
         bpb = self.atlas.bytes_per_block()
         active = len(self.atlas)
         evicted = sum(n for _, n in self._evicted.values())
@@ -339,7 +346,7 @@ class VoxelMap:
                 'evicted_bytes': self.swap.nbytes(), 'reserved_bytes': self.atlas.nbytes(),
                 'budget_blocks': self.budget_blocks, 'evicted_regions': len(self._evicted),
                 'evictions': self.n_evictions, 'restores': self.n_restores,
-                'keyframes_fused': self.n_fused,
+                'keyframes_fused': self.n_fused, 'held_radius_m': self.held_radius,
                 'ms_per_keyframe': {k: 1e3 * v / max(self.n_fused, 1)
                                     for k, v in self.stage_s.items()}}
 
@@ -431,6 +438,7 @@ class VoxelMap:
         self.atlas.clear()
         self.swap.clear()
         self._evicted.clear()
+        self.held_radius = float(self.cfg.keep_radius)
 
 
 @dataclass
