@@ -483,7 +483,17 @@ class SensorConfig:
     square of the tracked rays' normalised residual when it is above 1 (the a-posteriori
     variance factor of least squares): a camera noisier than ``depth_sigma_a/b`` says so in
     its residuals (TUM's Kinect: 1.6 at the median), and a covariance from the assumed noise
-    is over-confident. The filter itself keeps the assumed noise."""
+    is over-confident. With ``adapt_noise`` the filter's depth noise follows the measured
+    noise, and this factor is what remains above it."""
+    adapt_noise: bool = True
+    """Scale the depth noise that tracking, the window, fusion and the predicted depth std
+    assume (``depth_sigma_a/b``) by the camera's measured noise: the running root mean square
+    of well-tracked frames' normalised depth residuals, in units of the configured noise.
+    Only the excess over 1.3 scales it (the residuals also carry the map's own error and what
+    the model leaves out: TUM's Kinect measures 1.26, and tracking it with a wider noise was
+    worse), never down, at most 4x. At 3x the synthetic camera's noise (flight
+    noise3x-room11x7: 3.3 measured) the configured noise over-weighted single noisy rays
+    against the colour term and the IMU, and tracking drifted (7.9 cm; 5.3 cm adapted)."""
     huber: float = 2.0
     """Huber threshold on normalised depth and colour residuals (robust to outliers and
     dynamics)."""
@@ -508,13 +518,18 @@ class MotionConfig:
 
     gravity: float = 9.81
     """Gravity magnitude (m/s²); the world z axis points up."""
-    acc_noise: float = 0.05
+    acc_noise: float = 0.15
     """Accelerometer white-noise density (m/s²/sqrt(Hz)); the bias is estimated in the state
-    (``acc_bias_walk``). Above a datasheet's (BMI055: 0.0015): it also covers vibration and
-    the zero-order hold between samples."""
-    gyro_noise: float = 0.005
+    (``acc_bias_walk``). Far above a datasheet's (BMI055: 0.0015), near VINS-Mono's RealSense
+    configs (0.1): it also covers rotor vibration, the zero-order hold between samples and a
+    camera-IMU time offset. Chosen on the tune scenario flights (docs/scenarios.md, session
+    14): 0.05 / 0.1 / 0.15 / 0.25 gave a tune mean ATE of 1.75 / 1.30 / 1.06 / 0.97 cm, the
+    tune Blackbird flight (a real IMU) 1.26 / 1.33 / 1.40 / 1.58 cm; the held-out flights
+    improved with it (mean 2.90 -> 1.69 cm at 0.15)."""
+    gyro_noise: float = 0.015
     """Gyroscope white-noise density (rad/s/sqrt(Hz)); the bias is estimated in the state
-    (``gyro_bias_walk``). Above a datasheet's (BMI055: 0.00024) for the same reasons."""
+    (``gyro_bias_walk``). Far above a datasheet's (BMI055: 0.00024) for the same reasons
+    (VINS-Mono's RealSense configs: 0.01); chosen with ``acc_noise``, 1/10 of it."""
     acc_bias_walk: float = 0.001
     """Accelerometer bias random walk (m/s³/sqrt(Hz)): the bias drifts by this times
     sqrt(seconds). Allan-variance fits of a RealSense D435i's BMI055 give 6e-5 to 8e-4; 1e-3

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vssm_ros.config import EngineConfig, HealthConfig, MapConfig, SyntheticConfig
-from vssm_ros.core.engine import SlamEngine
+from vssm_ros.core.engine import NOISE_MODEL_SLACK, SlamEngine
 from vssm_ros.core.health import DEGRADED, LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.lie import so3_exp
 from vssm_ros.core.relocalise import candidate_poses, choose_candidate, yaw_rotations
@@ -222,12 +222,12 @@ def test_relocalisation_choice_lets_the_coasted_prior_tell_tied_places_apart():
     assert choose_candidate([], prior_p, cov, 0.3, 0.2) is None
 
 
-def _fly_noise(noise_scale: float, variance_factor: bool):
+def _fly_noise(noise_scale: float, variance_factor: bool, adapt_noise: bool = False):
     fl = generate_flight(SyntheticConfig(duration_s=1.5, width=48, height=36,
                                          noise_scale=noise_scale))
-    eng = SlamEngine(EngineConfig(sensor=dataclasses.replace(CFG.sensor,
-                                                             variance_factor=variance_factor)),
-                     T_world_body0=fl.gt_frames.T_world_body[0])
+    sensor = dataclasses.replace(CFG.sensor, variance_factor=variance_factor,
+                                 adapt_noise=adapt_noise)
+    eng = SlamEngine(EngineConfig(sensor=sensor), T_world_body0=fl.gt_frames.T_world_body[0])
     for item in fl.items():
         if isinstance(item, ImuSample):
             eng.add_imu(item)
@@ -248,3 +248,29 @@ def test_published_covariance_grows_with_the_residuals_of_a_noisier_camera():
         np.testing.assert_allclose(est.cov, plain.cov * max(1.0, eng.residual_var))
         factors.append(eng.residual_var)
     assert factors[1] > 2 * factors[0] and factors[1] > 1.5
+
+
+def test_tracking_assumes_the_measured_depth_noise_of_a_noisier_camera():
+    """``sensor.adapt_noise``: at 4x the generator's depth noise the engine measures the
+    camera's noise from the tracked residuals and tracks, refines and fuses with the
+    configured depth noise scaled up to it; the residuals against the scaled noise are then
+    about what the model expects. The default camera (less noisy than configured; the
+    residuals grow a little once it moves) keeps the configured noise."""
+    scales = []
+    for noise_scale in (1.0, 4.0):
+        eng, est = _fly_noise(noise_scale, True, True)
+        scale = eng._sensor_cfg.depth_sigma_a / CFG.sensor.depth_sigma_a
+        assert eng._sensor_cfg.depth_sigma_b / CFG.sensor.depth_sigma_b == pytest.approx(scale)
+        measured = np.sqrt(eng.noise_var)
+        assert scale == pytest.approx(max(1.0, measured / NOISE_MODEL_SLACK), rel=0.05)
+        assert 0.5 < eng.residual_var < 1.5 * NOISE_MODEL_SLACK ** 2   # the variance factor
+        scales.append((measured, scale))
+    # The default camera's residuals stay within what the model allows for; 4x the
+    # generator's noise is about twice the configured one at this range, and the residuals
+    # also carry the error of a map fused from that noise.
+    assert scales[0][0] < NOISE_MODEL_SLACK and scales[0][1] == 1.0
+    assert 2.5 < scales[1][0] < 4.0 and 2.0 < scales[1][1] < 3.0
+    # Saved and restored with the state.
+    again = SlamEngine(EngineConfig(sensor=eng.cfg.sensor))
+    again.load_state_dict(eng.state_dict())
+    assert again._sensor_cfg == eng._sensor_cfg and again.noise_var == eng.noise_var

@@ -153,7 +153,9 @@ def test_engine_started_in_motion_solves_gravity_and_levels_the_map(flight):
 
     off = dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, align_frames=0))
     eng_off, est, gt, _ = _run_from(flight, off, 5.0, 60)
-    assert eng_off.gravity_correction_deg == 0.0 and ate(est[20:], gt[20:]).rmse > 0.1
+    # Without the solve the map stays tilted: 6.5 cm (the IMU noise of session 14; 0.05 /
+    # 0.005 gave 10-15 cm), against 2.5 cm at most with it.
+    assert eng_off.gravity_correction_deg == 0.0 and ate(est[20:], gt[20:]).rmse > 0.05
 
 
 def test_engine_at_rest_keeps_its_start(flight):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vssm_ros.config import (CostConfig, EngineConfig, InferenceConfig, MapConfig,
+from vssm_ros.config import (CostConfig, EngineConfig, InferenceConfig, MapConfig, MotionConfig,
                              PredictionConfig, SyntheticConfig)
 from vssm_ros.core.cost import CostField
 from vssm_ros.core.dynamics import initial_state
@@ -21,7 +21,9 @@ from vssm_ros.errors import StateError
 from vssm_ros.types import Frame, ImuSample
 
 SYN = SyntheticConfig(duration_s=2.0, width=40, height=30, camera_rate_hz=10.0)
-CFG = EngineConfig(dtype='float64',
+# The rollouts spread with the IMU noise: the tolerances below are for a well-characterised
+# IMU (the default's wider noise also covers rotor vibration).
+CFG = EngineConfig(dtype='float64', motion=MotionConfig(acc_noise=0.05, gyro_noise=0.005),
                    map=MapConfig(resolution=0.1, truncation=0.3),
                    predict=PredictionConfig(samples=8), cost=CostConfig(max_distance=1.0))
 FAST = dataclasses.replace(CFG, dtype='float32',
