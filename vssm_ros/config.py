@@ -523,9 +523,9 @@ class MotionConfig:
     (``acc_bias_walk``). Far above a datasheet's (BMI055: 0.0015), near VINS-Mono's RealSense
     configs (0.1): it also covers rotor vibration, the zero-order hold between samples and a
     camera-IMU time offset. Chosen on the tune scenario flights (docs/scenarios.md, session
-    14): 0.05 / 0.1 / 0.15 / 0.25 gave a tune mean ATE of 1.75 / 1.30 / 1.06 / 0.97 cm, the
+    14): 0.05 / 0.1 / 0.15 / 0.25 gave a tune mean ATE of 1.89 / 1.30 / 1.06 / 0.97 cm, the
     tune Blackbird flight (a real IMU) 1.26 / 1.33 / 1.40 / 1.58 cm; the held-out flights
-    improved with it (mean 2.90 -> 1.69 cm at 0.15)."""
+    improved with it (mean 3.25 -> 1.69 cm at 0.15, with ``sensor.adapt_noise``)."""
     gyro_noise: float = 0.015
     """Gyroscope white-noise density (rad/s/sqrt(Hz)); the bias is estimated in the state
     (``gyro_bias_walk``). Far above a datasheet's (BMI055: 0.00024) for the same reasons
