@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from vssm_ros.config import EngineConfig, HealthConfig, MapConfig, SyntheticConfig
-from vssm_ros.core.engine import NOISE_MODEL_SLACK, SlamEngine
+from vssm_ros.core.dynamics import initial_state
+from vssm_ros.core.engine import NOISE_MODEL_SLACK, RELOC_VELOCITY_FLOOR, SlamEngine
 from vssm_ros.core.health import DEGRADED, LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.lie import so3_exp
 from vssm_ros.core.relocalise import candidate_poses, choose_candidate, yaw_rotations
+from vssm_ros.core.state_layout import POSE, V
 from vssm_ros.data.synthetic import generate_flight
 from vssm_ros.types import Frame, ImuSample
 
@@ -125,6 +127,28 @@ def test_covered_lens_goes_lost_keeps_the_map_and_recovers(flight):
     _, status0, err0, _, _, _ = _fly(flight, ())
     assert status0 == [OK] * len(status0)   # no false alarm (drift test included)
     assert max(err[back:]) < max(err0[back:]) + 0.03
+
+
+def test_a_relocalised_velocity_is_known_to_the_jump_over_the_time_lost():
+    """After 2 s lost, a relocalisation 0.3 m from the coasted pose: the velocity's std is
+    0.3 / 2 m/s (with the floor in quadrature), uncorrelated with the rest; the pose block
+    stays the relocalisation's."""
+    eng = SlamEngine(CFG)
+    coasted = initial_state(torch.eye(4, dtype=torch.float32), 0.5, 0.2, 2.0, 0.1, 0.01)
+    found = coasted.clone()
+    found.p = found.p + torch.tensor([0.3, 0.0, 0.0])
+    found.cov = found.cov.clone()
+    found.cov[POSE, POSE] = torch.eye(6) * 1e-4
+    found.cov[V, POSE] = 0.05
+    found.cov[POSE, V] = 0.05
+    cov = eng._velocity_after_jump(found, coasted, 2.0)
+    assert torch.allclose(torch.diagonal(cov)[V],
+                          torch.full((3,), 0.15 ** 2 + RELOC_VELOCITY_FLOOR ** 2))
+    assert torch.count_nonzero(cov[V, POSE]) == 0 and torch.count_nonzero(cov[POSE, V]) == 0
+    assert torch.equal(cov[POSE, POSE], found.cov[POSE, POSE])
+    # A jump of nothing: the floor.
+    cov = eng._velocity_after_jump(coasted, coasted, 2.0)
+    assert torch.allclose(torch.diagonal(cov)[V], torch.full((3,), RELOC_VELOCITY_FLOOR ** 2))
 
 
 def test_relocalises_from_half_a_metre_and_20_degrees(flight):
