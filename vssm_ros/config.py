@@ -493,7 +493,7 @@ class SensorConfig:
     the model leaves out: TUM's Kinect measures 1.26, and tracking it with a wider noise was
     worse), never down, at most 4x. At 3x the synthetic camera's noise (flight
     noise3x-room11x7: 3.3 measured) the configured noise over-weighted single noisy rays
-    against the colour term and the IMU, and tracking drifted (7.9 cm; 5.3 cm adapted)."""
+    against the colour term and the IMU: 2.48 cm, 2.09 adapted (docs/scenarios.md)."""
     huber: float = 2.0
     """Huber threshold on normalised depth and colour residuals (robust to outliers and
     dynamics)."""

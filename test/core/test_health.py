@@ -12,9 +12,10 @@ import torch
 
 from vssm_ros.config import EngineConfig, HealthConfig, MapConfig, SyntheticConfig
 from vssm_ros.core.dynamics import initial_state
-from vssm_ros.core.engine import NOISE_MODEL_SLACK, RELOC_VELOCITY_FLOOR, SlamEngine
+from vssm_ros.core.engine import RELOC_VELOCITY_FLOOR, SlamEngine
 from vssm_ros.core.health import DEGRADED, LOST, OK, HealthMonitor, TrackSignals
 from vssm_ros.core.lie import so3_exp
+from vssm_ros.core.noise import NOISE_MODEL_SLACK
 from vssm_ros.core.relocalise import candidate_poses, choose_candidate, yaw_rotations
 from vssm_ros.core.state_layout import POSE, V
 from vssm_ros.data.synthetic import generate_flight
@@ -283,9 +284,11 @@ def test_tracking_assumes_the_measured_depth_noise_of_a_noisier_camera():
     scales = []
     for noise_scale in (1.0, 4.0):
         eng, est = _fly_noise(noise_scale, True, True)
-        scale = eng._sensor_cfg.depth_sigma_a / CFG.sensor.depth_sigma_a
-        assert eng._sensor_cfg.depth_sigma_b / CFG.sensor.depth_sigma_b == pytest.approx(scale)
-        measured = np.sqrt(eng.noise_var)
+        noise = eng.depth_noise
+        scale = noise.sensor.depth_sigma_a / CFG.sensor.depth_sigma_a
+        assert noise.scale == pytest.approx(scale)
+        assert noise.sensor.depth_sigma_b / CFG.sensor.depth_sigma_b == pytest.approx(scale)
+        measured = np.sqrt(noise.var)
         assert scale == pytest.approx(max(1.0, measured / NOISE_MODEL_SLACK), rel=0.05)
         assert 0.5 < eng.residual_var < 1.5 * NOISE_MODEL_SLACK ** 2   # the variance factor
         scales.append((measured, scale))
@@ -297,4 +300,5 @@ def test_tracking_assumes_the_measured_depth_noise_of_a_noisier_camera():
     # Saved and restored with the state.
     again = SlamEngine(EngineConfig(sensor=eng.cfg.sensor))
     again.load_state_dict(eng.state_dict())
-    assert again._sensor_cfg == eng._sensor_cfg and again.noise_var == eng.noise_var
+    assert again.depth_noise.sensor == eng.depth_noise.sensor
+    assert again.depth_noise.var == eng.depth_noise.var

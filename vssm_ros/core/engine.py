@@ -22,7 +22,6 @@ The drivers (ROS node, replay CLI) convert inputs to ``Frame`` / ``ImuSample`` a
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import math
 import time
@@ -46,6 +45,7 @@ from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.map import BlockSwap, VoxelMap, integrate
 from vssm_ros.core.mapping import KeyframeMapper, leave_a_core_for_mapping
+from vssm_ros.core.noise import DepthNoise
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
                                       sample_imu_rollouts)
@@ -65,16 +65,8 @@ RENDER_SPACING = 0.85
 VARIANCE_FACTOR_RATE = 0.1
 """Weight of each tracked frame in the running mean of the squared normalised residual (a
 time constant of ten frames)."""
-NOISE_MODEL_SLACK = 1.3
-"""Measured depth noise (in units of the configured) that ``sensor.adapt_noise`` leaves to
-the model: the residuals also carry the map's own error and what the sensor model leaves out
-(TUM's Kinect at its configured noise: 1.26), which a wider noise does not fix (TUM teddy
-2.07 against 1.89 cm when it scaled from 1). Only the excess scales the noise."""
 RELOC_VELOCITY_FLOOR = 0.05
 """Least velocity std (m/s) of a relocalised state (``_velocity_after_jump``)."""
-MAX_NOISE_SCALE = 4.0
-"""The most ``sensor.adapt_noise`` scales the configured depth noise by: a camera noisier than
-that is a fault the health monitor should see, not noise to absorb."""
 GRAVITY_SAMPLES = 50
 """IMU samples averaged for the initial gravity direction (engine.init_pose 'gravity')."""
 INIT_IMU_BEFORE = 1000
@@ -157,11 +149,8 @@ class SlamEngine:
         # Mean square of the tracked frames' normalised residuals (about 1 when the sensor
         # model holds): the a-posteriori variance factor (sensor.variance_factor).
         self.residual_var = 1.0
-        # The same against the configured depth noise: the camera's measured noise, squared,
-        # in units of the model's (sensor.adapt_noise), and how many frames measured it.
-        self.noise_var = 1.0
-        self._noise_frames = 0
-        self._sensor_cfg = self.cfg.sensor
+        # The camera's measured depth noise and the sensor model assumed from it.
+        self.depth_noise = DepthNoise(self.cfg.sensor)
         self._imu_interval: Any = None
         # T_new T_coasted^-1 of a relocalisation in the last frame (the map -> odom jump).
         self._jump: Optional[np.ndarray] = None
@@ -339,8 +328,8 @@ class SlamEngine:
             self._pending = {'depth': depth, 'rgb': rgb, 'K': K, 'T_body_cam': T_body_cam,
                              'anchor_var': self.anchor_var,
                              # A camera noisier than the model widens the colour band.
-                             'noise_scale': math.sqrt(self.noise_var),
-                             'sensor': self._sensor_cfg}
+                             'noise_scale': math.sqrt(self.depth_noise.var),
+                             'sensor': self.depth_noise.sensor}
             self._window = [WindowFrame(frame.stamp_ns, post.clone(), None, None)]
             if first or inf.window <= 1:
                 post = self._close_window(post)
@@ -503,7 +492,7 @@ class SlamEngine:
         if sig.tracked and math.isfinite(sig.rmse):
             self.residual_var += VARIANCE_FACTOR_RATE * (sig.rmse ** 2 - self.residual_var)
             if quality == 'good':
-                self._measure_noise(sig.rmse)
+                self.depth_noise.measure(sig.rmse)
         return post, quality, res
 
     def _velocity_after_jump(self, found: GaussianState, coasted: GaussianState,
@@ -522,31 +511,6 @@ class SlamEngine:
         cov[V, V] = torch.eye(3, device=self.device, dtype=self.dtype) * (
             speed ** 2 + RELOC_VELOCITY_FLOOR ** 2)
         return cov
-
-    def _measure_noise(self, rmse: float) -> None:
-        """Update the camera's measured depth noise from a well-tracked frame's normalised
-        residual and, with ``sensor.adapt_noise``, the depth noise that tracking, the window
-        and fusion assume: the configured one, scaled up (never down) to the measurement."""
-        scale = self._depth_noise_scale()
-        # A running mean over the first frames, then an exponential one: the first keyframes
-        # already fuse with a measured noise.
-        self._noise_frames += 1
-        rate = max(VARIANCE_FACTOR_RATE, 1.0 / self._noise_frames)
-        self.noise_var += rate * ((rmse * scale) ** 2 - self.noise_var)
-        if self.cfg.sensor.adapt_noise:
-            want = min(max(1.0, math.sqrt(max(self.noise_var, 0.0)) / NOISE_MODEL_SLACK),
-                       MAX_NOISE_SCALE)
-            if abs(want - scale) > 0.02 * scale:
-                self._scale_depth_noise(want)
-
-    def _depth_noise_scale(self) -> float:
-        """The factor on the configured depth noise that the filter assumes now."""
-        return self._sensor_cfg.depth_sigma_a / self.cfg.sensor.depth_sigma_a
-
-    def _scale_depth_noise(self, scale: float) -> None:
-        sc = self.cfg.sensor
-        self._sensor_cfg = dataclasses.replace(sc, depth_sigma_a=sc.depth_sigma_a * scale,
-                                               depth_sigma_b=sc.depth_sigma_b * scale)
 
     def _drift(self, t: float, post: GaussianState) -> Optional[torch.Tensor]:
         """Chi-square of the motion from the frame ``health.drift_window_s`` ago to ``post``
@@ -606,7 +570,7 @@ class SlamEngine:
 
     def _run_track(self, rays: RayBatch, prior: GaussianState, iters: int) -> Dict:
         inf = self.cfg.inference
-        return track(self.map, rays, prior, iters, self.cfg.render, self._sensor_cfg,
+        return track(self.map, rays, prior, iters, self.cfg.render, self.depth_noise.sensor,
                      inf.max_step_translation, inf.max_step_rotation_deg, inf.min_valid_rays,
                      self.cfg.sensor.ray_info_scale, inf.track_stop_translation,
                      inf.track_stop_rotation_deg)
@@ -724,7 +688,8 @@ class SlamEngine:
         if len(window) > 1:
             with self.mapper.lock.read():
                 refined = refine_window(self.map, window, inf.window_iters, self.cfg.render,
-                                        self._sensor_cfg, self.cfg.sensor.ray_info_scale,
+                                        self.depth_noise.sensor,
+                                        self.cfg.sensor.ray_info_scale,
                                         inf.max_step_translation, inf.max_step_rotation_deg)
             kf, newest = refined[0], refined[-1]
             self.keyframes[-1]['T_world_body'] = kf.T.clone()
@@ -914,7 +879,7 @@ class SlamEngine:
                 hit_pts = T[:3, 3] + (d * out['depth'][:, None]) @ T[:3, :3].t()
                 wgt = self.map.weight_at(hit_pts).clamp(min=1e-3)
             map_var = self.cfg.map.sdf_noise ** 2 / wgt
-            sens = depth_sigma(out['depth'], self._sensor_cfg)
+            sens = depth_sigma(out['depth'], self.depth_noise.sensor)
             std = torch.sqrt(out['depth_var'] + map_var + sens ** 2)
             is_hit = out['hit'] > 0.5
             nan = torch.full_like(out['depth'], float('nan'))
@@ -1084,9 +1049,7 @@ class SlamEngine:
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
                 'last_stamp_ns': self.last_stamp_ns, 'map_format': 'blocks',
                 'block_size': self.map.B, 'resolution': self.map.resolution,
-                'residual_var': self.residual_var, 'noise_var': self.noise_var,
-                'noise_frames': self._noise_frames,
-                'depth_noise_scale': self._depth_noise_scale()}
+                'residual_var': self.residual_var, **self.depth_noise.state()}
         if self.state is not None:
             for k in ('R', 'p', 'v', 'cov', 'omega', 'b_a', 'b_g'):
                 tensors[f'state.{k}'] = getattr(self.state, k).detach().cpu()
@@ -1130,11 +1093,7 @@ class SlamEngine:
         self.last_stamp_ns = meta.get('last_stamp_ns')
         self.n_frames = int(meta.get('n_frames', 0))
         self.residual_var = float(meta.get('residual_var', 1.0))
-        self.noise_var = float(meta.get('noise_var', 1.0))
-        self._noise_frames = int(meta.get('noise_frames', 0))
-        self._sensor_cfg = self.cfg.sensor
-        if self.cfg.sensor.adapt_noise:
-            self._scale_depth_noise(float(meta.get('depth_noise_scale', 1.0)))
+        self.depth_noise.load(meta)
         if 'keyframes.T_world_body' in tensors:
             for s, T in zip(meta['keyframe_stamps_ns'], tensors['keyframes.T_world_body']):
                 self.keyframes.append({'stamp_ns': s, 'T_world_body': self._t(T.numpy())})
