@@ -254,10 +254,7 @@ class VoxelMap:
         near = sorted((float(np.linalg.norm(c - position)), k, n)
                       for k, (c, n) in self._evicted.items())
         near = [x for x in near if x[0] <= self.cfg.keep_radius]
-        self.held_radius = near[0][0] if near else float(self.cfg.keep_radius)
-        if not near:
-            return 0
-        active = self._active_regions(position)   # farthest first
+        active = self._active_regions(position) if near else []   # farthest first
         taken = []
         for dist, key, n in near:
             room = self.budget_blocks - len(self.atlas)
@@ -272,6 +269,7 @@ class VoxelMap:
                 break
             self._restore([key])
             taken.append(key)
+        # The nearest region left on disk bounds what the budget holds.
         rest = near[len(taken):]
         self.held_radius = rest[0][0] if rest else float(self.cfg.keep_radius)
         return len(taken)
