@@ -17,7 +17,7 @@ Arguments:
                 installed: nothing is started)
   bag           a ROS 2 bag to play with `ros2 bag play BAG --clock` (after bag_delay seconds,
                 so the node is up before the first message), /tf_static played transient-local
-                whatever the bag recorded (``BAG_QOS``)
+                whatever the bag recorded (the package's ``launch/bag_qos.yaml``)
   bag_delay     seconds to wait before playing the bag (default 5)
 
 The parameter files are merged here, in order, with the topic and use_sim_time arguments last,
@@ -30,7 +30,6 @@ parameter) makes ``ros2 launch`` exit non-zero.
 """
 
 import os
-import tempfile
 
 import yaml
 from launch import LaunchDescription
@@ -48,9 +47,6 @@ TRUE = ('true', '1', 'yes', 'on')
 CLOCK_HZ = '100'
 """Rate of /clock while a bag plays (``--clock`` takes an optional rate since Jazzy: giving
 one keeps the bag path from being read as it)."""
-BAG_QOS = {'/tf_static': {'history': 'keep_all', 'reliability': 'reliable',
-                          'durability': 'transient_local'}}
-"""``ros2 bag play --qos-profile-overrides-path`` contents (``bag_qos_file``)."""
 NODE_KEYS = ('/**', '**', NODE_NAME, '/' + NODE_NAME)
 """Keys of a parameter file whose ``ros__parameters`` apply to the node."""
 
@@ -113,16 +109,6 @@ def rviz_installed():
     return True
 
 
-def bag_qos_file():
-    """A QoS override file for ``ros2 bag play`` (written to the temporary folder): /tf_static
-    played transient-local and reliable whatever the bag recorded (a bag recorded without QoS
-    metadata plays it volatile, and latched subscribers such as tf2's would never get it)."""
-    fd, path = tempfile.mkstemp(prefix='vssm_bag_qos_', suffix='.yaml')
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(BAG_QOS, f)
-    return path
-
-
 def _on_node_exit(event, context):
     if event.returncode:
         raise LaunchError(f'vssm_node exited with code {event.returncode}')
@@ -157,7 +143,8 @@ def _setup(context):
                             parameters=[{'use_sim_time': sim_time}]))
     if bag:
         play = ExecuteProcess(cmd=['ros2', 'bag', 'play', bag, '--clock', CLOCK_HZ,
-                                   '--qos-profile-overrides-path', bag_qos_file()],
+                                   '--qos-profile-overrides-path',
+                                   os.path.join(share, 'launch', 'bag_qos.yaml')],
                               output='screen')
         actions.append(TimerAction(period=float(arg('bag_delay')), actions=[play]))
     return actions

@@ -123,14 +123,15 @@ def test_data_files_install_the_ament_marker_and_share_files(setup_kwargs):
     assert data['share/ament_index/resource_index/packages'] == ['resource/vssm_ros']
     assert (REPO / 'resource' / 'vssm_ros').is_file()
     assert data['share/vssm_ros'] == ['package.xml']
-    for sub, pattern in (('launch', '*.py'), ('config', '*.yaml'), ('rviz', '*.rviz')):
+    for sub, patterns in (('launch', ('*.py', 'bag_qos.yaml')), ('config', ('*.yaml',)),
+                          ('rviz', ('*.rviz',))):
         on_disk = sorted(str(p.relative_to(REPO)) for p in (REPO / sub).glob('*')
                          if p.is_file() and not p.name.startswith('.'))
         installed = data.get(f'share/vssm_ros/{sub}', [])
         # Every file of these folders is installed (a launch file in another format would be
         # silently missing from the install space otherwise).
         assert installed == on_disk, f'{sub}/: installed {installed}, present {on_disk}'
-        assert all(Path(f).match(pattern) for f in installed)
+        assert all(any(Path(f).match(p) for p in patterns) for f in installed)
     assert {'config/vssm.yaml', 'config/tum.yaml', 'config/blackbird.yaml',
             'config/realsense.yaml', 'config/jetson.yaml'} <= set(data['share/vssm_ros/config'])
 

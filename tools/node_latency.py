@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,9 +95,22 @@ def main(argv=None) -> int:
                         "start) instead of the config files' start (demo.yaml: the ground-truth "
                         'pose)')
     args = p.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix='vssm_latency_')   # the node's map and log, the replay's bag
+    code = 1
+    try:
+        code = _measure(args, tmp)
+    finally:
+        if code == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f'node_latency: the node log and its files are kept in {tmp}', file=sys.stderr)
+    return code
+
+
+def _measure(args, tmp: str) -> int:
     configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
     if args.gravity:
-        grav = Path(tempfile.mkdtemp(prefix='vssm_latency_')) / 'gravity.yaml'
+        grav = Path(tmp) / 'gravity.yaml'
         grav.write_text('/**:\n  ros__parameters:\n    engine:\n      init_pose: gravity\n')
         configs.append(grav)
     env = dict(os.environ)
@@ -108,7 +122,6 @@ def main(argv=None) -> int:
     msgs = flight_messages(flight)
     layout = realsense_layout(flight)
     inputs = [layout.rgb_topic, layout.depth_topic, layout.rgb_info_topic, layout.imu_topic]
-    tmp = tempfile.mkdtemp(prefix='vssm_latency_')
     cmd = [str(Path(sys.executable).parent / 'vssm-node'), '--ros-args', '--params-file',
            str(REPO / 'config' / 'vssm.yaml')]
     for c in configs:

@@ -28,7 +28,6 @@ import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -156,7 +155,8 @@ def main(argv=None) -> int:
     flight = generate_flight(SyntheticConfig(layout=args.layout, duration_s=args.duration))
     n = flight.n_frames
     layout = realsense_layout(flight)
-    tmp = tempfile.mkdtemp(prefix='vssm_soak_')
+    tmp = out / 'node'   # the node's map and log, beside the results
+    tmp.mkdir(exist_ok=True)
     cmd = [str(Path(sys.executable).parent / 'vssm-node'), '--ros-args',
            '--params-file', str(REPO / 'config' / 'vssm.yaml'), '--params-file', args.config,
            '-p', f'node.map_path:={tmp}/map.safetensors']

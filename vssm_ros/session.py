@@ -258,6 +258,12 @@ class SlamSession:
         return SlamEngine(cfg, T0, dynamics=self.dynamics,
                           swap=open_swap(cfg.map, cfg.device))
 
+    def __enter__(self) -> 'SlamSession':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """The run is over: the engine's mapping finishes and its evicted map regions (their
         temporary files) are given back."""

@@ -200,6 +200,29 @@ def test_max_frames_stops_early(tmp_path):
     assert m['ate'] is None and 'need at least 3' in m['association']['error']
 
 
+def test_replay_gives_back_the_map_swap_directory(tmp_path, monkeypatch):
+    """Evicted map regions go to a temporary directory (map.swap_dir ''): the replay removes it
+    when it is done, also in a process where atexit never runs (a multiprocessing worker)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))
+    (tmp_path / 'tmp').mkdir()
+    made, real = [], tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, 'mkdtemp', mkdtemp)
+    flight = generate_flight(SyntheticConfig(duration_s=1.0, width=32, height=24,
+                                             camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
+    m = replay.run_replay(_ListSource(flight.items()), load_config([config_path('demo.yaml')]),
+                          tmp_path / 'out', progress=False, plots=False)
+    assert m['frames']['processed'] == flight.n_frames
+    assert [Path(d).name.startswith('vssm_map_swap_') for d in made] == [True]
+    assert not list((tmp_path / 'tmp').iterdir()), 'the swap directory is removed'
+
+
 def test_initial_pose_picks_the_nearest_ground_truth():
     gt = [PoseSample(100 + 10**8 * i, np.diag([1.0, 1.0, 1.0, 1.0]) * (i + 1)) for i in range(3)]
     assert initial_pose(gt, 10**8 + 40)[0, 0] == 2.0

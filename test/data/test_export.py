@@ -285,3 +285,8 @@ def test_tiered_swap_keeps_recent_regions_in_host_memory_and_spills_to_disk(tmp_
     cpu = open_swap(MapConfig(swap_dir=str(tmp_path / 'c')), 'cpu')
     assert isinstance(cpu, DiskSwap) and cpu.dir == tmp_path / 'c'
     assert isinstance(open_swap(MapConfig(swap_dir=str(tmp_path / 'g')), 'cuda:0'), TieredSwap)
+    own = TieredSwap(0.0, DiskSwap())   # everything spills to a temporary directory
+    own.put(5, payload)
+    assert own.disk.regions() == [5] and own.disk.dir.exists()
+    own.close()
+    assert own.regions() == [] and not own.disk.dir.exists(), 'its temporary files are removed'

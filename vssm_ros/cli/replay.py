@@ -195,10 +195,17 @@ def run_replay(source: Union[Source, PathLike], cfg: VssmConfig, out_dir: PathLi
     if out_bag is not None:
         recorder = ReplayBag(out_bag, cfg, str(source.info.get('camera_frame') or ''),
                              source.info.get('topics')).open()
-    session = SlamSession(cfg, recorder.types if recorder else None,
-                          recorder.camera_frame if recorder else '',
-                          log=lambda level, text: log(f'vssm-replay: {text}'),
-                          ground_truth=source.ground_truth())
+    with SlamSession(cfg, recorder.types if recorder else None,
+                     recorder.camera_frame if recorder else '',
+                     log=lambda level, text: log(f'vssm-replay: {text}'),
+                     ground_truth=source.ground_truth()) as session:
+        return _replay(source, cfg, session, recorder, out, max_frames=max_frames,
+                       progress=progress, plots=plots, log=log, predict_horizon=predict_horizon)
+
+
+def _replay(source: Source, cfg: VssmConfig, session: SlamSession, recorder, out: Path, *,
+            max_frames, progress, plots, log, predict_horizon) -> Dict:
+    """``run_replay``'s loop over the source and its report, in an open session."""
     scorer = (PredictionScorer(predict_horizon, cfg.engine.predict.period_s)
               if predict_horizon else None)
     run = _Run()

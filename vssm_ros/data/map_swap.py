@@ -136,6 +136,12 @@ class TieredSwap:
         self._order.clear()
         self.disk.clear()
 
+    def close(self) -> None:
+        """Give back host memory and the disk store's files (its directory if it made it)."""
+        self.host.clear()
+        self._order.clear()
+        self.disk.close()
+
 
 def open_swap(map_cfg: MapConfig, device: str):
     """The store for evicted regions that the drivers give the engine: disk on the CPU; on a
