@@ -67,6 +67,7 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
     flight = generate_flight(syn)
     engine = SlamEngine(cfg.engine, swap=DiskSwap(cfg.engine.map.swap_dir or None))
     stamps_ns, poses, steps, samples, heldout, iters = [], [], [], [], [], []
+    statuses: list = []
     status: Counter = Counter()
     T_world_map = np.eye(4)
     n = min(max_frames, flight.n_frames)
@@ -84,6 +85,7 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         status[est.status] += 1
         stamps_ns.append(item.stamp_ns)
         poses.append(est.T_world_body)
+        statuses.append(est.status)
         k = len(steps)
         if k % sample == 0 or k == n:
             st = engine.map_stats()
@@ -98,7 +100,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
                 heldout[0]['frame'] - 1][:3, 3])) < 0.5)
         if k in heldout_at or back:
             if not heldout:   # one alignment for all: the views must not move with later drift
-                T_world_map = map_to_world(np.array(stamps_ns) * 1e-9, np.array(poses), flight)
+                T_world_map = map_to_world(np.array(stamps_ns) * 1e-9, np.array(poses), flight,
+                                           statuses)
             st = engine.map_stats()
             heldout.append(dict(frame=k, **_heldout(engine, flight, T_world_map, heldout_upto),
                                 evicted_regions=st['evicted_regions'], restores=st['restores'],

@@ -7,7 +7,8 @@ import pytest
 
 from vssm_ros.config import SyntheticConfig
 from vssm_ros.data.synthetic import generate_flight
-from vssm_ros.eval.heldout import heldout_cameras, heldout_depth_error, heldout_times
+from vssm_ros.eval.heldout import (heldout_cameras, heldout_depth_error, heldout_times,
+                                   map_to_world, status_at)
 
 
 @pytest.fixture(scope='module')
@@ -49,3 +50,26 @@ def test_error_and_coverage(flight):
     assert off['median_abs_m'] == pytest.approx(0.05, abs=1e-5)
     assert 0.3 < off['coverage'] < 0.7
     assert off['n_pixels'] < exact['n_pixels']
+
+
+def test_the_map_is_registered_by_its_ok_poses_not_the_coasted_ones():
+    """A covered lens: the poses coasted while LOST are 30 cm off (as their status says); the
+    map's registration to the world comes from the OK poses, which it was built from."""
+    flight = generate_flight(SyntheticConfig(duration_s=6.0, width=32, height=24,
+                                             camera_rate_hz=10.0, hover_s=0.0, ramp_s=0.5))
+    stamps = flight.frame_stamps_ns * 1e-9
+    changes = [[0.0, 'OK'], [1.5, 'DEGRADED'], [1.6, 'LOST'], [2.5, 'OK']]
+    st = status_at(stamps, changes)
+    t = stamps - stamps[0]
+    assert list(st[(t > 1.35) & (t < 1.65)]) == ['OK', 'DEGRADED', 'LOST']
+    assert (st[(t >= 1.6) & (t < 2.5)] == 'LOST').all() and (st[t >= 2.5] == 'OK').all()
+    assert (status_at(stamps, None) == 'OK').all()
+
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    T_map_world = np.array([[c, -s_, 0, 0.4], [s_, c, 0, -0.2], [0, 0, 1, 0.1], [0, 0, 0, 1]])
+    T_map_body = T_map_world @ flight.gt_frames.T_world_body
+    T_map_body[st == 'LOST', :3, 3] += np.linspace(0, 0.3, int((st == 'LOST').sum()))[:, None]
+    exact = map_to_world(stamps, T_map_body, flight, st)
+    np.testing.assert_allclose(exact, np.linalg.inv(T_map_world), atol=1e-9)
+    tilted = map_to_world(stamps, T_map_body, flight)
+    assert np.abs(tilted[:3, 3] - exact[:3, 3]).max() > 0.01

@@ -36,7 +36,7 @@ from vssm_ros.data.sources import open_source
 from vssm_ros.data.synthetic import FORMAT_PATHS, cached_flight_dir, generate_flight
 from vssm_ros.data.trajectory import read_tum_trajectory
 from vssm_ros.errors import VssmError
-from vssm_ros.eval.heldout import heldout_depth_error, map_to_world
+from vssm_ros.eval.heldout import heldout_depth_error, map_to_world, status_at
 from vssm_ros.eval.report import summary_table
 
 DEMO_CONFIG = 'demo.yaml'
@@ -87,17 +87,20 @@ def _scene_note(syn: SyntheticConfig) -> str:
     return f', layout {syn.layout}, start {syn.start}'
 
 
-def heldout_metrics(syn: SyntheticConfig, cfg: VssmConfig, out: Path,
-                    n_processed: int) -> Dict[str, float]:
-    """Depth error of the saved map at views between frames (``eval.heldout``)."""
+def heldout_metrics(syn: SyntheticConfig, cfg: VssmConfig, out: Path, n_processed: int,
+                    changes=None) -> Dict[str, float]:
+    """Depth error of the saved map at views between frames (``eval.heldout``), the map put
+    in the world by the alignment of its ``OK`` poses (``changes``: the run's
+    ``tracking.changes``; None: every pose)."""
     state, _ = load_checkpoint(out / 'checkpoint.safetensors')
     engine = SlamEngine(cfg.engine)
     engine.load_state_dict(state)
     flight = generate_flight(syn)
     # The map frame is the first pose's (gravity-aligned) frame: held-out views go there
-    # through the trajectory's ATE alignment.
+    # through the ATE alignment of the poses the map was built from.
     stamps, T_map_body = read_tum_trajectory(out / 'trajectory.tum')
-    T_map_world = np.linalg.inv(map_to_world(stamps, T_map_body, flight))
+    statuses = status_at(stamps, changes) if changes else None
+    T_map_world = np.linalg.inv(map_to_world(stamps, T_map_body, flight, statuses))
     return heldout_depth_error(engine.render, flight, upto_frame=n_processed,
                                T_map_world=T_map_world)
 
@@ -130,8 +133,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         t_flight = time.perf_counter() - t0
         bag = flight_dir / FORMAT_PATHS['mcap']
         metrics = run_replay(open_source(bag, cfg), cfg, args.out, progress=not args.quiet)
-        metrics['heldout_depth'] = heldout_metrics(syn, cfg, Path(args.out),
-                                                   metrics['frames']['processed'])
+        metrics['heldout_depth'] = heldout_metrics(
+            syn, cfg, Path(args.out), metrics['frames']['processed'],
+            (metrics.get('tracking') or {}).get('changes'))
         atomic_write_text(Path(args.out) / 'metrics.json',
                           json.dumps(jsonable(metrics), indent=2) + '\n')
     except VssmError as err:

@@ -47,20 +47,44 @@ def heldout_cameras(flight, n_views: int, upto_frame: int) -> List[np.ndarray]:
     return [T @ flight.T_body_cam for T in flight.state_at(t).T_world_body]
 
 
-def map_to_world(est_stamps_s: np.ndarray, T_map_body: np.ndarray, flight) -> np.ndarray:
+def status_at(stamps_s: np.ndarray, changes) -> np.ndarray:
+    """Each stamp's tracking status from a run's status changes (``tracking.changes`` of
+    metrics.json: [[seconds from the first frame, status], ...]). Shape: (N,)."""
+    t = np.asarray(stamps_s, dtype=np.float64)
+    if not changes or t.size == 0:
+        return np.full(t.shape, 'OK', dtype=object)
+    starts = np.array([c[0] for c in changes], dtype=np.float64)
+    names = np.array([c[1] for c in changes], dtype=object)
+    # The changes' times are the frames' own (ns differences): a microsecond covers rounding.
+    k = np.searchsorted(starts, t - t[0] + 1e-6, side='right') - 1
+    return names[np.clip(k, 0, len(names) - 1)]
+
+
+def map_to_world(est_stamps_s: np.ndarray, T_map_body: np.ndarray, flight,
+                 statuses=None) -> np.ndarray:
     """The rigid transform taking the map frame to the flight's world frame: the ATE alignment
     (Umeyama on positions) of the estimated trajectory to the ground truth at the frame stamps,
     or the first frames' poses where the positions span less than 10 cm in two directions.
+
+    With ``statuses``, only the ``OK`` frames are aligned (when there are at least 3): the map
+    is built from them alone, and poses coasted while ``LOST`` (a covered lens: tens of cm off,
+    as the status says) would tilt the map's registration to the world by their error.
 
     Args:
         est_stamps_s: estimate stamps (seconds). Shape: (N,).
         T_map_body: estimated poses. Shape: (N, 4, 4).
         flight: the ``SyntheticFlight``.
+        statuses: each estimate's tracking status (``status_at``), or None. Shape: (N,).
     Returns:
         ``T_world_map``. Shape: (4, 4).
     """
+    est_stamps_s = np.asarray(est_stamps_s, dtype=np.float64)
+    if statuses is not None:
+        ok = np.asarray(statuses) == 'OK'
+        if ok.sum() >= 3:
+            est_stamps_s, T_map_body = est_stamps_s[ok], np.asarray(T_map_body)[ok]
     t_gt = flight.frame_stamps_ns * 1e-9
-    idx_est, idx_gt = associate(np.asarray(est_stamps_s, dtype=np.float64), t_gt, 0.02)
+    idx_est, idx_gt = associate(est_stamps_s, t_gt, 0.02)
     T_est, T_gt = T_map_body[idx_est], flight.gt_frames.T_world_body[idx_gt]
     p = T_gt[:, :3, 3] - T_gt[:, :3, 3].mean(axis=0)
     spread = np.linalg.svd(p, compute_uv=False) / np.sqrt(max(len(p), 1))
