@@ -163,14 +163,20 @@ def test_skip_empty_queries_equal_full_ones(fused, dense_grid, monkeypatch):
     p = torch.cat((_seam_points(m), 6.0 * torch.randn(3000, 3, generator=gen, dtype=F64)))
     full, skipped = m.logits_at(p), m.logits_at(p, skip_empty=True)
     assert torch.equal(full, skipped)
-    in_block = m.atlas.slots_of(torch.floor(p / m.resolution / m.B).long()) != 0
+    blocks = torch.floor(p / m.resolution / m.B).long()
+    in_block = m.atlas.slots_of(blocks) != 0
     assert 100 < int(in_block.sum()) < 5000   # both kinds of points are there
     assert (m._block_grid[3] is not None) == dense_grid
+    # Every query finds its blocks' slots in the grid: exactly the index's (its oracle).
+    assert torch.equal(m._block_slots(blocks), m.atlas.slots_of(blocks))
     # The grid follows the map: a new keyframe allocates blocks the next query sees.
     T = _pose(-1.5, (0.4, 0.2, 0.3))
     depth, rgb = _scene_depth(T)
     m.fuse(depth, rgb, K, T)
     assert torch.equal(m.logits_at(p), m.logits_at(p, skip_empty=True))
+    assert torch.equal(m._block_slots(blocks), m.atlas.slots_of(blocks))
+    m.atlas.release(m.atlas.blocks()[0][:5])   # as eviction does: slots given back
+    assert torch.equal(m._block_slots(blocks), m.atlas.slots_of(blocks))
 
 
 def test_fusion_writes_the_same_map_as_loading_it(fused):

@@ -134,6 +134,8 @@ class BlockAtlas:
         self._scale = 2.0 / (torch.tensor((t.shape[4], t.shape[3], t.shape[2]),
                                           dtype=torch.float64, device=self.device) - 1)
         extra = self.capacity - old
+        # Each slot's first atlas cell (x, y, z): a gather per query instead of the divisions.
+        self._origin = self._slot_xyz(torch.arange(self.capacity, device=self.device)) * self.A
         z = dict(device=self.device, dtype=self.dtype)
         self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
         self.anchor_weight = torch.cat((self.anchor_weight, torch.zeros(extra, **z)))
@@ -201,7 +203,7 @@ class BlockAtlas:
     def flat_cells(self, slots: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """Flat atlas index of local cells (x, y, z in [0, B]) of slots. Shape: (N,), (N, 3)
         -> (N,)."""
-        a = self._slot_xyz(slots) * self.A + local
+        a = self._origin[slots] + local
         side = self.T * self.A
         return (a[..., 2] * side + a[..., 1]) * side + a[..., 0]
 
@@ -223,7 +225,7 @@ class BlockAtlas:
         Shape: slots (N,), local (N, 3) -> (N, C).
         """
         t = self.tensors[name]
-        a = self._slot_xyz(slots).to(local.dtype) * self.A + local
+        a = self._origin[slots].to(local.dtype) + local
         g = a * self._scale.to(local.dtype) - 1.0
         out = F.grid_sample(t, g.reshape(1, 1, 1, -1, 3), mode='bilinear', padding_mode='zeros',
                             align_corners=True)
