@@ -266,6 +266,29 @@ def test_open_source_dispatch(tmp_path):
     assert np.array_equal(fr_out[1].rgb, fr_in[1].rgb)
 
 
+def test_an_unreadable_tum_frame_is_skipped_and_counted(tmp_path):
+    """An unreadable PNG, or colour and depth of different sizes, is a skipped, counted frame
+    (the replay goes on, as the node's stream does with a bad message), not the end."""
+    items = _stream(n_frames=6, T_body_cam=np.eye(4))
+    write_tum_folder(tmp_path / 'tum', items)
+    src = open_source(tmp_path / 'tum')
+    (src.folder.entries[2].depth_path).write_bytes(b'not a png')
+    from PIL import Image
+    Image.fromarray(np.zeros((3, 4), np.uint16)).save(src.folder.entries[4].depth_path)
+    fr_in, _, gt_in = _split(items)
+    for _ in range(2):   # each iteration reads afresh, with its own counts
+        out = list(src)
+        fr_out, _, gt_out = _split(out)
+        assert [f.stamp_ns for f in fr_out] == [fr_in[i].stamp_ns for i in (0, 1, 3, 5)]
+        assert all(np.array_equal(a.rgb, fr_in[i].rgb) for a, i in zip(fr_out, (0, 1, 3, 5)))
+        assert len(gt_out) == len(gt_in)
+        assert [x.stamp_ns for x in out] == sorted(x.stamp_ns for x in out)
+        assert src.info['skipped'] == {'tum_frame_unreadable': 2}
+        notes = src.info['skip_examples']['tum_frame_unreadable']
+        assert f'frame {fr_in[2].stamp_ns} ns skipped: cannot read image' in notes[0]
+        assert 'they must have the same size' in notes[1]
+
+
 def test_real_tum_folder_as_source(tum_teddy_dir):
     cfg = load_config(overrides={'camera': {'fx': 535.4, 'fy': 539.2, 'cx': 320.1,
                                             'cy': 247.6, 'depth_scale': 5000.0}})

@@ -23,7 +23,7 @@ from vssm_ros.data import messages as M
 from vssm_ros.data.bag_recovery import RecoveredBag, RecoveryReport
 from vssm_ros.data.bags import BagReader
 from vssm_ros.data.sources.base import (CAMERA_INFO, GROUND_TRUTH_HINTS, IMAGE, IMU,
-                                        POSE_TYPES, REORDER_WINDOW_S, SKIP_EXAMPLES, TF,
+                                        POSE_TYPES, REORDER_WINDOW_S, TF,
                                         Source, frame_from_messages, resolve_extrinsic)
 from vssm_ros.data.sync import StampPairer
 from vssm_ros.data.tf_static import StaticTransforms
@@ -263,15 +263,6 @@ class BagSource(Source):
                        f'frame {matched[0][0]} ns skipped: {err}')
             return None
 
-    def _skip(self, skipped: Counter, reason: str, text: str) -> None:
-        """Count one skipped message; keep the first texts of each reason ('skip_notes': the
-        first, 'skip_examples': the first SKIP_EXAMPLES)."""
-        skipped[reason] += 1
-        self.info['skip_notes'].setdefault(reason, text)
-        examples = self.info['skip_examples'].setdefault(reason, [])
-        if len(examples) < SKIP_EXAMPLES:
-            examples.append(text)
-
     # Iteration --------------------------------------------------------------------------------
 
     def _messages(self, bag: BagReader, topics: List[str]) -> Iterator[Tuple[str, int, Any]]:
@@ -282,10 +273,7 @@ class BagSource(Source):
             self._note_recovery(bag)
 
     def __iter__(self) -> Iterator[StreamItem]:
-        skipped: Counter = Counter()
-        self.info['skipped'] = skipped
-        self.info['skip_notes'] = {}
-        self.info['skip_examples'] = {}
+        skipped = self._start_skips()
         t = self.topics
         cam_topics = [x for x in (t['rgb'], t['depth'], t['camera_info']) if x]
         index = {topic: i for i, topic in enumerate(cam_topics)}

@@ -6,6 +6,7 @@ runs behave the same): ``Source``, ``frame_from_messages``, ``resolve_extrinsic`
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -59,6 +60,21 @@ class Source:
 
     def __iter__(self) -> Iterator[StreamItem]:
         raise NotImplementedError
+
+    def _start_skips(self) -> Counter:
+        """Fresh skip accounting for a new iteration: the ``info['skipped']`` counter."""
+        skipped: Counter = Counter()
+        self.info.update(skipped=skipped, skip_notes={}, skip_examples={})
+        return skipped
+
+    def _skip(self, skipped: Counter, reason: str, text: str) -> None:
+        """Count one skipped message; keep the first texts of each reason ('skip_notes': the
+        first, 'skip_examples': the first SKIP_EXAMPLES)."""
+        skipped[reason] += 1
+        self.info['skip_notes'].setdefault(reason, text)
+        examples = self.info['skip_examples'].setdefault(reason, [])
+        if len(examples) < SKIP_EXAMPLES:
+            examples.append(text)
 
     def ground_truth(self) -> List[PoseSample]:
         """All ground-truth poses, sorted by stamp (a separate pass; empty when none)."""
