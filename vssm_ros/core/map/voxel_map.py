@@ -101,8 +101,8 @@ class VoxelMap:
         keys = self.atlas.index.keys
         cached = self._block_grid
         if cached is None or cached[0] is not keys:
-            cached = self._block_grid = (keys, *_block_grid(*self.atlas.index.items(),
-                                                              self.device))
+            grid = _block_grid(*self.atlas.index.items(), self.device)
+            cached = self._block_grid = (keys, *grid)
         _, lo, ext, grid = cached
         if grid is None:   # no block, or a bounding box too large for a dense grid
             return self.atlas.slots_of(blk)
