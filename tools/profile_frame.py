@@ -10,7 +10,10 @@ measures the next ``--frames`` in one of three modes (a profiler slows what it m
   (propagate, track, map) and the map's per-keyframe fusion stages;
 - ``ops``: the same frames under ``torch.profiler``: the torch ops by self CPU time, calls
   per frame;
-- ``python``: the same frames under cProfile: Python functions by cumulative time.
+- ``python``: the same frames under cProfile: Python functions by cumulative time;
+- ``linearise``: the tracker's inner cost alone, one Gauss-Newton linearisation
+  (``core.posterior.linearise``) of the frame after the warm-up repeated ``--frames`` times,
+  its mean and its torch ops (the same map, rays and pose each time).
 
 ``--stride N`` processes every Nth frame only (all IMU samples), as the node does when it falls
 behind; ``--outputs`` then times each rate-limited output the node publishes (predicted
@@ -21,6 +24,7 @@ Examples::
     .venv/bin/python tools/profile_frame.py                          # demo flight, stages
     .venv/bin/python tools/profile_frame.py --mode ops --threads 1
     .venv/bin/python tools/profile_frame.py --mode python --rows 60
+    .venv/bin/python tools/profile_frame.py --mode linearise --threads 1 --warmup 80 --frames 30
 
 Timings move with the machine's load: run it on an idle machine, and compare runs made back
 to back. docs/performance.md has the figures and what they mean.
@@ -118,13 +122,48 @@ def _print_outputs(session, frame, frame_number: int, reps: int = 3) -> None:
         print(f'  {name:<17} {1e3 * t:7.1f} ms, every {period} s: {share}')
 
 
+def _time_linearise(session, items, frame_no, lo: int, reps: int, rows: int) -> None:
+    """Time ``core.posterior.linearise`` as frame ``lo + 1``'s tracking last called it,
+    ``reps`` times, then its torch ops over as many calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from vssm_ros.core import posterior
+
+    real, seen = posterior.linearise, {}
+
+    def spy(*args):
+        seen['args'] = args
+        return real(*args)
+
+    posterior.linearise = spy   # track() looks it up in its module at each call
+    try:
+        _feed(session, items, frame_no, lo, lo + 1, [], [])
+    finally:
+        posterior.linearise = real
+    args = seen['args']
+    for _ in range(3):
+        real(*args)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        real(*args)
+    ms = 1e3 * (time.perf_counter() - t0) / reps
+    rays = args[1].q_body.shape
+    print(f'linearise: {ms:.2f} ms per call ({rays[0]} rays x {rays[1]} samples, mean of '
+          f'{reps})')
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            real(*args)
+    print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='tools/profile_frame.py',
                                 description=__doc__.split('\n')[0])
     p.add_argument('--config', action='append', default=[], metavar='YAML',
                    help='parameter files (default: config/demo.yaml); their synthetic: '
                         'sections set the flight')
-    p.add_argument('--mode', choices=('stages', 'ops', 'python'), default='stages')
+    p.add_argument('--mode', choices=('stages', 'ops', 'python', 'linearise'),
+                   default='stages')
     p.add_argument('--warmup', type=int, default=60, help='frames before the measurement')
     p.add_argument('--frames', type=int, default=120, help='frames measured')
     p.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
@@ -145,6 +184,9 @@ def main(argv=None) -> int:
     wall, cpu = [], []
     print(f'{configs[-1].name}: frames {lo + 1}-{hi}, torch threads {torch.get_num_threads()}, '
           f'mode {args.mode}' + (f', every {args.stride}th frame' if args.stride > 1 else ''))
+    if args.mode == 'linearise':
+        _time_linearise(session, items, frame_no, lo, args.frames, args.rows)
+        return 0
     if args.mode == 'ops':
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU]) as prof:
