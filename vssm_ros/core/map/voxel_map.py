@@ -94,10 +94,10 @@ class VoxelMap:
         return self._block_slots(blk), local + (inside - local.detach())
 
     def _block_slots(self, blk: torch.Tensor) -> torch.Tensor:
-        """Slot of each block, 0 where unallocated (``Atlas.slots_of``), read from a dense grid
-        of slots over the allocated blocks' bounding box (rebuilt when the index changes): a
-        gather instead of the index's search, which was a tenth of tracking's time. Shape:
-        (N, 3) long -> (N,) long."""
+        """Slot of each block, 0 where unallocated (``BlockAtlas.slots_of``), read from a
+        dense grid of slots over the allocated blocks' bounding box (rebuilt when the index
+        changes): a gather instead of the index's search, which was about a tenth of a
+        linearisation. Shape: (N, 3) long -> (N,) long."""
         keys = self.atlas.index.keys
         cached = self._block_grid
         if cached is None or cached[0] is not keys:
