@@ -614,15 +614,23 @@ class InferenceConfig:
     window: int = 1
     """Frames in the sliding window: a keyframe is fused into the map only after the frames up
     to ``window - 1`` after it have been tracked, and its state is refined jointly with theirs
-    (rays and transitions, map fixed) first, so the map is built from smoothed poses. 1 (the
-    default): fuse a keyframe at its tracked pose at once, no refinement; on the demo flight
-    window 4 measured little gain (ATE 0.34 vs 0.38 cm with colour tracking, none without:
-    the keyframes' errors come from the map they are tracked against, which all frames of a
-    window share) and the map lags 3 frames."""
+    (rays and IMU transitions, map fixed) first, so the map is built from smoothed poses.
+    Without IMU the window is 1 whatever this says (the keyframe is fused at its tracked pose
+    at once): held back from the map, it was missed by tracking on a constant-velocity prior
+    (TUM teddy 1.87 -> 3.01 cm at 8). 1 (the default): no refinement. With IMU, 8 against 1 on
+    the scenario families (docs/scenarios.md, session 15): held-out mean ATE 1.69 -> 1.38 cm
+    (3x noise with dropped frames 2.26 -> 1.71, 3 m/s 0.82 -> 0.41, bb-val-5s 3.55 -> 2.11),
+    tune mean 1.06 -> 1.02; but the map then lags the camera by 7 frames more (the predicted
+    depth of a 10 Hz flight's last view covered 66 % of its pixels against over 80 %, and the
+    cost-to-go misses what the newest frames see), and the demo ran 18.2-18.9 -> 13.4-14.5
+    frames/s. Not the default until those are weighed (issue 14)."""
     window_rays: int = 512
-    """Rays per frame (of those tracked) kept for the window refinement."""
+    """Rays per frame (of those tracked) kept for the window refinement. With a window of 8,
+    256 with one iteration measured the same on two tune flights but worse held out (mean
+    1.54 against 1.38 cm; the covered lens 5.6 cm off after relocalising against 3.4)."""
     window_iters: int = 2
-    """Gauss-Newton iterations of the window refinement."""
+    """Gauss-Newton iterations of the window refinement (the Hessian is refreshed once more
+    at the end)."""
     seed: int = 0
     """Seed of the ray sampler."""
 
