@@ -67,8 +67,7 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
     flight = generate_flight(syn)
     engine = SlamEngine(cfg.engine, swap=DiskSwap(cfg.engine.map.swap_dir or None))
     stamps_ns, poses, steps, samples, heldout, iters = [], [], [], [], [], []
-    statuses: list = []
-    status: Counter = Counter()
+    statuses: List[str] = []
     T_world_map = np.eye(4)
     n = min(max_frames, flight.n_frames)
     t0 = time.perf_counter()
@@ -82,7 +81,6 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
         est = engine.step(item)
         steps.append(time.perf_counter() - t)
         iters.append(est.timings.get('track_iters', 0.0))
-        status[est.status] += 1
         stamps_ns.append(item.stamp_ns)
         poses.append(est.T_world_body)
         statuses.append(est.status)
@@ -93,8 +91,8 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
             print(f'frame {k}: RSS {samples[-1]["rss_mb"]:.0f} MB, blocks active '
                   f'{st["active_blocks"]} / total {st["total_blocks"]}, evicted regions '
                   f'{st["evicted_regions"]}, step p50 {1e3 * np.median(steps[-sample:]):.0f} '
-                  f'ms, {np.mean(iters[-sample:]):.1f} iterations, status {dict(status)}',
-                  flush=True)
+                  f'ms, {np.mean(iters[-sample:]):.1f} iterations, status '
+                  f'{dict(Counter(statuses))}', flush=True)
         back = (heldout and k - heldout[-1]['frame'] >= 500 and float(np.linalg.norm(
             flight.gt_frames.T_world_body[k - 1][:3, 3] - flight.gt_frames.T_world_body[
                 heldout[0]['frame'] - 1][:3, 3])) < 0.5)
@@ -124,7 +122,7 @@ def run(syn: SyntheticConfig, cfg: VssmConfig, max_frames: int, sample: int,
                 track_iters_first=float(np.mean(iters[:1000])),
                 track_iters_last=float(np.mean(iters[-1000:])),
                 peak_rss_mb=peak_rss_mb(), samples=samples, heldout=heldout,
-                status_frames=dict(status),
+                status_frames=dict(Counter(statuses)),
                 trajectory=dict(stamps_ns=np.array(stamps_ns), T_world_body=np.array(poses)),
                 map=engine.map_stats())
 

@@ -138,8 +138,7 @@ class TieredSwap:
 
     def close(self) -> None:
         """Give back host memory and the disk store's files (its directory if it made it)."""
-        self.host.clear()
-        self._order.clear()
+        self.clear()
         self.disk.close()
 
 

@@ -74,7 +74,7 @@ class VoxelMap:
         # Seconds spent per fusion stage, summed over keyframes (``stats``).
         self.stage_s: Dict[str, float] = {}
         self.n_fused = 0
-        # (the index's keys it was built from, first block, extent, slot grid): _block_slots
+        # (the index's keys it was built from, then _block_grid's tuple): _block_slots
         self._block_grid: Optional[Tuple] = None
         self.swap.clear()
 
@@ -103,13 +103,12 @@ class VoxelMap:
         if cached is None or cached[0] is not keys:
             grid = _block_grid(*self.atlas.index.items(), self.device)
             cached = self._block_grid = (keys, *grid)
-        _, lo, ext, grid = cached
+        _, base, last, grid, stride = cached
         if grid is None:   # no block, or a bounding box too large for a dense grid
             return self.atlas.slots_of(blk)
         # The grid has an empty border: blocks beyond the box clamp onto it.
-        b = torch.minimum(torch.clamp(blk - lo, min=-1) + 1, ext + 1)
-        side = ext + 2
-        return grid[(b[:, 2] * side[1] + b[:, 1]) * side[0] + b[:, 0]]
+        b = torch.minimum((blk - base).clamp(min=0), last)
+        return grid[(b * stride).sum(dim=-1)]
 
     def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's block (as ``_locate`` finds it) is allocated. Shape: (N, 3) ->
@@ -468,21 +467,21 @@ of the allocated blocks is searched in the index instead."""
 
 
 def _block_grid(keys: torch.Tensor, slots: torch.Tensor, device: torch.device) -> Tuple:
-    """(first block (3,), extent (3,), flat slot grid ((Z + 2) (Y + 2) (X + 2),) of the
-    allocated blocks, 0 elsewhere) over their bounding box and an empty border around it; the
-    grid is None when there is no block or the box exceeds ``BLOCK_GRID_CELLS``."""
+    """(the border's first block (3,), the last cell (3,), the flat slot grid ((Z + 2) (Y + 2)
+    (X + 2),) of the allocated blocks with 0 elsewhere, its strides (3,)) over their bounding
+    box and an empty border around it; the grid is None when there is no block or the box
+    exceeds ``BLOCK_GRID_CELLS``. Shapes and strides are computed here once, not per query."""
     if keys.shape[0] == 0:
-        return None, None, None
+        return None, None, None, None
     coords = unpack(keys)
-    lo = coords.min(dim=0).values
-    ext = coords.max(dim=0).values - lo + 1
-    side = ext + 2
+    base = coords.min(dim=0).values - 1
+    side = coords.max(dim=0).values - base + 2
     if int(side.prod()) > BLOCK_GRID_CELLS:
-        return lo, ext, None
+        return base, side - 1, None, None
+    stride = torch.stack((torch.ones_like(side[0]), side[0], side[0] * side[1]))
     grid = torch.zeros(int(side.prod()), dtype=torch.long, device=device)
-    rel = coords - lo + 1
-    grid[(rel[:, 2] * side[1] + rel[:, 1]) * side[0] + rel[:, 0]] = slots
-    return lo, ext, grid
+    grid[((coords - base) * stride).sum(dim=-1)] = slots
+    return base, side - 1, grid, stride
 
 
 def _check_range(coords: torch.Tensor) -> None:
