@@ -13,6 +13,8 @@ Run with the ROS 2 test environment's Python (``make test`` creates .venv-ros)::
 The node is started as users start it (its console script with the parameter files); every
 image is stamped with the wall-clock time it is published, so "received - stamp" is the
 latency of the whole pipeline (DDS, pairing, conversion, the engine step, publication).
+The node's map, its log and the replay's bag go to a temporary folder, removed when the run
+succeeds and kept (its path printed) when it fails.
 """
 
 from __future__ import annotations

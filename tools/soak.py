@@ -3,11 +3,11 @@
 """Soak the node: a long synthetic flight played into ``vssm-node`` at real time (real rclpy,
 Fast DDS on loopback), with ``~/save_map``, ``~/load_map`` and ``~/reset`` called under load.
 
-Printed (and written to ``--out``): frames published / processed, the node's RSS every
-``--sample`` frames published (and a plot), the latency image stamp -> odometry of the frames
-processed among the first and among the last 1,000 published (p50 / p95 and the p95 ratio),
-the service calls and their results, and whether the node was still alive and exited cleanly
-(SIGINT, exit 0).
+The node's map and log are kept in ``--out``/node. Printed (and written to ``--out``): frames
+published / processed, the node's RSS every ``--sample`` frames published (and a plot), the
+latency image stamp -> odometry of the frames processed among the first and among the last
+1,000 published (p50 / p95 and the p95 ratio), the service calls and their results, and
+whether the node was still alive and exited cleanly (SIGINT, exit 0).
 
 Run with the ROS 2 test environment's Python (``make test`` creates .venv-ros)::
 
