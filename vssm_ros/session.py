@@ -453,13 +453,14 @@ class SlamSession:
         """
         if self.engine is None:
             raise StateError('no map to save: no frame processed since start or reset')
-        state, config = self.engine.state_dict(), to_dict(self.cfg)
+        # The map streamed: a region at a time, not a copy of the whole map in memory.
+        state, config = self.engine.state_dict(stream=True), to_dict(self.cfg)
         if self.localization and self._loaded is not None:
             # Localisation changes no map: the file keeps the loaded pose, keyframes and
             # config, so an unchanged map is saved as the identical file (and a changed one
             # shows in its bytes).
             loaded, config = self._loaded
-            state = {'meta': loaded['meta'],
+            state = {'meta': loaded['meta'], 'streams': state.get('streams', {}),
                      'tensors': {**{k: v for k, v in state['tensors'].items()
                                     if not _trajectory_key(k)},
                                  **{k: v for k, v in loaded['tensors'].items()

@@ -13,6 +13,7 @@ from vssm_ros.core.camera import pixel_grid, pixel_rays
 from vssm_ros.core.map import HostSwap, VoxelMap
 from vssm_ros.core.map.blocks import containing_blocks
 from vssm_ros.core.map.index import MISSING, SortedIndex, pack, unpack
+from vssm_ros.core.map.state import map_stream
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
 
 F64 = torch.float64
@@ -293,3 +294,60 @@ def test_map_grows_in_every_direction_without_bounds():
     assert float(xyz[:, 2].min()) < -40.0 and float(xyz[:, 0].max()) > 247.0
     # Surface voxels (|sdf| < 0.75 voxel) read as such wherever they are.
     assert float(m.sdf_at(xyz).abs().max()) < 0.75 * m.resolution
+
+
+def test_the_map_stream_yields_the_state_a_region_at_a_time():
+    """Saving streams the map: active blocks in chunks, then one evicted region per part,
+    adding up to ``state_dict`` exactly."""
+    cfg = _cfg(memory_mb=16, keep_radius=5.0)
+    m = _fused_map(cfg, HostSwap(), _three_rooms())
+    m.budget_blocks = len(m.atlas) // 2
+    assert m.enforce_budget(np.array([12.0, 0.0, 0.5])) > 0
+    stream = m.state_stream()
+    whole = m.state_dict()
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in whole.items()} == stream.spec
+    parts = list(map_stream(m, chunk=50).parts())
+    active, evicted = len(m.atlas), m.evicted_regions()
+    assert len(parts) == -(-active // 50) + len(evicted)
+    for part, region in zip(parts[-len(evicted):], evicted):   # one region each
+        assert part['blocks'].shape[0] == m._evicted[region][1]
+        assert (part['slot'] == MISSING).all()
+    assert all(p['blocks'].shape[0] <= 50 for p in parts[:-len(evicted)])
+    for k, v in stream.materialise().items():
+        assert torch.equal(v, whole[k]), k
+
+
+def test_a_map_over_the_budget_loads_within_it():
+    """Loaded with the drone's position, a saved map larger than the budget keeps only the
+    nearest regions active (as the budget would) and puts the rest in the swap, aprons
+    included: it renders as the map it was saved from, near and, once back, far."""
+    cfg = _cfg(memory_mb=16, keep_radius=5.0)
+    src = _fused_map(cfg, None, _three_rooms())
+    sd = src.state_dict()
+    here = np.array([12.0, 0.0, 0.5])
+    m = VoxelMap(cfg, 'cpu', F64, HostSwap())
+    m.budget_blocks = len(src.atlas) // 2
+    m.load_state_dict(sd, position=here)
+    st = m.stats()
+    assert 0 < st['active_blocks'] <= 0.8 * m.budget_blocks
+    assert st['total_blocks'] == len(src.atlas) and st['evicted_regions'] > 0
+    gone = min(np.linalg.norm(c - here) for c, _ in m._evicted.values())
+    assert gone >= max(d for d, _, _ in m._active_regions(here))   # the nearest kept
+    near, far = _pose(1.0, (12.0, 0.0, 0.5)), _pose(1.0, (0.0, 0.0, 0.5))
+    a, b = _render(m, near), _render(src, near)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert float(_render(m, far)['hit'].mean()) < 0.5 * float(_render(src, far)['hit'].mean())
+    m.restore_all()
+    a, b = _render(m, far), _render(src, far)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-9), k   # other slots: rounding
+    again = m.state_dict()
+    order, ref = torch.argsort(pack(again['blocks'])), torch.argsort(pack(sd['blocks']))
+    for k in set(sd) - {'slot'}:
+        assert torch.equal(again[k][order], sd[k][ref]), k
+    # Without a position (or within the budget) everything is loaded, as before.
+    whole = VoxelMap(cfg, 'cpu', F64, HostSwap())
+    whole.budget_blocks = m.budget_blocks
+    whole.load_state_dict(sd)
+    assert whole.stats()['evicted_blocks'] == 0 and len(whole.atlas) == len(src.atlas)

@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from vssm_ros.config import EngineConfig, MapConfig, SyntheticConfig, to_dict
 from vssm_ros.core.engine import SlamEngine
@@ -263,6 +264,69 @@ def test_engine_evicts_to_disk_and_saves_the_whole_map(tmp_path, feed_frames):
     whole = engine.map_points(whole_map=True)
     assert len(whole['xyz']) == len(fresh.map_points()['xyz'])
     assert len(engine.map_points()['xyz']) < len(whole['xyz'])
+    # Saved streamed (the evicted regions read from disk one at a time) it is the same file
+    # as saved from whole tensors, byte for byte, and loads back as the same state.
+    streamed, whole_file = tmp_path / 'streamed.safetensors', tmp_path / 'whole.safetensors'
+    save_checkpoint(streamed, engine.state_dict(stream=True), {'c': 1})
+    save_checkpoint(whole_file, sd, {'c': 1})
+    assert streamed.read_bytes() == whole_file.read_bytes()
+    loaded, _ = load_checkpoint(streamed)
+    assert set(loaded['tensors']) == set(sd['tensors'])
+    for k, v in sd['tensors'].items():
+        assert torch.equal(loaded['tensors'][k], v), k
+
+
+def test_a_map_over_the_budget_loads_within_it_and_comes_back_without_keyframes(
+        tmp_path, feed_frames):
+    """Loaded (for localisation, say), a map larger than the budget keeps the regions around
+    the saved pose and puts the others on disk; as the drone moves, they come back without
+    any keyframe being fused (a localising engine fuses none)."""
+    flight = generate_flight(SyntheticConfig(duration_s=4.0, width=48, height=36,
+                                             camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
+    cfg = EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3, memory_mb=16,
+                                     keep_radius=2.0))
+    engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0])
+    feed_frames(engine, flight.items(), 20)
+    path = tmp_path / 'map.safetensors'
+    save_checkpoint(path, engine.state_dict(stream=True), {})
+    sd, _ = load_checkpoint(path)
+    total = len(sd['tensors']['map.blocks'])
+    fresh = SlamEngine(cfg, swap=DiskSwap(tmp_path / 's'))
+    fresh.map.budget_blocks = total // 3
+    fresh.load_state_dict(sd)
+    st = fresh.map_stats()
+    assert st['total_blocks'] == total and st['evicted_regions'] > 0
+    assert st['active_blocks'] <= 0.8 * fresh.map.budget_blocks
+    saved_at = fresh.state.p.double().numpy()
+    far, (target, _) = max(fresh.map._evicted.items(),
+                           key=lambda kv: np.linalg.norm(kv[1][0] - saved_at))
+    there = fresh.state.clone()
+    there.p = torch.as_tensor(target, dtype=there.p.dtype)   # the drone flies there
+    fresh._keep_budget(there)
+    assert fresh.map_stats()['restores'] > 0
+    assert far not in fresh.map.evicted_regions()
+    assert len(fresh.map.atlas) <= fresh.map.budget_blocks
+    restores = fresh.map_stats()['restores']
+    fresh._keep_budget(there)   # not moved since: nothing to do
+    assert fresh.map_stats()['restores'] == restores
+
+
+def test_a_stream_short_of_its_tensors_leaves_the_previous_file(tmp_path):
+    """A map that changed while it was streamed (its parts do not fill the tensors its
+    header announced) is not saved: a clear error, the previous file kept."""
+    from vssm_ros.core.map import TensorStream
+
+    path = tmp_path / 'map.safetensors'
+    whole = {'x': torch.arange(4.0)}
+    save_checkpoint(path, {'tensors': whole, 'meta': {}}, {})
+    before = path.read_bytes()
+    short = TensorStream({'x': (torch.float32, (4,))}, lambda: iter([{'x': torch.ones(3)}]))
+    with pytest.raises(StateError, match='do not fill'):
+        save_checkpoint(path, {'tensors': {}, 'meta': {}, 'streams': {'map.': short}}, {})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['map.safetensors']
+    sd, _ = load_checkpoint(path)
+    assert torch.equal(sd['tensors']['x'], whole['x'])
 
 
 def test_tiered_swap_keeps_recent_regions_in_host_memory_and_spills_to_disk(tmp_path):

@@ -397,7 +397,8 @@ def _report(source: Source, cfg: VssmConfig, session: SlamSession, run: _Run, wa
     write_tum_trajectory(out / 'trajectory.tum', stamps_ns, T_est)
     pts = engine.map_points(whole_map=True)   # the regions swapped out of memory too
     write_ply(out / 'map.ply', pts['xyz'], pts['rgb'], pts['occupancy'])
-    save_checkpoint(out / 'checkpoint.safetensors', engine.state_dict(), to_dict(cfg))
+    save_checkpoint(out / 'checkpoint.safetensors', engine.state_dict(stream=True),
+                    to_dict(cfg))
     metrics['map_points'] = int(len(pts['xyz']))
     strip = [_render_kept(engine, f, e) for f, e in run.keeper.pick(STRIP_FRAMES)]
     metrics['depth_l1'] = [dict(stamp_ns=f.stamp_ns, **depth_l1(r['depth'], f.depth))

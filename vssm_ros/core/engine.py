@@ -44,7 +44,7 @@ from vssm_ros.core.init import (correction_angle_deg, gravity_correction, is_at_
                                 rest_after_all, solve_gravity)
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
-from vssm_ros.core.map import BlockSwap, VoxelMap, integrate
+from vssm_ros.core.map import BlockSwap, TensorStream, VoxelMap, integrate
 from vssm_ros.core.mapping import KeyframeMapper, leave_a_core_for_mapping
 from vssm_ros.core.noise import DepthNoise
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
@@ -144,6 +144,8 @@ class SlamEngine:
         self.n_frames = 0
         self.n_imu_gaps = 0
         self.n_untracked = 0
+        # Where the memory budget was last kept (map frame, metres): _keep_budget.
+        self._budget_at: Optional[np.ndarray] = None
         self.n_relocalisations = 0
         self.health.reset()
         self._signals_last: Optional[TrackSignals] = None
@@ -338,6 +340,7 @@ class SlamEngine:
             self._frames_since_kf += 1
             if len(self._window) >= self._window_size(imu_of_interval):
                 post = self._close_window(post)
+        self._keep_budget(post)
         timings['map'] = time.perf_counter() - t0
 
         # 4. freeze
@@ -733,7 +736,25 @@ class SlamEngine:
         t2 = time.perf_counter()
         self.map.restore_near(position)
         self.map.enforce_budget(position)
+        self._budget_at = position
         self.map.add_stage_time(free_space=free_space_s, budget=time.perf_counter() - t2)
+
+    def _keep_budget(self, state: GaussianState) -> None:
+        """The memory budget between keyframes: where regions are on disk or the map is over
+        budget, regions come back and go as at a keyframe's commit, each time the drone has
+        moved a region's edge since the budget was last kept. Without it a map loaded for
+        localisation (no keyframes) would never take its far regions back."""
+        if self.mapper.pending or (not self.map.evicted_regions()
+                                   and len(self.map.atlas) <= self.map.budget_blocks):
+            return
+        position = state.p.detach().cpu().double().numpy()
+        if (self._budget_at is not None
+                and np.linalg.norm(position - self._budget_at) < self.map.region_edge()):
+            return
+        with self.mapper.lock.write():
+            self.map.restore_near(position)
+            self.map.enforce_budget(position)
+        self._budget_at = position
 
     def _transition(self, imu, dt: float) -> Transition:
         """The transition from the current state to the next frame (the propagate step, and
@@ -1043,16 +1064,28 @@ class SlamEngine:
 
     # ------------------------------------------------------------------ state I/O
 
-    def state_dict(self) -> Dict:
+    def state_dict(self, stream: bool = False) -> Dict:
         """Everything needed to resume: tensors (by name) and JSON-able metadata. The open
         window is closed first (``flush``): its keyframe is in the saved map. The whole map is
-        saved, evicted regions included."""
+        saved, evicted regions included.
+
+        Args:
+            stream: leave the map's tensors out of ``tensors`` and give them as
+                ``streams``: ``{'map.': TensorStream}``, read a part at a time (under the map's
+                read lock) when iterated, so that saving (``data.export.save_checkpoint``)
+                holds one part of the map in memory, not all of it.
+        """
         self.flush()   # not under the map lock: it waits for asynchronous updates
         with self.mapper.lock.read():
-            return self._state_dict()
+            return self._state_dict(stream)
 
-    def _state_dict(self) -> Dict:
-        tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
+    def _state_dict(self, stream: bool) -> Dict:
+        streams = {}
+        if stream:
+            streams['map.'] = self._locked(self.map.state_stream())
+            tensors = {}
+        else:
+            tensors = {f'map.{k}': v.detach().cpu() for k, v in self.map.state_dict().items()}
         tensors.update({f'cost.free_space.{k}': v for k, v in self.free_space.state_dict()
                         .items()})
         meta = {'version': STATE_VERSION, 'n_frames': self.n_frames,
@@ -1067,7 +1100,14 @@ class SlamEngine:
         if kf:
             tensors['keyframes.T_world_body'] = torch.stack([k['T_world_body'] for k in kf]).cpu()
             meta['keyframe_stamps_ns'] = [int(k['stamp_ns']) for k in kf]
-        return {'tensors': tensors, 'meta': meta}
+        return {'tensors': tensors, 'meta': meta, **({'streams': streams} if stream else {})}
+
+    def _locked(self, stream: TensorStream) -> TensorStream:
+        """A stream whose parts are read under the map's read lock (no commit between them)."""
+        def parts():
+            with self.mapper.lock.read():
+                yield from stream.parts()
+        return TensorStream(stream.spec, parts)
 
     def load_state_dict(self, sd: Dict) -> None:
         """Restore a state saved by ``state_dict`` (same map resolution and block size)."""
@@ -1089,9 +1129,12 @@ class SlamEngine:
         self.reset()
         self._init_log = None   # a saved state is past its initialisation
         pre = 'cost.free_space.'
+        # A map over the budget is loaded within it, around the saved position.
+        position = tensors['state.p'].double().numpy() if 'state.p' in tensors else None
         with self.mapper.lock.write():
             self.map.load_state_dict({k[4:]: v for k, v in tensors.items()
-                                      if k.startswith('map.')})
+                                      if k.startswith('map.')}, position)
+            self._budget_at = position
             self.free_space.load_state_dict({k[len(pre):]: v for k, v in tensors.items()
                                              if k.startswith(pre)})
         if 'state.R' in tensors:

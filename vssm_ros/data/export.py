@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-from vssm_ros.data.atomic import atomic_write_bytes
+from vssm_ros.data.atomic import atomic_open, atomic_write_bytes
 from vssm_ros.errors import SourceError, StateError
 
 PathLike = Union[str, os.PathLike]
@@ -52,6 +53,8 @@ _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short':
               'int16': '<i2', 'ushort': '<u2', 'uint16': '<u2', 'int': '<i4', 'int32': '<i4',
               'uint': '<u4', 'uint32': '<u4', 'float': '<f4', 'float32': '<f4',
               'double': '<f8', 'float64': '<f8'}
+_READ_CHUNK = 16 << 20
+"""Bytes read back at a time for the checkpoint's digest."""
 # A PLY header is a few hundred bytes; anything much longer is not one of ours.
 _PLY_MAX_HEADER = 64 * 1024
 
@@ -166,48 +169,141 @@ def save_checkpoint(path: PathLike, engine_state_dict: Dict[str, Any],
                     config_dict: Dict[str, Any]) -> None:
     """Save an engine state and its configuration as a safetensors checkpoint, atomically.
 
+    The file is written tensor piece by tensor piece: a state's ``streams`` (the map from
+    ``SlamEngine.state_dict(stream=True)``, its evicted regions included) are read and
+    written one part at a time, so saving a large map costs one part of memory, not a copy
+    of the whole map.
+
     Args:
         path: output file (its folder is created), e.g. ``checkpoint.safetensors``.
         engine_state_dict: ``SlamEngine.state_dict()``: ``{'tensors': {name: tensor},
-            'meta': {JSON-able}}``.
+            'meta': {JSON-able}}``, and optionally ``'streams': {prefix: TensorStream}``
+            (their tensors are saved as ``prefix + name``).
         config_dict: the configuration as plain JSON-able values (``config.to_dict(cfg)``).
 
     Raises:
-        StateError: a state dict without 'tensors'/'meta', metadata that is not JSON-able, or
-            a file that cannot be written (the previous file at ``path`` is then unchanged).
+        StateError: a state dict without 'tensors'/'meta', metadata that is not JSON-able, a
+            stream whose parts do not add up to its tensors, or a file that cannot be written
+            (the previous file at ``path`` is then unchanged).
     """
     if not isinstance(engine_state_dict, dict) or not {'tensors', 'meta'} <= set(
             engine_state_dict):
         raise StateError("save_checkpoint needs an engine state dict with 'tensors' and 'meta'")
-    # safetensors refuses views and tensors sharing storage; own contiguous CPU copies are safe.
-    tensors = {str(k): v.detach().to('cpu').contiguous().clone()
+    tensors = {str(k): v.detach().to('cpu').contiguous()
                for k, v in engine_state_dict['tensors'].items()}
+    streams = engine_state_dict.get('streams') or {}
     try:
         header = {'format': CHECKPOINT_FORMAT, 'format_version': str(CHECKPOINT_VERSION),
                   'meta': json.dumps(engine_state_dict['meta'], sort_keys=True),
                   'config': json.dumps(config_dict, sort_keys=True)}
     except (TypeError, ValueError) as err:
         raise StateError(f'checkpoint {path}: metadata is not JSON-serialisable: {err}') from err
-    header[CHECKSUM_KEY] = content_digest(tensors, header)
+    # The digest is known once every byte is written: a placeholder of its length first.
+    header[CHECKSUM_KEY] = '0' * 64
+    spec = {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}
+    for prefix, stream in streams.items():
+        spec.update({prefix + k: s for k, s in stream.spec.items()})
     try:
-        atomic_write_bytes(path, safetensors_bytes(tensors, header))
+        with atomic_open(path, 'w+b') as fh:
+            _write_checkpoint(fh, header, spec, tensors, streams)
     except OSError as err:
         raise StateError(f'cannot write checkpoint {path}: {err}') from err
+
+
+def _write_checkpoint(fh, header: Dict[str, str], spec: Dict[str, Tuple[Any, Tuple[int, ...]]],
+                      tensors: Dict[str, Any], streams: Dict[str, Any]) -> None:
+    """A safetensors file into ``fh`` (opened 'w+b'): the header with the digest's
+    placeholder, the tensors and the streams' parts at their offsets, then the digest
+    (``content_digest``, computed over the bytes written) in the placeholder's place."""
+    order = sorted(spec, key=lambda k: (-_itemsize(spec[k][0]), k))   # every tensor aligned
+    offsets, end = {}, 0
+    for k in order:
+        dtype, shape = spec[k]
+        offsets[k] = (end, end + _itemsize(dtype) * math.prod(shape))
+        end = offsets[k][1]
+    entries: Dict[str, Any] = {'__metadata__': dict(sorted(header.items()))}
+    entries.update((k, {'dtype': _safetensors_dtype(spec[k][0]), 'shape': list(spec[k][1]),
+                        'data_offsets': list(offsets[k])}) for k in order)
+    text = json.dumps(entries, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)   # the data 8-byte aligned, as the library writes it
+    base = 8 + len(text)
+    fh.write(struct.pack('<Q', len(text)) + text)
+    for k, t in tensors.items():
+        fh.seek(base + offsets[k][0])
+        fh.write(_raw(t))
+    for prefix, stream in streams.items():
+        at = {k: offsets[prefix + k][0] for k in stream.spec}
+        for part in stream.parts():
+            for k, piece in part.items():
+                raw = _raw(piece)
+                fh.seek(base + at[k])
+                fh.write(raw)
+                at[k] += raw.nbytes
+        short = [prefix + k for k in at if at[k] != offsets[prefix + k][1]]
+        if short:
+            raise StateError(f'the parts of {", ".join(short)} do not fill their tensors (the '
+                             'map changed while it was saved?)')
+    h = _digest_start(header)
+    for k in sorted(spec):
+        _digest_entry(h, k, *spec[k])
+        fh.seek(base + offsets[k][0])
+        left = offsets[k][1] - offsets[k][0]
+        while left:
+            chunk = fh.read(min(left, _READ_CHUNK))
+            h.update(chunk)
+            left -= len(chunk)
+    mark = b'"%s":"%s"' % (CHECKSUM_KEY.encode(), header[CHECKSUM_KEY].encode())
+    fh.seek(8 + text.index(mark) + len(mark) - 65)
+    fh.write(h.hexdigest().encode('ascii'))
+
+
+def _raw(t: Any) -> np.ndarray:
+    """A CPU tensor's bytes, as safetensors stores them (C order, little-endian)."""
+    import torch
+
+    return t.detach().to('cpu').contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def _safetensors_dtype(dtype: Any) -> str:
+    """The safetensors name of a torch dtype."""
+    import torch
+
+    names = {torch.float64: 'F64', torch.float32: 'F32', torch.float16: 'F16',
+             torch.bfloat16: 'BF16', torch.int64: 'I64', torch.int32: 'I32',
+             torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8', torch.bool: 'BOOL'}
+    if dtype not in names:
+        raise StateError(f'a checkpoint cannot hold a tensor of dtype {dtype}')
+    return names[dtype]
+
+
+def _itemsize(dtype: Any) -> int:
+    import torch
+
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _digest_start(metadata: Dict[str, str]):
+    """``content_digest``'s hash over the metadata, before any tensor."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in metadata.items() if k != CHECKSUM_KEY},
+                        sort_keys=True).encode('utf-8'))
+    return h
+
+
+def _digest_entry(h, name: str, dtype: Any, shape: Tuple[int, ...]) -> None:
+    """``content_digest``'s hash of a tensor's name, dtype and shape (its bytes follow)."""
+    h.update(json.dumps([name, str(dtype), list(shape)]).encode('utf-8'))
 
 
 def content_digest(tensors: Dict[str, Any], metadata: Dict[str, str]) -> str:
     """SHA-256 (hex) of a checkpoint's content: its metadata entries but ``CHECKSUM_KEY``, and
     every tensor's name, dtype, shape and bytes, in name order. It depends on the content
     only, not on how the file lays it out, so the same map always has the same digest."""
-    import torch
-
-    h = hashlib.sha256()
-    h.update(json.dumps({k: v for k, v in metadata.items() if k != CHECKSUM_KEY},
-                        sort_keys=True).encode('utf-8'))
+    h = _digest_start(metadata)
     for name in sorted(tensors):
-        t = tensors[name].detach().to('cpu').contiguous()
-        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode('utf-8'))
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
+        t = tensors[name]
+        _digest_entry(h, name, t.dtype, tuple(t.shape))
+        h.update(_raw(t))
     return h.hexdigest()
 
 
@@ -245,20 +341,22 @@ def _safetensors_header(data: bytes, path: Path, what: str = 'checkpoint') -> Di
     return header
 
 
-def read_container(path: PathLike, fmt: str, version: int, what: str
+def read_container(path: PathLike, fmt: str, version: int, what: str, whole: bool = True
                    ) -> Tuple[bytes, Dict[str, str]]:
     """The bytes and the metadata header of a vssm_ros safetensors file.
 
     Args:
         fmt, version: the ``format`` and ``format_version`` the header must carry.
         what: what the file is, for the error messages (e.g. 'checkpoint').
+        whole: read the whole file; False: its header only (the bytes returned are the
+            header's), for a reader that takes the tensors from the file itself.
 
     Raises:
         StateError: a missing or unreadable file, or one of another format or version.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if whole else _read_head(path)
     except FileNotFoundError as err:
         raise StateError(f'{what} not found: {path}') from err
     except IsADirectoryError as err:
@@ -279,6 +377,18 @@ def read_container(path: PathLike, fmt: str, version: int, what: str
     return data, meta
 
 
+def _read_head(path: Path) -> bytes:
+    """A safetensors file's first bytes: the length and, as far as the file holds it, the
+    header (never more than the file: a corrupt length cannot ask for terabytes)."""
+    with open(path, 'rb') as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(8)
+        if len(head) < 8:
+            return head
+        (n,) = struct.unpack('<Q', head)
+        return head + fh.read(min(n, size - 8))
+
+
 def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Load a checkpoint written by ``save_checkpoint``.
 
@@ -292,9 +402,12 @@ def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
             ``sha256``), or one of an unsupported container version.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors.torch import load_file
 
-    data, meta = read_container(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, 'checkpoint')
+    # The header alone, then the tensors straight from the file: one copy of the map in
+    # memory, not the file's bytes as well.
+    _, meta = read_container(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, 'checkpoint',
+                             whole=False)
     try:
         state_meta = json.loads(meta['meta'])
         config = json.loads(meta['config'])
@@ -304,10 +417,11 @@ def load_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         raise StateError(f'checkpoint {path}: corrupt metadata (meta and config must be '
                          'mappings)')
     try:
-        tensors = load(data)
+        tensors = load_file(str(path))
     # The library reports most bad files as SafetensorError, some as errors of torch or of
-    # its own Python part (a dtype torch lacks, a shape that does not fit the bytes).
-    except (SafetensorError, ValueError, RuntimeError, KeyError, TypeError) as err:
+    # its own Python part (a dtype torch lacks, a shape that does not fit the bytes); the
+    # file may also have gone since its header was read.
+    except (SafetensorError, ValueError, RuntimeError, KeyError, TypeError, OSError) as err:
         raise StateError(f'checkpoint {path} is corrupt or truncated: {err}') from err
     expected = meta.get(CHECKSUM_KEY)
     if expected is not None and content_digest(tensors, meta) != expected:

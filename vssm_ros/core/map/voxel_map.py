@@ -36,7 +36,7 @@ from vssm_ros.config import MapConfig
 from vssm_ros.core.map.blocks import CORNERS, BlockAtlas, block_bytes
 from vssm_ros.core.map import integrate
 from vssm_ros.core.map.index import LIMIT, MISSING, pack, unpack
-from vssm_ros.core.map.state import load_map_state, map_state
+from vssm_ros.core.map.state import TensorStream, load_map_state, map_state, map_stream
 from vssm_ros.core.map.swap import BlockSwap, HostSwap
 from vssm_ros.errors import StateError
 
@@ -266,7 +266,7 @@ class VoxelMap:
         for dist, key, n in near:
             room = self.budget_blocks - len(self.atlas)
             out = []
-            while room < n and active and active[0][0] > dist + self._region_edge():
+            while room < n and active and active[0][0] > dist + self.region_edge():
                 d_far, k_far, n_far = active.pop(0)
                 out.append(k_far)
                 room += n_far
@@ -290,7 +290,7 @@ class VoxelMap:
         excess = len(self.atlas) - int(0.8 * self.budget_blocks)
         chosen, freed = [], 0
         for dist, key, n in self._active_regions(position):
-            if freed >= excess or dist <= 2 * self._region_edge():
+            if freed >= excess or dist <= 2 * self.region_edge():
                 break
             chosen.append(key)
             freed += n
@@ -303,12 +303,13 @@ class VoxelMap:
         coords, _ = self.atlas.blocks()
         region = torch.div(coords, REGION, rounding_mode='floor')
         rkeys, counts = torch.unique(pack(region), return_counts=True)
-        centres = (unpack(rkeys).double() + 0.5).cpu().numpy() * self._region_edge()
+        centres = (unpack(rkeys).double() + 0.5).cpu().numpy() * self.region_edge()
         dist = np.linalg.norm(centres - np.asarray(position, dtype=np.float64), axis=1)
         order = np.argsort(-dist)
         return [(float(dist[i]), int(rkeys[i]), int(counts[i])) for i in order]
 
-    def _region_edge(self) -> float:
+    def region_edge(self) -> float:
+        """A region's edge (metres)."""
         return REGION * self.B * self.resolution
 
     def _evict(self, regions: List[int]) -> None:
@@ -323,12 +324,17 @@ class VoxelMap:
             payload['keys'] = keys
             payload['anchor_sum'] = self.atlas.anchor_sum[slots]
             payload['anchor_weight'] = self.atlas.anchor_weight[slots]
-            self.swap.put(r, {k: v.cpu() for k, v in payload.items()})
-            centre = (unpack(torch.tensor(r)).double().numpy() + 0.5) * self._region_edge()
-            self._evicted[r] = (centre, int(keys.numel()))
+            self.put_evicted(r, {k: v.cpu() for k, v in payload.items()})
         for r in regions:
             self.atlas.release(keys_all[region_keys == r])
         self.n_evictions += len(regions)
+
+    def put_evicted(self, region: int, payload: Dict[str, torch.Tensor]) -> None:
+        """Put a region in the swap: its padded blocks (``BlockAtlas.read_blocks``), ``keys``
+        and anchors, as CPU tensors; it is then one of the map's evicted regions."""
+        self.swap.put(region, payload)
+        centre = (unpack(torch.tensor(region)).double().numpy() + 0.5) * self.region_edge()
+        self._evicted[region] = (centre, int(payload['keys'].numel()))
 
     def _restore(self, regions) -> None:
         for r in regions:
@@ -431,9 +437,16 @@ class VoxelMap:
         """Every block, active and evicted, without aprons (``core.map.state.map_state``)."""
         return map_state(self)
 
-    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        """Restore blocks saved by ``state_dict`` (``core.map.state.load_map_state``)."""
-        load_map_state(self, state)
+    def state_stream(self) -> TensorStream:
+        """``state_dict``'s tensors a part at a time (``core.map.state.map_stream``): for
+        saving a map whose regions are on disk without holding all of it in memory."""
+        return map_stream(self)
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor],
+                        position: Optional[np.ndarray] = None) -> None:
+        """Restore blocks saved by ``state_dict``; a map over the budget, with the drone's
+        ``position`` (metres), is loaded within it (``core.map.state.load_map_state``)."""
+        load_map_state(self, state, position)
 
     def reset(self) -> None:
         """Forget everything."""
