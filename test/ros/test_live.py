@@ -389,6 +389,37 @@ def test_diagnostics_warn_when_the_map_budget_cannot_hold_keep_radius(flight, me
                               'raise engine.map.memory_mb')
 
 
+def test_diagnostics_never_wait_for_the_engine(flight, messages):
+    """The diagnostics run on the executor's one thread: while the engine holds its lock (a
+    frame in progress) they report the last snapshot at once, and the worker refreshes it
+    after its frame."""
+    live, sink = make_live()
+    feed(live, until_frame(messages, flight, 1))
+    values = {kv.key: kv.value for kv in live.diagnostics(0).status[0].values}
+    before = int(values['frames_processed'])
+    held, release = threading.Event(), threading.Event()
+
+    def busy_engine():
+        with live.engine_lock:
+            held.set()
+            release.wait(WAIT_S)
+
+    busy = threading.Thread(target=busy_engine)
+    busy.start()
+    assert held.wait(WAIT_S)
+    try:
+        t0 = time.monotonic()
+        values = {kv.key: kv.value for kv in live.diagnostics(0).status[0].values}
+        assert time.monotonic() - t0 < 1.0   # not blocked behind the engine's frame
+        assert int(values['frames_processed']) == before and live.diag_wanted
+    finally:
+        release.set()
+        busy.join()
+    feed(live, frames_between(messages, flight, 2, 2))   # the worker's next frame
+    assert not live.diag_wanted
+    assert int(live.diag_session[0]['frames_processed']) == before + 1
+
+
 def test_while_a_newer_frame_waits_renders_are_put_off(flight, messages, monkeypatch):
     live, sink = make_live()
     feed(live, until_frame(messages, flight, 1))

@@ -368,6 +368,10 @@ class LiveSlam:
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.busy_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.diag_counts: Counter[str] = collections.Counter()
+        # The session's figures for diagnostics (``session_snapshot``), and whether the
+        # diagnostics want the worker to refresh them after its frame.
+        self.diag_session: Optional[Tuple[Dict[str, Any], Dict[str, Any], Tuple[int, str]]] = None
+        self.diag_wanted = False
         self.map_path = cfg.node.map_path   # the node changes it with its parameter
         self.autosave = Autosave(cfg.node.autosave_period_s, self.session.localization, log)
 
@@ -475,7 +479,18 @@ class LiveSlam:
             self.session.throttled('internal_error', 'error', f'frame {stamp} ns failed with '
                                    f'an unexpected {type(err).__name__}: {err!r}')
         self.busy_s.append(time.perf_counter() - t0)
+        if self.diag_wanted:   # the diagnostics found the engine busy: their figures now
+            with self.engine_lock:
+                self.session_snapshot()
         return True
+
+    def session_snapshot(self) -> Tuple[Dict[str, Any], Dict[str, Any], Tuple[int, str]]:
+        """The session's and the autosave's figures and status for diagnostics (under the
+        engine lock), kept in ``diag_session``."""
+        self.diag_session = (self.session.stats(), self.autosave.stats(),
+                             self.session.status())
+        self.diag_wanted = False
+        return self.diag_session
 
     def _catch_up_gap_s(self) -> float:
         """The most time between two processed frames while catching up: ``node.max_frame_gap_s``,
@@ -605,10 +620,20 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
         values['unpaired_camera_messages'] = sum(live.intake.pairer.dropped)
         last_rx = dict(live.intake.last_rx)
     waiting = live.startup_deadline is not None and live.T_body_cam is None
-    with live.engine_lock:
-        values.update(live.session.stats())
-        values.update(live.autosave.stats())
-        level, text = live.session.status()
+    # Never wait for the engine's frame on the executor's thread (its callbacks would wait
+    # too): while the engine is busy, the figures of the last snapshot, refreshed by the
+    # worker after its frame.
+    if live.engine_lock.acquire(blocking=live.diag_session is None):
+        try:
+            snapshot = live.session_snapshot()
+        finally:
+            live.engine_lock.release()
+    else:
+        live.diag_wanted = True
+        snapshot = live.diag_session
+    session_stats, autosave_stats, (level, text) = snapshot
+    values.update(session_stats)
+    values.update(autosave_stats)
     if live.busy_s:
         values['frame_p50_ms'] = 1e3 * float(np.median(live.busy_s))
         values['frame_mean_ms'] = 1e3 * float(np.mean(live.busy_s))

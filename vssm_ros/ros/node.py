@@ -48,7 +48,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
@@ -157,7 +157,7 @@ class VssmNode(Node):
 
         def subscribe(cls: Any, topic: str, callback: Any, qos: QoSProfile) -> Any:
             # One mutually exclusive group per subscription: each topic's messages are handled
-            # one at a time, in order, while different topics run in parallel (LiveSlam's
+            # one at a time, in order, also under a multi-threaded executor (LiveSlam's
             # intake is thread-safe).
             return self.create_subscription(cls, topic, self._guarded(callback), qos,
                                             callback_group=MutuallyExclusiveCallbackGroup())
@@ -268,8 +268,6 @@ class VssmNode(Node):
         super().destroy_node()
 
 
-EXECUTOR_THREADS = 2
-"""Callback threads: callbacks only convert and queue, the engine has its own thread."""
 GIL_SWITCH_INTERVAL_S = 0.0002
 """Python's GIL switch interval in the node (see ``main``)."""
 SHUTDOWN_WAIT_S = 3.0
@@ -290,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'vssm-node: error: {err}', file=sys.stderr)
         return 2
     node: Optional[VssmNode] = None
-    executor: Optional[MultiThreadedExecutor] = None
+    executor: Optional[SingleThreadedExecutor] = None
     code = 0
     try:
         node = VssmNode()
@@ -298,7 +296,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         # GIL; with the default 5 ms switch interval a busy callback thread makes every
         # retake wait, which slowed step() several-fold in the live runs (at low CPU load).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        # One callback thread: callbacks only convert and queue (the engine has its own
+        # thread, and the diagnostics never wait for it), and rclpy's multi-threaded
+        # executor spent more of the GIL handing callbacks to its pool: live on the demo
+        # flight, 106-127 frames of 321 and latency p95 0.7-1.2 s with this one against 96-107
+        # and 1.2-2.5 s (five runs each, docs/performance.md).
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -323,7 +326,7 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _shut_down(node: Optional[VssmNode], executor: Optional[MultiThreadedExecutor]) -> None:
+def _shut_down(node: Optional[VssmNode], executor: Optional[SingleThreadedExecutor]) -> None:
     """Stop the worker, the executor and rclpy, at most ``SHUTDOWN_WAIT_S`` (a second Ctrl-C
     meanwhile is ignored: the shut-down is already bounded)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
