@@ -7,7 +7,7 @@ shapes for the config's block size, and no block twice.
 Saving streams: ``map_stream`` describes the tensors (names, dtypes, shapes) and yields them a
 part at a time (a chunk of the active blocks, then one evicted region), so that a map whose
 regions are on disk is written with one region in memory at a time instead of all of it
-(a map of 6,464 blocks, 92 MB of them on disk, cost 397 MB more RSS to save as one dict).
+(a map of 6,464 blocks, 92 MB of them on disk, took 385 MB more RSS to save as one dict).
 """
 
 from __future__ import annotations
