@@ -588,8 +588,9 @@ class InferenceConfig:
     CPU the demo flight ran 25.4 frames/s against 17.7 (one torch thread each) and 21.6
     (synchronous on two), the scenario families within +0.2 cm; but TUM teddy over five
     seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
-    the newest keyframe is worse there (docs/performance.md). The node uses it in real time
-    when ``node.async_mapping``. False: a keyframe is fused before the next frame is
+    the newest keyframe is worse there (docs/performance.md), so without IMU each keyframe
+    is fused before the next frame whatever this says. The node uses it in real time when
+    ``node.async_mapping`` (the default). False: a keyframe is fused before the next frame is
     tracked. The tracking thread leaves a core to the mapping thread (torch threads)."""
     mapping_lag_frames: int = 6
     """With ``async_mapping``: frames tracked while a keyframe is prepared beside them; its
@@ -986,12 +987,14 @@ class NodeConfig:
     restarted simulation) reset the node; smaller steps back are dropped and counted."""
     diagnostics_period_s: float = 1.0
     """Period (seconds, node clock) of the /diagnostics status."""
-    async_mapping: bool = False
+    async_mapping: bool = True
     """In real time (not ``node.lockstep``), prepare keyframes on a second thread beside
-    tracking (``engine.inference.async_mapping``). Off by default: live on the demo flight
-    from gravity, two runs each, 77 / 96 frames of 321 (latency p50 1.4 / 2.0 s, ATE 0.53 /
-    0.56 cm) against 96 / 51 without (2.4 / 1.9 s, 0.46 / 0.47 cm): no clear gain, and TUM
-    teddy tracked worse with it (docs/performance.md)."""
+    tracking (``engine.inference.async_mapping``; without IMU each keyframe is still fused
+    before the next frame). Live (``tools/node_latency.py``, two runs each): the demo flight
+    from gravity 136 / 152 frames of 321 against 101 / 102 without, latency p50 0.16 / 0.14 s
+    against 0.42 / 0.47 s, ATE 0.36-0.40 cm both; at 2.5 m/s started in motion 101 / 114
+    frames against 71, 1.30 / 1.36 cm against 1.57 cm (docs/performance.md). False: keyframes
+    are fused on the tracking thread."""
     async_outputs: bool = True
     """In real time (not ``node.lockstep``), render the rate-limited outputs (predicted
     images and motion, cost slice, map cloud) on their own thread from the newest estimate,
