@@ -749,7 +749,7 @@ class SlamEngine:
         budget, regions come back and go as at a keyframe's commit, each time the drone has
         moved a region's edge since the budget was last kept. Without it a map loaded for
         localisation (no keyframes) would never take its far regions back."""
-        if self.mapper.pending or (not self.map.evicted_regions()
+        if self.mapper.pending or (not self.map.has_evicted()
                                    and len(self.map.atlas) <= self.map.budget_blocks):
             return
         position = state.p.detach().cpu().double().numpy()

@@ -156,7 +156,7 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
 
 def _touches_evicted(vmap, blk: torch.Tensor) -> bool:
     """Whether any block (or the blocks whose apron it fills) is in an evicted region."""
-    if not vmap.evicted_regions():
+    if not vmap.has_evicted():
         return False
     coords = torch.unique(blk, dim=0)
     near = (coords[:, None, :] + CORNERS.to(coords.device)).reshape(-1, 3)

@@ -65,7 +65,7 @@ def map_stream(vmap, chunk: int = ACTIVE_CHUNK) -> TensorStream:
     blocks, then one part per evicted region, read from the swap when iterated. The map must
     not change while the parts are iterated."""
     B = vmap.B
-    n = len(vmap.atlas) + sum(count for _, count in vmap._evicted.values())
+    n = len(vmap.atlas) + vmap.evicted_blocks()
     cube = (n, B, B, B)
     spec = {'blocks': (torch.int64, (n, 3)), 'slot': (torch.int64, (n,)),
             'sdf': (vmap.dtype, cube), 'weight': (vmap.dtype, cube),

@@ -351,7 +351,7 @@ class VoxelMap:
         memory at the last keyframe (below ``keep_radius`` when the budget cannot hold it)."""
         bpb = self.atlas.bytes_per_block()
         active = len(self.atlas)
-        evicted = sum(n for _, n in self._evicted.values())
+        evicted = self.evicted_blocks()
         return {'active_blocks': active, 'evicted_blocks': evicted,
                 'total_blocks': active + evicted, 'active_bytes': active * bpb,
                 'evicted_bytes': self.swap.nbytes(), 'reserved_bytes': self.atlas.nbytes(),
@@ -428,6 +428,14 @@ class VoxelMap:
     def evicted_regions(self) -> List[int]:
         """Keys of the regions now in the swap."""
         return list(self._evicted)
+
+    def has_evicted(self) -> bool:
+        """Whether any region is in the swap (no list built: asked every frame)."""
+        return bool(self._evicted)
+
+    def evicted_blocks(self) -> int:
+        """Blocks in the swap."""
+        return sum(n for _, n in self._evicted.values())
 
     def restore_all(self) -> None:
         """Take back every evicted region (before a whole-map export)."""
