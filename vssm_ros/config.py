@@ -590,8 +590,11 @@ class InferenceConfig:
     seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
     the newest keyframe is worse there (docs/performance.md), so without IMU each keyframe
     is fused before the next frame whatever this says. The node uses it in real time when
-    ``node.async_mapping`` (the default). False: a keyframe is fused before the next frame is
-    tracked. The tracking thread leaves a core to the mapping thread (torch threads)."""
+    ``node.async_mapping`` (the default). A keyframe the window held back (``window`` > 1)
+    is fused as its window closes, without this lag on top: the two together lost the
+    Blackbird-style flights (bb-train-28s 591 m at a window of 4 and a lag of 4). False: a
+    keyframe is fused before the next frame is tracked. The tracking thread leaves a core to
+    the mapping thread (torch threads)."""
     mapping_lag_frames: int = 6
     """With ``async_mapping``: frames tracked while a keyframe is prepared beside them; its
     commit waits for the preparation at the end of the last of them (>= 1). At most one
@@ -630,8 +633,12 @@ class InferenceConfig:
     256 with one iteration measured the same on two tune flights but worse held out (mean
     1.54 against 1.38 cm; the covered lens 5.6 cm off after relocalising against 3.4)."""
     window_iters: int = 2
-    """Gauss-Newton iterations of the window refinement (the Hessian is refreshed once more
-    at the end)."""
+    """Gauss-Newton iterations of the window refinement."""
+    window_refresh: bool = True
+    """Linearise the window once more at its refined states for their covariance (the
+    keyframe's pose variance in the map, the newest state's). False: the last iteration's
+    Hessian stands for it, one pass over the window's rays fewer (as tracking's early stop
+    does)."""
     seed: int = 0
     """Seed of the ray sampler."""
 

@@ -56,12 +56,14 @@ class WindowFrame:
 
 def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConfig,
                   scfg: SensorConfig, info_scale: float, max_step_t: float,
-                  max_step_r_deg: float) -> List[GaussianState]:
+                  max_step_r_deg: float, refresh: bool = True) -> List[GaussianState]:
     """Jointly refine the window's states (map fixed).
 
     Args:
         frames: oldest first; every frame but the first has a transition.
-        iters: Gauss-Newton iterations (the Hessian is refreshed once more at the end).
+        iters: Gauss-Newton iterations.
+        refresh: linearise once more at the refined states for their covariance; False: the
+            covariance is the last iteration's (one pass over the window's rays fewer).
         info_scale: scale on the rays' information (``SensorConfig.ray_info_scale``).
         max_step_t, max_step_r_deg: clamp on each state's step (metres, degrees).
     Returns:
@@ -111,6 +113,8 @@ def refine_window(field, frames: List[WindowFrame], iters: int, rcfg: RenderConf
         delta = clamp_step(-torch.linalg.solve(H_d, b).reshape(W, DIM), max_step_t,
                            max_step_r_deg).to(dtype)
         states = [s.boxplus(d) for s, d in zip(states, delta)]
+        if not refresh and it == iters - 1:
+            break
     cov = torch.linalg.inv(H)
     out = []
     for k, s in enumerate(states):
