@@ -586,7 +586,9 @@ class InferenceConfig:
     the map without it; the engine thread then commits it (PTAM's split; ``core.mapping``).
     Deterministic: which frames see a keyframe depends on the data only. On the idle 2-core
     CPU the demo flight ran 25.4 frames/s against 17.7 (one torch thread each) and 21.6
-    (synchronous on two), the scenario families within +0.2 cm; but TUM teddy over five
+    (synchronous on two), the scenario families within +0.2 cm (session 17, lag 6: tune mean
+    1.06 -> 1.08, held-out 1.69 -> 1.55 cm, the worst change exposure's 1.30 -> 1.49,
+    docs/scenarios.md); but TUM teddy over five
     seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
     the newest keyframe is worse there (docs/performance.md), so without IMU each keyframe
     is fused before the next frame whatever this says. The node uses it in real time when
@@ -627,7 +629,12 @@ class InferenceConfig:
     tune mean 1.06 -> 1.02; but the map then lags the camera by 7 frames more (the predicted
     depth of a 10 Hz flight's last view covered 66 % of its pixels against over 80 %, and the
     cost-to-go misses what the newest frames see), and the demo ran 18.2-18.9 -> 13.4-14.5
-    frames/s. Not the default until those are weighed (issue 14)."""
+    frames/s. With ``window_iters: 1, window_refresh: false``, a third of the cost (session
+    17): held-out mean 1.50, tune 1.02 cm, every 1 m/s flight within 2 cm, the demo 17.5-18.2
+    against 19.2-19.7 frames/s; but live a keyframe held back by the window is prepared on the
+    tracking thread (see ``async_mapping``), and the node processed 122-127 of the demo's 321
+    frames against 165-166 without it. Not the default until those are weighed (issues 14,
+    15)."""
     window_rays: int = 512
     """Rays per frame (of those tracked) kept for the window refinement. With a window of 8,
     256 with one iteration measured the same on two tune flights but worse held out (mean
