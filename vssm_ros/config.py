@@ -635,6 +635,15 @@ class InferenceConfig:
     tracking thread (see ``async_mapping``), and the node processed 122-127 of the demo's 321
     frames against 165-166 without it. Not the default until those are weighed (issues 14,
     15)."""
+    noisy_window: int = 8
+    """Frames in the window while the camera's measured depth noise (``sensor.adapt_noise``'s
+    measurement, in units of the configured noise) is above ``noisy_window_noise``, with IMU:
+    where single frames' poses are noisy, the frames after a keyframe refine it most (the
+    3x-noise flights 2.09 / 2.26 -> 1.82 / 1.71 cm with a window of 8) and a clean camera
+    keeps the window of ``window`` and its speed. 1: never."""
+    noisy_window_noise: float = 2.0
+    """Measured depth noise over the configured one above which ``noisy_window`` holds (the
+    synthetic camera at 1x measures below 1, TUM's Kinect 1.26, at 3x 3.3)."""
     window_rays: int = 512
     """Rays per frame (of those tracked) kept for the window refinement. With a window of 8,
     256 with one iteration measured the same on two tune flights but worse held out (mean
@@ -650,13 +659,15 @@ class InferenceConfig:
     """Seed of the ray sampler."""
 
     def __post_init__(self):
-        for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'window_rays',
-                  'mapping_lag_frames'):
+        for k in ('rays', 'keyframe_every', 'min_valid_rays', 'window', 'noisy_window',
+                  'window_rays', 'mapping_lag_frames'):
             _check(getattr(self, k) >= 1, f'inference.{k}', 'must be >= 1')
         for k in ('track_iters', 'window_iters'):
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
         for k in ('track_stop_translation', 'track_stop_rotation_deg'):
             _check(getattr(self, k) >= 0, f'inference.{k}', 'must be >= 0')
+        _check(self.noisy_window_noise > 0, 'inference.noisy_window_noise',
+               f'must be > 0, got {self.noisy_window_noise}')
 
 
 @dataclass(frozen=True)

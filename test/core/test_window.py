@@ -3,6 +3,7 @@
 """Sliding-window refinement: exact Gaussian smoothing without rays; rays and IMU pull an
 erroneous old state back; the engine fuses keyframes only once their window is refined."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -203,6 +204,23 @@ def test_asynchronous_mapping_adds_no_lag_to_the_window(flight, feed_frames):
         one.close()
 
 
+def test_a_noisy_camera_gets_the_noisy_window(feed_frames):
+    """The window engages where the camera measures noisier than ``noisy_window_noise``
+    times the configured noise (with IMU), and not on a clean camera."""
+    noisy = generate_flight(dataclasses.replace(SYN, noise_scale=4.0))
+    eng, fused = _run(feed_frames, noisy, 1, noisy_window=4)
+    assert math.sqrt(eng.depth_noise.var) > ECFG.inference.noisy_window_noise
+    assert fused == [0, 8, 13, 18]
+    _, off = _run(feed_frames, noisy, 1, noisy_window=1)
+    assert off == [0, 5, 10, 15, 20]
+
+
+def test_a_clean_camera_keeps_its_window(flight, feed_frames):
+    eng, fused = _run(feed_frames, flight, 1, noisy_window=4)
+    assert math.sqrt(eng.depth_noise.var) < 1.0
+    assert fused == [0, 5, 10, 15, 20]
+
+
 def test_without_imu_a_keyframe_is_fused_at_once_whatever_the_window(flight, feed_frames):
     """The window holds a keyframe back from the map; without IMU (a constant-velocity prior)
     tracking missed it (TUM teddy 1.87 -> 3.01 cm at 8): the window is one frame there."""
@@ -220,3 +238,7 @@ def test_window_config_is_checked():
         InferenceConfig(window=0)
     with pytest.raises(ConfigError, match='inference.window_iters'):
         InferenceConfig(window_iters=-1)
+    with pytest.raises(ConfigError, match='inference.noisy_window'):
+        InferenceConfig(noisy_window=0)
+    with pytest.raises(ConfigError, match='inference.noisy_window_noise'):
+        InferenceConfig(noisy_window_noise=0.0)
