@@ -637,10 +637,13 @@ class InferenceConfig:
     15)."""
     noisy_window: int = 8
     """Frames in the window while the camera's measured depth noise (``sensor.adapt_noise``'s
-    measurement, in units of the configured noise) is above ``noisy_window_noise``, with IMU:
-    where single frames' poses are noisy, the frames after a keyframe refine it most (the
-    3x-noise flights 2.09 / 2.26 -> 1.82 / 1.71 cm with a window of 8) and a clean camera
-    keeps the window of ``window`` and its speed. 1: never."""
+    measurement, in units of the configured noise) is above ``noisy_window_noise``, with IMU
+    and synchronous mapping (the replay): where single frames' poses are noisy, the frames
+    after a keyframe refine it most (the 3x-noise flights 2.09 / 2.26 -> 1.86 / 1.73 cm),
+    and a clean camera keeps the window of ``window`` and its speed. Not with
+    ``async_mapping`` (the node in real time): a keyframe the window holds back is prepared
+    on the tracking thread, and live on the 3x-noise demo flight the latency p50 went
+    0.8-1.2 -> 2.2-2.9 s at the same ATE (docs/scenarios.md, session 17). 1: never."""
     noisy_window_noise: float = 2.0
     """Measured depth noise over the configured one above which ``noisy_window`` holds (the
     synthetic camera at 1x measures below 1, TUM's Kinect 1.26, at 3x 3.3)."""

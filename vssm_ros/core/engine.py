@@ -847,14 +847,16 @@ class SlamEngine:
     def _window_size(self, imu) -> int:
         """Frames in the window now: ``inference.window`` while the IMU links the frames
         (``inference.noisy_window`` at least while the camera measures noisier than
-        ``inference.noisy_window_noise``), 1 without it (the keyframe is fused at once). The
-        window holds a keyframe back from the map; with an IMU prior tracking does not miss
-        it, without one (a constant-velocity prior) it does: TUM teddy 1.87 -> 3.01 cm with a
-        window of 8, as with mapping 6 frames behind (docs/scenarios.md)."""
+        ``inference.noisy_window_noise`` and mapping is synchronous), 1 without it (the
+        keyframe is fused at once). The window holds a keyframe back from the map; with an
+        IMU prior tracking does not miss it, without one (a constant-velocity prior) it does:
+        TUM teddy 1.87 -> 3.01 cm with a window of 8, as with mapping 6 frames behind
+        (docs/scenarios.md)."""
         if imu is None:
             return 1
         inf = self.cfg.inference
-        if math.sqrt(max(self.depth_noise.var, 0.0)) > inf.noisy_window_noise:
+        if (not inf.async_mapping
+                and math.sqrt(max(self.depth_noise.var, 0.0)) > inf.noisy_window_noise):
             return max(inf.window, inf.noisy_window)
         return inf.window
 
