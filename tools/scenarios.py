@@ -1,8 +1,8 @@
 # Copyright 2026 The vssm_ros authors
 # SPDX-License-Identifier: Apache-2.0
 """Run the default config on scenario families it was not tuned on and print one table:
-ATE, the largest error, coverage of the 95 % ellipsoid, tracking status and speed per flight,
-then the mean and worst of each split (docs/scenarios.md).
+ATE, the largest error, coverage of the 95 % ellipsoid and the median NEES, tracking status
+and speed per flight, then the mean and worst of each split (docs/scenarios.md).
 
 Each flight is a family name, a ``synthetic:`` override and a split: 'tune' (plain flights
 and one Blackbird-style segment that changes may be tuned on) or 'heldout' (the hard ones and
@@ -167,7 +167,8 @@ def row(flight: Flight, m: Dict[str, Any]) -> Dict[str, Any]:
             'frames': frames, 'ate_cm': None if rmse is None else 100 * rmse,
             'max_cm': None if worst is None else 100 * worst,
             'ok_ate_cm': None if rmse_ok is None else 100 * rmse_ok,
-            'coverage': _get(m, 'uncertainty', 'coverage'), 'status': status or DASH,
+            'coverage': _get(m, 'uncertainty', 'coverage'),
+            'nees_median': _get(m, 'uncertainty', 'nees_median'), 'status': status or DASH,
             'fps': _get(m, 'timing', 'frames_per_s'), 'error': None}
 
 
@@ -175,7 +176,7 @@ def error_row(flight: Flight, error: str) -> Dict[str, Any]:
     """The row of a flight that did not run."""
     return {'flight': flight.name, 'family': flight.family, 'split': flight.split,
             'frames': None, 'ate_cm': None, 'max_cm': None, 'ok_ate_cm': None,
-            'coverage': None, 'status': DASH,
+            'coverage': None, 'nees_median': None, 'status': DASH,
             'fps': None, 'error': ' '.join(str(error).replace('|', '/').split())[:160]}
 
 
@@ -188,11 +189,11 @@ def _fmt(x: Any, spec: str = '.2f', suffix: str = '') -> str:
 def _cells(r: Dict[str, Any]) -> List[str]:
     if r.get('error'):
         return [r['flight'], r['family'], r['split'], DASH, f"error: {r['error']}", DASH, DASH,
-                DASH, DASH, DASH]
+                DASH, DASH, DASH, DASH]
     cov = None if r['coverage'] is None else 100 * r['coverage']
     return [r['flight'], r['family'], r['split'], _fmt(r['frames'], 'd'), _fmt(r['ate_cm']),
-            _fmt(r['max_cm']), _fmt(r.get('ok_ate_cm')), _fmt(cov, '.0f', ' %'), r['status'],
-            _fmt(r['fps'], '.1f')]
+            _fmt(r['max_cm']), _fmt(r.get('ok_ate_cm')), _fmt(cov, '.0f', ' %'),
+            _fmt(r.get('nees_median')), r['status'], _fmt(r['fps'], '.1f')]
 
 
 def _aggregate(rows: List[Dict[str, Any]], split: str) -> List[List[str]]:
@@ -218,19 +219,19 @@ def _aggregate(rows: List[Dict[str, Any]], split: str) -> List[List[str]]:
     note = f'{len(done)} ran' + (f', {failed} failed' if failed else '')
     return [[f'**{split} mean**', note, split, DASH, _fmt(mean('ate_cm')), _fmt(mean('max_cm')),
              _fmt(mean('ok_ate_cm')),
-             _fmt(None if cov_mean is None else 100 * cov_mean, '.0f', ' %'), DASH,
+             _fmt(None if cov_mean is None else 100 * cov_mean, '.0f', ' %'), DASH, DASH,
              _fmt(mean('fps'), '.1f')],
             [f'**{split} worst**', note, split, DASH, _fmt(ext('ate_cm', max)),
              _fmt(ext('max_cm', max)), _fmt(ext('ok_ate_cm', max)),
-             _fmt(None if cov_min is None else 100 * cov_min, '.0f', ' %'), DASH,
+             _fmt(None if cov_min is None else 100 * cov_min, '.0f', ' %'), DASH, DASH,
              _fmt(ext('fps', min), '.1f')]]
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
     """The markdown table: one row per flight, then the mean and worst of each split."""
     lines = ['| flight | family | split | frames | ATE RMSE (cm) | max error (cm) | '
-             'ATE while OK (cm) | coverage 95 % | OK/DEGRADED/LOST | frames/s |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'ATE while OK (cm) | coverage 95 % | NEES median | OK/DEGRADED/LOST | frames/s |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     lines += ['| ' + ' | '.join(_cells(r)) + ' |' for r in rows]
     for split in SPLITS:
         lines += ['| ' + ' | '.join(c) + ' |' for c in _aggregate(rows, split)]

@@ -358,7 +358,8 @@ def test_scenario_rows_and_table():
         sc.flight_config(f, blackbird_root=BLACKBIRD)
     m = {'frames': {'received': 150, 'processed': 150},
          'ate': {'rmse': 0.0123, 'max': 0.0456, 'ok_frames': {'rmse': 0.0111, 'max': 0.03}},
-         'uncertainty': {'coverage': 0.93}, 'timing': {'frames_per_s': 7.25},
+         'uncertainty': {'coverage': 0.93, 'nees_median': 0.456},
+         'timing': {'frames_per_s': 7.25},
          'tracking': {'status_frames': {'OK': 140, 'DEGRADED': 8, 'LOST': 2}}}
     fl = sc.FLIGHTS[0]
     r = sc.row(fl, m)
@@ -373,7 +374,7 @@ def test_scenario_rows_and_table():
     text = sc.table([r, r2, bad])
     lines = text.splitlines()
     assert lines[0].startswith('| flight | family | split | frames | ATE RMSE')
-    assert '| 1.23 | 4.56 | 1.11 |' in lines[2] and '140/8/2' in lines[2]
+    assert '| 1.23 | 4.56 | 1.11 | 93 % | 0.46 | 140/8/2 |' in lines[2]
     assert r2['ok_ate_cm'] is None and '| 3.23 | 10.00 | – |' in lines[3]
     assert 'boom' in text and '–' in lines[4]
     # Mean and worst per split, over the flights that ran.
