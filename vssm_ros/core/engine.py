@@ -334,7 +334,7 @@ class SlamEngine:
             self._pending = {'depth': depth, 'rgb': rgb, 'K': K, 'T_body_cam': T_body_cam,
                              'anchor_var': self.anchor_var,
                              # A camera noisier than the model widens the colour band.
-                             'noise_scale': math.sqrt(self.depth_noise.var),
+                             'noise_scale': self.depth_noise.measured,
                              'sensor': self.depth_noise.sensor}
             self._window = [WindowFrame(frame.stamp_ns, post.clone(), None, None)]
             if first or self._window_size(imu_of_interval) <= 1:
@@ -855,8 +855,7 @@ class SlamEngine:
         if imu is None:
             return 1
         inf = self.cfg.inference
-        if (not inf.async_mapping
-                and math.sqrt(max(self.depth_noise.var, 0.0)) > inf.noisy_window_noise):
+        if not inf.async_mapping and self.depth_noise.measured > inf.noisy_window_noise:
             return max(inf.window, inf.noisy_window)
         return inf.window
 

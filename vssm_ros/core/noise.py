@@ -46,6 +46,11 @@ class DepthNoise:
         self.sensor = cfg
 
     @property
+    def measured(self) -> float:
+        """The measured depth noise in units of the configured (1: as configured)."""
+        return math.sqrt(max(self.var, 0.0))
+
+    @property
     def scale(self) -> float:
         """The factor on the configured depth noise that the filter assumes now."""
         return self.sensor.depth_sigma_a / self.cfg.depth_sigma_a
@@ -58,7 +63,7 @@ class DepthNoise:
         rate = max(NOISE_RATE, 1.0 / self.frames)
         self.var += rate * ((rmse * scale) ** 2 - self.var)
         if self.cfg.adapt_noise:
-            want = min(max(1.0, math.sqrt(max(self.var, 0.0)) / NOISE_MODEL_SLACK),
+            want = min(max(1.0, self.measured / NOISE_MODEL_SLACK),
                        MAX_NOISE_SCALE)
             if abs(want - scale) > 0.02 * scale:
                 self._set_scale(want)
