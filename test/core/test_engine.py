@@ -163,19 +163,24 @@ def test_imu_gap_spanning_several_frames_is_a_gap_in_each(flight):
 
 
 def test_reported_covariance_includes_map_anchor(flight):
-    """The Estimate's covariance is the state's (relative to the map) plus the anchor variance
-    of the map where it was tracked, times the residuals' variance factor when above 1;
-    keyframes hand their world variance to the map."""
+    """The Estimate's covariance is ``sensor.relative_cov_scale`` of the state's (relative to
+    the map) while OK plus the anchor variance of the map where it was tracked, times the
+    residuals' variance factor when above 1 to ``sensor.variance_factor_power``; keyframes
+    hand their whole world variance to the map."""
     eng = _engine(flight)
     for i in range(12):
         est = eng.step(flight.frame(i))
+    assert est.status == 'OK'
     rel = np.diag(eng.state.cov.numpy()[:6])
     anchor = eng.anchor_var.numpy()
     assert anchor[0] > 0 and anchor[1] > 0  # tracked against frames fused with uncertainty
-    f = max(1.0, eng.residual_var)   # the residuals' variance factor (sensor.variance_factor)
-    np.testing.assert_allclose(np.diag(est.cov)[:3], f * (rel[:3] + anchor[0]), rtol=1e-5)
-    np.testing.assert_allclose(np.trace(est.cov[3:, 3:]), f * (rel[3:].sum() + 3 * anchor[1]),
-                               rtol=1e-5)
+    sensor = eng.cfg.sensor
+    assert sensor.relative_cov_scale == 0.1 and sensor.variance_factor_power == 4.0
+    f = max(1.0, eng.residual_var) ** 4   # the residuals' variance factor, to its power
+    a = 0.1                               # the share of the relative covariance published
+    np.testing.assert_allclose(np.diag(est.cov)[:3], f * (a * rel[:3] + anchor[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.trace(est.cov[3:, 3:]),
+                               f * (a * rel[3:].sum() + 3 * anchor[1]), rtol=1e-5)
     # The anchor is a weighted mean of what keyframes fused the map with.
     sd = eng.map.state_dict()
     seen = sd['anchor_weight'] > 0

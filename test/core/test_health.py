@@ -104,6 +104,30 @@ def _fly(flight, black):
     return eng, status, err, std, blocks, kfs
 
 
+def test_only_an_ok_estimate_publishes_a_share_of_the_relative_covariance(flight):
+    """While OK the published covariance holds ``sensor.relative_cov_scale`` of the tracker's
+    covariance relative to the map; once the lens is covered (LOST, coasting on the IMU) it
+    holds all of it."""
+    eng = SlamEngine(CFG, T_world_body0=flight.gt_frames.T_world_body[0])
+    n, statuses = 0, []
+    for item in flight.items():
+        if isinstance(item, ImuSample):
+            eng.add_imu(item)
+        if not isinstance(item, Frame):
+            continue
+        est = eng.step(_black(item) if n >= 15 else item)
+        n += 1
+        share = 0.1 if est.status == OK else 1.0
+        rel = np.diag(eng.state.cov.numpy())[:3]
+        f = max(1.0, eng.residual_var) ** eng.cfg.sensor.variance_factor_power
+        np.testing.assert_allclose(np.diag(est.cov)[:3],
+                                   f * (share * rel + eng.anchor_var[0].item()), rtol=1e-5)
+        statuses.append(est.status)
+        if est.status == LOST:
+            break
+    assert statuses[:15] == [OK] * 15 and statuses[-1] == LOST
+
+
 def test_covered_lens_goes_lost_keeps_the_map_and_recovers(flight):
     """Frames 20-59 black (2 s from the end of the hover, the IMU goes on): LOST within
     0.2 s, no keyframe and no map change while lost, the coasted covariance grows; once the
@@ -265,12 +289,13 @@ def test_published_covariance_grows_with_the_residuals_of_a_noisier_camera():
     """Depth 4x noisier than the generator's default (twice what ``engine.sensor`` assumes at
     2-3 m): the tracked rays' normalised residuals say so (their mean square more than twice
     the default camera's), and the published covariance is the filter's times that mean
-    square when above 1; the pose is the same as with ``sensor.variance_factor: false``."""
+    square when above 1, to ``sensor.variance_factor_power``; the pose is the same as with
+    ``sensor.variance_factor: false``."""
     factors = []
     for noise_scale in (1.0, 4.0):
         (eng, est), (_, plain) = _fly_noise(noise_scale, True), _fly_noise(noise_scale, False)
         np.testing.assert_allclose(est.T_world_body, plain.T_world_body)
-        np.testing.assert_allclose(est.cov, plain.cov * max(1.0, eng.residual_var))
+        np.testing.assert_allclose(est.cov, plain.cov * max(1.0, eng.residual_var) ** 4)
         factors.append(eng.residual_var)
     assert factors[1] > 2 * factors[0] and factors[1] > 1.5
 

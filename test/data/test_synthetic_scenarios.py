@@ -358,7 +358,8 @@ def test_scenario_rows_and_table():
         sc.flight_config(f, blackbird_root=BLACKBIRD)
     m = {'frames': {'received': 150, 'processed': 150},
          'ate': {'rmse': 0.0123, 'max': 0.0456, 'ok_frames': {'rmse': 0.0111, 'max': 0.03}},
-         'uncertainty': {'coverage': 0.93, 'nees_median': 0.456},
+         'uncertainty': {'coverage': 0.88, 'nees_median': 0.9,
+                         'ok_frames': {'coverage': 0.93, 'nees_median': 0.456}},
          'timing': {'frames_per_s': 7.25},
          'tracking': {'status_frames': {'OK': 140, 'DEGRADED': 8, 'LOST': 2}}}
     fl = sc.FLIGHTS[0]
@@ -368,8 +369,9 @@ def test_scenario_rows_and_table():
     assert r['status'] == '140/8/2' and r['frames'] == 150
     m2 = {k: v for k, v in m.items() if k != 'tracking'}
     m2['ate'] = {'rmse': 0.0323, 'max': 0.1}
+    m2['uncertainty'] = {'coverage': 0.88, 'nees_median': 0.9}   # no OK frames recorded
     r2 = sc.row(sc.FLIGHTS[1], m2)
-    assert r2['status'] == '–'
+    assert r2['status'] == '–' and (r2['coverage'], r2['nees_median']) == (0.88, 0.9)
     bad = sc.error_row(sc.FLIGHTS[2], 'vssm-replay failed (exit 2): boom')
     text = sc.table([r, r2, bad])
     lines = text.splitlines()

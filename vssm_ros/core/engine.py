@@ -871,17 +871,20 @@ class SlamEngine:
     def estimate(self, timings: Optional[Dict[str, float]] = None) -> Estimate:
         """The current state as an ``Estimate`` (covariance in the ROS convention: translation
         and rotation both about the map frame's axes): the state's covariance relative to the
-        map plus the map's anchor uncertainty where it was tracked."""
+        map (``sensor.relative_cov_scale`` of it while OK) plus the map's anchor uncertainty
+        where it was tracked, times the residuals' variance factor to
+        ``sensor.variance_factor_power``."""
         if self.state is None:
             raise StateError('no frame processed yet')
-        s = self.state
+        s, sensor = self.state, self.cfg.sensor
         A = torch.zeros(6, 6, device=self.device, dtype=self.dtype)
         A[:3, :3] = torch.eye(3, device=self.device, dtype=self.dtype)
         A[3:, 3:] = s.R  # body-frame rotation error -> world-frame rotation error
         anchor = torch.repeat_interleave(self.anchor_var, 3)
-        cov = A @ s.cov[POSE, POSE] @ A.t() + torch.diag(anchor)
-        if self.cfg.sensor.variance_factor:
-            cov = cov * max(1.0, self.residual_var)
+        rel_scale = sensor.relative_cov_scale if self.health.status == OK else 1.0
+        cov = rel_scale * (A @ s.cov[POSE, POSE] @ A.t()) + torch.diag(anchor)
+        if sensor.variance_factor:
+            cov = cov * max(1.0, self.residual_var) ** sensor.variance_factor_power
         return Estimate(stamp_ns=int(self.last_stamp_ns),
                         T_world_body=s.T.detach().cpu().double().numpy(),
                         cov=cov.detach().cpu().double().numpy(),
