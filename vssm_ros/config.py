@@ -488,11 +488,11 @@ class SensorConfig:
     variance_factor_power: float = 4.0
     """The power of the variance factor that scales the published covariance (1: the least
     squares factor itself). On real images, residuals above the noise model come with pose
-    errors far above what the factor itself allows for: on TUM teddy (factor 1.9, seeds 0-4)
-    63-73 % of the true positions fell inside the 95 % ellipsoid with 1, 72-79 % with 3 and
-    81-88 % with 4. Chosen on TUM alone, the only real RGB-D data here: on the synthetic
-    flights the factor is 1 except at 3x noise (1.7), where 1-4 give 86-88 % on the tune
-    flight (docs/scenarios.md, session 18)."""
+    errors far above what the factor itself allows for: on TUM teddy (factor 1.9, seeds 0-4,
+    ``relative_cov_scale`` 0.1) 33-45 % of the true positions fell inside the 95 % ellipsoid
+    with 1, 70-77 % with 3 and 81-88 % with 4. Chosen on TUM alone, the only real RGB-D data
+    here: on the synthetic flights the factor is 1 except at 3x noise (1.7), where 1-4 give
+    84.5-88 % on the tune flight (docs/scenarios.md, session 18)."""
     relative_cov_scale: float = 0.1
     """Share of the tracker's covariance relative to the map (the Laplace posterior, rays
     counted with ``ray_info_scale``) that goes into the published covariance while tracking
