@@ -161,6 +161,8 @@ def test_specialisation_values():
     ({'topcis': {'rgb': '/a'}}, 'topcis'),
     ({'node': {'max_frame_gap_s': 0.0}}, 'node.max_frame_gap_s'),
     ({'node': {'max_lag_s': -1.0}}, 'node.max_lag_s'),
+    ({'node': {'output_cpu_share': 0.0}}, 'node.output_cpu_share'),
+    ({'node': {'output_cpu_share': 1.5}}, 'node.output_cpu_share'),
     ({'sync': 3}, 'sync'),
 ])
 def test_bad_values_raise_config_error_naming_the_key(tmp_path, params, key):

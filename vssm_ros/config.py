@@ -1053,6 +1053,15 @@ class NodeConfig:
     beside tracking: at their default rates they cost about 0.8 of a CPU core on the demo
     flight (docs/performance.md). False: on the tracking thread, put off while a newer frame
     waits (as the replay renders them, in order)."""
+    output_cpu_share: float = 0.1
+    """With ``async_outputs``, the share of one CPU core the outputs' thread may use on
+    average: after a render that took ``c`` seconds of its CPU it takes no estimate for
+    ``c (1 / share - 1)`` seconds, and the outputs due meanwhile go out at a later frame
+    (their periods stretch on a small CPU; where renders are short, as on a GPU, the periods
+    hold). Live on the demo flight (2-core CPU, three alternating runs) the node processed
+    131-159 of 321 frames with 0.1 against 113-138 with no limit, at the same ATE; the
+    outputs' thread used about 0.17 of a core without a limit (docs/performance.md,
+    session 18). Raise it where cores are to spare; 1: no limit."""
     torch_threads: int = 1
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()
@@ -1097,6 +1106,8 @@ class NodeConfig:
                f'must be >= 0, got {self.startup_frames}')
         for k in ('max_frame_gap_s', 'max_lag_s'):
             _check(getattr(self, k) > 0, f'node.{k}', f'must be > 0, got {getattr(self, k)}')
+        _check(0 < self.output_cpu_share <= 1, 'node.output_cpu_share',
+               f'must be in (0, 1], got {self.output_cpu_share}')
         _check(self.qos_reliability in ('best_effort', 'reliable'), 'node.qos_reliability',
                f"must be 'best_effort' or 'reliable', got {self.qos_reliability!r}")
         for k in ('qos_depth', 'imu_qos_depth'):

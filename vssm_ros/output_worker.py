@@ -10,6 +10,8 @@ thread renders them from the newest estimate it is offered while the engine thre
 the map's read/write lock (``core.mapping.MapLock``) lets a render and tracking read the map at
 once, and a keyframe's commit waits for them. An offer made while the thread is busy is not
 taken: the outputs due then are rendered at a later frame (their stamps stay the estimates').
+Nor is one made while the thread cools down after a render (``node.output_cpu_share``): on a
+small CPU the outputs stretch their periods rather than take the cores tracking needs.
 
 The replay and the node in lockstep keep rendering them on the engine thread, in order, so
 that their output bags do not depend on timing.
@@ -18,6 +20,7 @@ that their output bags do not depend on timing.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Optional, Tuple
 
 import torch
@@ -37,14 +40,26 @@ class OutputWorker:
             on).
         torch_threads: torch intra-op threads of the thread (0: torch's default): OpenMP
             keeps this setting per thread.
+        cpu_share: the share of one CPU core the thread may use on average: after a render
+            that took ``c`` seconds of the thread's CPU, offers are refused for
+            ``c (1 / cpu_share - 1)`` seconds. 1: no limit.
+        clock, cpu_clock: monotonic seconds, and the calling thread's CPU seconds.
     """
 
     def __init__(self, render: Callable[[Any, Any, Any, bool], list], publish: Publish, log: Log,
-                 torch_threads: int = 0) -> None:
+                 torch_threads: int = 0, cpu_share: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+        if not 0 < cpu_share <= 1:
+            raise ValueError(f'cpu_share must be in (0, 1], got {cpu_share}')
         self.render, self.publish, self.log = render, publish, log
         self.torch_threads = int(torch_threads)
+        self.cpu_share = float(cpu_share)
+        self.clock, self.cpu_clock = clock, cpu_clock
         self.rendered = 0
         self.failures = 0
+        self.cooling = 0          # offers refused while the thread cooled down
+        self._ready_at = float('-inf')
         self._cond = threading.Condition()
         self._job: Optional[Tuple[Any, Any, Any, bool]] = None
         self._busy = False
@@ -57,6 +72,9 @@ class OutputWorker:
         for at most a few periods, so that they do not take the CPU from tracking)."""
         with self._cond:
             if self._busy or self._stopping:
+                return False
+            if self.clock() < self._ready_at:
+                self.cooling += 1
                 return False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name='vssm-outputs',
@@ -88,6 +106,7 @@ class OutputWorker:
                 if self._job is None:   # stopping, nothing left
                     return
                 job = self._job
+            cpu0 = self.cpu_clock()
             try:
                 for name, msg in self.render(*job):
                     self.publish(name, msg)
@@ -96,6 +115,8 @@ class OutputWorker:
                 self.failures += 1
                 self.log('warn', f'outputs at {getattr(job[1], "stamp_ns", "?")} ns not '
                                  f'published: {type(err).__name__}: {err}')
+            cooldown = (self.cpu_clock() - cpu0) * (1.0 / self.cpu_share - 1.0)
             with self._cond:
+                self._ready_at = self.clock() + cooldown
                 self._job, self._busy = None, False
                 self._cond.notify_all()

@@ -148,7 +148,7 @@ class SlamSession:
         self.output_worker: Optional[OutputWorker] = None
         if self.schedule is not None and realtime and publish and cfg.node.async_outputs:
             self.output_worker = OutputWorker(self.schedule.for_frame, publish, self.log,
-                                              cfg.node.torch_threads)
+                                              cfg.node.torch_threads, cfg.node.output_cpu_share)
         # Standalone map -> odom: the relocalisation jumps so far, so that odom -> base_link
         # stays continuous (REP-105).
         self.T_map_odom = np.eye(4)
@@ -412,6 +412,7 @@ class SlamSession:
         if self.output_worker is not None:
             out['outputs_rendered'] = self.output_worker.rendered
             out['outputs_failed'] = self.output_worker.failures
+            out['outputs_refused_cooling'] = self.output_worker.cooling
         map_stats = getattr(self.engine, 'map_stats', None)
         if callable(map_stats):
             out.update({f'map.{k}': v for k, v in map_stats().items()})

@@ -97,8 +97,9 @@ def processed_stamps(sink):
 def test_async_outputs_are_rendered_beside_the_engine_thread(flight, messages, monkeypatch):
     # node.async_outputs: the engine thread publishes the per-frame outputs itself and hands
     # the estimate to the outputs' thread, which renders what is due (here slowly: the
-    # engine thread does not wait for it, and offers made meanwhile are not taken).
-    live, sink = make_live(make_cfg(async_outputs=True))
+    # engine thread does not wait for it, and offers made meanwhile are not taken). No CPU
+    # budget here (node.output_cpu_share: test/test_output_worker.py).
+    live, sink = make_live(make_cfg(async_outputs=True, output_cpu_share=1.0))
     worker = live.session.output_worker
     assert worker is not None
     gate, engine_threads, render_threads = threading.Event(), set(), set()
