@@ -313,3 +313,35 @@ def test_diagnostics_run_on_wall_time():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize('interrupted', [True, False])
+def test_a_ctrl_c_reported_as_a_conversion_error_is_a_clean_exit(monkeypatch, interrupted):
+    """A Ctrl-C while rclpy builds a received message comes out of its bindings as a
+    RuntimeError ("Unable to convert call argument"): after a SIGINT, ``main`` exits 0 as on
+    a KeyboardInterrupt; without one, the error is raised."""
+    import signal
+    import sys
+
+    from vssm_ros.ros import node as node_mod
+
+    def spin(self):
+        if interrupted:
+            node_mod._INTERRUPTED.set()   # what the node's SIGINT handler does first
+        raise RuntimeError("Unable to convert call argument '0' to Python object")
+
+    monkeypatch.setattr(node_mod.SingleThreadedExecutor, 'spin', spin)
+    switch = sys.getswitchinterval()
+    try:
+        assert signal.getsignal(signal.SIGINT) is not node_mod._on_sigint
+        if interrupted:
+            assert node_mod.main(['vssm-node']) == 0
+        else:
+            with pytest.raises(RuntimeError, match='Unable to convert'):
+                node_mod.main(['vssm-node'])
+        assert not rclpy.ok()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.setswitchinterval(switch)
+        rclpy.try_shutdown()
