@@ -150,6 +150,34 @@ def test_queries_across_block_seams_equal_a_dense_grid(fused, floor):
     assert float(sdf.detach().abs().min()) < 0.01 and float(g_oracle.abs().max()) > 1.0
 
 
+@pytest.mark.parametrize('floor', [0.5, 1.0])
+def test_direct_gradients_across_block_seams_equal_a_dense_grids(fused, floor):
+    # The tracker's Jacobians read the trilinear gradient from the eight corners, without
+    # autograd: values and gradients must equal grid_sample's on a dense grid, on seams too.
+    m = VoxelMap(_cfg(observed_floor=floor), 'cpu', F64)
+    m.load_state_dict(fused.state_dict())
+    grid, lo = _dense_oracle(m)
+    p = _seam_points(m)
+    logits, g_logits = m.logits_and_grad(p)
+    inten, g_inten, share = m.intensity_and_grad(p)
+    q = p.clone().requires_grad_(True)
+    sdf_o, col_o = _oracle_query(grid, lo, m.resolution, q, floor)
+    logits_o = -m.cfg.logit_slope * sdf_o
+    g_logits_o, = torch.autograd.grad(logits_o.sum(), q)
+    q2 = p.clone().requires_grad_(True)
+    inten_o = _oracle_query(grid, lo, m.resolution, q2, floor)[1].mean(dim=1)
+    g_inten_o, = torch.autograd.grad(inten_o.sum(), q2)
+    assert float((logits - logits_o.detach()).abs().max()) < 1e-7
+    assert float((g_logits - g_logits_o).abs().max()) < 1e-6 * float(g_logits_o.abs().max())
+    # Where the colour-observed share is not tiny (the tracker uses rays with share >= 0.5).
+    ok = share > 0.1
+    assert int(ok.sum()) > 1000
+    assert float((inten - inten_o.detach())[ok].abs().max()) < 1e-6
+    assert float((g_inten - g_inten_o)[ok].abs().max()) < 1e-6 * float(g_inten_o[ok].abs().max())
+    assert float((share - m.color_and_share(p)[1]).abs().max()) < 1e-12
+    assert float(g_logits_o.abs().max()) > 10.0
+
+
 @pytest.mark.parametrize('dense_grid', [True, False])
 def test_skip_empty_queries_equal_full_ones(fused, dense_grid, monkeypatch):
     # A render's samples mostly lie in unallocated blocks: skip_empty interpolates only the

@@ -167,6 +167,24 @@ def test_jacobian_matches_finite_differences(scene30):
         assert rel < 1e-4, (j, rel)
 
 
+def test_a_field_without_direct_gradients_linearises_the_same_by_autograd(scene30):
+    # linearise reads the map's spatial gradient directly from a VoxelMap, and falls back to
+    # autograd through ``logits_at`` for any other field: both give one Jacobian.
+    class LogitsOnly:
+        def __init__(self, m):
+            self.logits_at = m.logits_at
+
+    prior = scene30.prior((0.004, -0.003, 0.002), (1.0, -2.0, 0.5), 0.3)
+    direct = linearise(scene30.map, scene30.rays, prior.R, prior.p, ECFG.render, ECFG.sensor)
+    fallback = linearise(LogitsOnly(scene30.map), scene30.rays, prior.R, prior.p, ECFG.render,
+                         ECFG.sensor)
+    assert int((direct['w'] > 0).sum()) > 400
+    for k in ('r', 'w', 'depth', 'hit'):
+        assert torch.allclose(direct[k], fallback[k], rtol=0, atol=1e-12), k
+    scale = float(direct['J'].abs().max())
+    assert float((direct['J'] - fallback['J']).abs().max()) < 1e-9 * scale
+
+
 def test_colour_jacobian_matches_finite_differences(scene30):
     # The colour term's Jacobian against central differences of the map's intensity at the
     # rays' observed points.

@@ -45,6 +45,9 @@ class RayBatch:
         valid: whether the ray is a real measurement. Shape: (R,).
         dirs: ray directions in the camera, z = 1. Shape: (R, 3).
         q_obs: the observed point of each ray in the body frame. Shape: (R, 3).
+        origin: the camera centre in the body frame. Shape: (3,).
+        axis: ray directions in the body frame (``dirs`` rotated): the sample points are
+            ``origin + depths * axis``. Shape: (R, 3).
         i_obs: observed grey intensity in [0, 1], or None (no colour likelihood). Shape: (R,).
     """
 
@@ -54,12 +57,14 @@ class RayBatch:
     valid: torch.Tensor
     dirs: torch.Tensor
     q_obs: torch.Tensor
+    origin: torch.Tensor
+    axis: torch.Tensor
     i_obs: Optional[torch.Tensor] = None
 
     def head(self, n: int) -> 'RayBatch':
         """The first ``n`` rays."""
         return RayBatch(self.q_body[:n], self.depths[:n], self.d_obs[:n], self.valid[:n],
-                        self.dirs[:n], self.q_obs[:n],
+                        self.dirs[:n], self.q_obs[:n], self.origin, self.axis[:n],
                         None if self.i_obs is None else self.i_obs[:n])
 
 
@@ -81,7 +86,8 @@ def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
     q = pc @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
     q_obs = (dirs_cam * d[:, None]) @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
     i_obs = None if rgb_obs is None else rgb_obs.mean(dim=-1)
-    return RayBatch(q, depths, d, valid, dirs_cam, q_obs, i_obs)
+    return RayBatch(q, depths, d, valid, dirs_cam, q_obs, T_body_cam[:3, 3],
+                    dirs_cam @ T_body_cam[:3, :3].t(), i_obs)
 
 
 def depth_sigma(d: torch.Tensor, cfg: SensorConfig) -> torch.Tensor:
@@ -97,18 +103,19 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
     Returns:
         ``r`` (R,), ``J`` (R, 6), ``w`` (R,) (0 for unusable rays), ``depth`` (R,), ``hit`` (R,).
     """
-    x = (rays.q_body @ R.t() + p).detach().requires_grad_(True)  # (R, K, 3)
-    n, k, _ = x.shape
-    with torch.enable_grad():
-        logits = field.logits_at(x.reshape(-1, 3)).reshape(n, k)
-        out = composite(logits, rays.depths, rcfg.hit_sharpness, rcfg.far)
-        (g,) = torch.autograd.grad(out['depth'].sum(), x)
+    # The sample points are affine in depth along each ray, x_k = c + d_k a: the points and
+    # the rotation Jacobian's sum over samples come from (R, 3) terms, not (R, K, 3) ones.
+    a = rays.axis @ R.t()
+    x = (R @ rays.origin + p) + rays.depths[..., None] * a[:, None, :]
+    out, g = _depth_and_point_grads(field, x, rays.depths, rcfg)
     depth = out['depth'].detach()
     hit = out['hit'].detach()
     sigma = torch.sqrt(depth_sigma(rays.d_obs, scfg) ** 2 + out['depth_var'].detach())
     r = (rays.d_obs - depth) / sigma
     J_p = g.sum(dim=1)  # (R, 3)
-    J_r = torch.cross(rays.q_body, g @ R, dim=-1).sum(dim=1)  # q × (R^T g)
+    # sum_k q_k × (R^T g_k) with q_k = origin + d_k axis
+    J_r = torch.cross(rays.origin.expand_as(J_p), J_p @ R, dim=-1) \
+        + torch.cross(rays.axis, (rays.depths[..., None] * g).sum(dim=1) @ R, dim=-1)
     J = -torch.cat((J_p, J_r), dim=-1) / sigma[:, None]  # d r / d (δp, δφ)
     usable = rays.valid & (hit > 0.5) & ((rays.d_obs - depth).abs() < 0.9 * rcfg.band)
     out = {'r': r, 'J': J, 'w': _robust_weight(r, usable, scfg.huber), 'depth': depth,
@@ -116,6 +123,31 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
     if rays.i_obs is not None:
         out.update(_linearise_intensity(field, rays, R, p, usable, scfg))
     return out
+
+
+def _depth_and_point_grads(field, x: torch.Tensor, depths: torch.Tensor, rcfg: RenderConfig
+                           ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+    """``composite`` of the rays' world sample points, and the gradient of each ray's
+    expected depth w.r.t. its sample points. The map's spatial gradient comes from the field
+    directly where it offers one (``VoxelMap.logits_and_grad``), chained with the
+    compositing's gradient w.r.t. the logits; autograd through the field otherwise.
+
+    Shape: x (R, K, 3), depths (R, K) -> composite's dict, (R, K, 3).
+    """
+    n, k, _ = x.shape
+    direct = hasattr(field, 'logits_and_grad')
+    with torch.enable_grad():
+        if direct:
+            logits, dl_dx = field.logits_and_grad(x.reshape(-1, 3))
+            leaf = logits = logits.reshape(n, k).requires_grad_(True)
+        else:
+            leaf = x = x.detach().requires_grad_(True)
+            logits = field.logits_at(x.reshape(-1, 3)).reshape(n, k)
+        out = composite(logits, depths, rcfg.hit_sharpness, rcfg.far)
+        (g,) = torch.autograd.grad(out['depth'].sum(), leaf)
+    if direct:
+        g = g[..., None] * dl_dx.reshape(n, k, 3)
+    return out, g
 
 
 def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor,
@@ -132,13 +164,8 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
     Returns:
         ``r_col`` (R,), ``J_col`` (R, 6), ``w_col`` (R,).
     """
-    x = (rays.q_obs @ R.t() + p).detach().requires_grad_(True)
-    with torch.enable_grad():
-        col, share = field.color_and_share(x)
-        inten = col.mean(dim=-1)
-        (g,) = torch.autograd.grad(inten.sum(), x)
-    inten = inten.detach()
-    ok = usable & (share.detach() >= min(scfg.color_observed_floor, 0.999))   # 1: all corners
+    inten, g, share = field.intensity_and_grad(rays.q_obs @ R.t() + p)
+    ok = usable & (share >= min(scfg.color_observed_floor, 0.999))   # 1: all corners
     gain, offset = (brightness_fit(rays.i_obs, inten, ok) if scfg.color_affine
                     else (torch.ones_like(inten[0]), torch.zeros_like(inten[0])))
     r = (rays.i_obs - (gain * inten + offset)) / scfg.color_sigma

@@ -94,6 +94,11 @@ class BlockAtlas:
         self.anchor_sum = torch.zeros((0, 2), device=self.device, dtype=dtype)
         self.anchor_weight = torch.zeros(0, device=self.device, dtype=dtype)
         self._free: List[int] = []
+        # Flat-index steps from a cell's first corner to its eight, (z, y, x) order: layers
+        # grow along z, the slowest axis, so the steps never change.
+        side = self.T * self.A
+        z, y, x = torch.meshgrid(*(torch.arange(2, device=self.device),) * 3, indexing='ij')
+        self._corner_steps = ((z * side + y) * side + x).reshape(-1)
         self._grow(-(-(int(capacity) + 1) // (self.T * self.T)))
         self.clear()
 
@@ -136,6 +141,9 @@ class BlockAtlas:
         extra = self.capacity - old
         # Each slot's first atlas cell (x, y, z): a gather per query instead of the divisions.
         self._origin = self._slot_xyz(torch.arange(self.capacity, device=self.device)) * self.A
+        side = self.T * self.A
+        self._origin_flat = (self._origin[:, 2] * side + self._origin[:, 1]) * side \
+            + self._origin[:, 0]
         z = dict(device=self.device, dtype=self.dtype)
         self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
         self.anchor_weight = torch.cat((self.anchor_weight, torch.zeros(extra, **z)))
@@ -203,9 +211,10 @@ class BlockAtlas:
     def flat_cells(self, slots: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """Flat atlas index of local cells (x, y, z in [0, B]) of slots. Shape: (N,), (N, 3)
         -> (N,)."""
-        a = self._origin[slots] + local
         side = self.T * self.A
-        return (a[..., 2] * side + a[..., 1]) * side + a[..., 0]
+        # index_select: several times faster than advanced indexing on the CPU.
+        first = self._origin_flat.index_select(0, slots.reshape(-1)).reshape(slots.shape)
+        return first + (local[..., 2] * side + local[..., 1]) * side + local[..., 0]
 
     def view(self, name: str) -> torch.Tensor:
         """A channel group as (C, cells): flat views for ``flat_cells`` indices."""
@@ -230,6 +239,36 @@ class BlockAtlas:
         out = F.grid_sample(t, g.reshape(1, 1, 1, -1, 3), mode='bilinear', padding_mode='zeros',
                             align_corners=True)
         return out.reshape(t.shape[1], -1).t()
+
+    def sample_with_grad(self, name: str, slots: torch.Tensor, local: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``sample``'s trilinear read and its gradient w.r.t. ``local``, from the cell's eight
+        corners gathered directly: no autograd graph, and on the CPU about a fifth of
+        ``grid_sample``'s forward and backward passes (the 3D sampler is not vectorised
+        there). ``local`` must lie in [0, B) (``VoxelMap._locate`` keeps it there).
+
+        Shape: slots (N,), local (N, 3) -> (N, C), (N, C, 3) (d/dx, d/dy, d/dz).
+        """
+        i0 = local.floor()
+        f = (local - i0).t()[:, None]                       # (3, 1, N): broadcast over C
+        idx = self.flat_cells(slots, i0.long())[:, None] + self._corner_steps  # (N, 8)
+        flat = self.view(name)
+        # Row by row: index_select of a contiguous row is several times faster on the CPU
+        # than one gather across the channels.
+        idx = idx.reshape(-1)
+        v = torch.stack([row.index_select(0, idx) for row in flat])
+        v = v.reshape(flat.shape[0], -1, 2, 2, 2)                    # (C, N, z, y, x)
+        fx, fy, fz = f[0], f[1], f[2]
+        ex = v[..., 1] - v[..., 0]                           # (C, N, z, y)
+        lx = v[..., 0] + fx[..., None, None] * ex
+        ey = lx[..., 1] - lx[..., 0]                         # (C, N, z)
+        ly = lx[..., 0] + fy[..., None] * ey
+        ez = ly[..., 1] - ly[..., 0]                         # (C, N)
+        exy = ex[..., 0] + fy[..., None] * (ex[..., 1] - ex[..., 0])
+        gx = exy[..., 0] + fz * (exy[..., 1] - exy[..., 0])
+        gy = ey[..., 0] + fz * (ey[..., 1] - ey[..., 0])
+        value = ly[..., 0] + fz * ez
+        return value.t(), torch.stack((gx, gy, ez), dim=-1).transpose(0, 1)
 
     def _block_view(self, name: str) -> torch.Tensor:
         t = self.tensors[name]

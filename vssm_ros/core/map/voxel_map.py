@@ -108,7 +108,8 @@ class VoxelMap:
             return self.atlas.slots_of(blk)
         # The grid has an empty border: blocks beyond the box clamp onto it.
         b = torch.minimum((blk - base).clamp(min=0), last)
-        return grid[(b * stride).sum(dim=-1)]
+        cell = (b * stride).sum(dim=-1)
+        return grid.index_select(0, cell.reshape(-1)).reshape(cell.shape)
 
     def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's block (as ``_locate`` finds it) is allocated. Shape: (N, 3) ->
@@ -145,6 +146,38 @@ class VoxelMap:
         """Posterior mean occupancy logits (``skip_empty``: see ``sdf_at``). Shape: (N, 3) ->
         (N,)."""
         return -self.cfg.logit_slope * self.sdf_at(points, skip_empty)
+
+    def logits_and_grad(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``logits_at`` and its gradient w.r.t. the points, without autograd (the tracker's
+        Jacobians). Shape: (N, 3) -> (N,), (N, 3)."""
+        slots, local = self._locate(points.detach())
+        out, d = self.atlas.sample_with_grad('dist_seen', slots, local)
+        k = -self.cfg.logit_slope
+        floor = self.cfg.observed_floor
+        if floor >= 1.0:
+            return k * (out[:, 0] + self.cfg.truncation), (k / self.resolution) * d[:, 0]
+        seen = out[:, 1].clamp(min=floor)
+        sdf = out[:, 0] / seen
+        # d(a / max(s, f)) = da / max(s, f) - a / max(s, f)² ds where s >= f (clamp's gradient)
+        ds = torch.where((out[:, 1] >= floor)[:, None], d[:, 1], torch.zeros_like(d[:, 1]))
+        grad = (d[:, 0] - sdf[:, None] * ds) / seen[:, None]
+        return k * (sdf + self.cfg.truncation), (k / self.resolution) * grad
+
+    def intensity_and_grad(self, points: torch.Tensor
+                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Grey intensity (the mean of ``color_at``'s channels), its gradient w.r.t. the
+        points without autograd, and the colour-observed share (``color_and_share``).
+
+        Shape: (N, 3) -> (N,), (N, 3), (N,).
+        """
+        slots, local = self._locate(points.detach())
+        out, d = self.atlas.sample_with_grad('color_seen', slots, local)
+        share = out[:, 3]
+        s = share.clamp(min=1e-6)
+        inten = out[:, :3].mean(dim=1) / s
+        ds = torch.where((share >= 1e-6)[:, None], d[:, 3], torch.zeros_like(d[:, 3]))
+        grad = (d[:, :3].mean(dim=1) - inten[:, None] * ds) / (s[:, None] * self.resolution)
+        return inten, grad, share
 
     def color_at(self, points: torch.Tensor) -> torch.Tensor:
         """Colour in [0, 1], interpolated over the corners whose colour was observed (0
