@@ -3,6 +3,8 @@
 """SlamSession (vssm_ros/session.py), the one run both drivers feed: initial pose, IMU intake,
 bad input, outputs, and localisation mode (track against a saved map without changing it)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -221,3 +223,20 @@ def test_a_relocalisation_jump_goes_into_map_to_odom(flight):
     assert stats['status.OK'] == 4   # frames 0-3
     s.reset()
     assert np.array_equal(s.T_map_odom, np.eye(4))
+
+
+@pytest.mark.parametrize('node_async', [True, False])
+def test_real_time_maps_as_the_node_says_and_the_replay_keeps_the_engines_setting(node_async):
+    # The node in real time follows node.async_mapping whatever the engine's setting says,
+    # without the noisy camera's window (its keyframes would be prepared on the tracking
+    # thread); the replay keeps engine.inference as configured (asynchronous by default).
+    cfg = make_cfg()
+    cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node,
+                                                            async_mapping=node_async))
+    engines = [SlamSession(cfg, realtime=True)._new_engine(), SlamSession(cfg)._new_engine()]
+    live_inf, replay_inf = (e.cfg.inference for e in engines)
+    for e in engines:
+        e.close()
+    assert live_inf.async_mapping is node_async and live_inf.noisy_window == 1
+    assert replay_inf.async_mapping is True
+    assert replay_inf.noisy_window == InferenceConfig().noisy_window == 8

@@ -52,12 +52,20 @@ from vssm_ros.session import SlamSession  # noqa: E402
 from vssm_ros.types import Frame, PoseSample  # noqa: E402
 
 
-def _session_and_items(configs):
-    flight = generate_flight(load_config(configs, SyntheticConfig, section='synthetic'))
+def _session_and_items(configs, source=None):
+    """A session and the items to feed it: the synthetic flight of ``configs``, or a
+    recording (``source``: a TUM folder or a bag, read ahead into memory, so that decoding
+    is not measured)."""
     cfg = load_replay_config(configs)
-    gt = flight.gt_frames
-    truth = [PoseSample(int(s), T) for s, T in zip(gt.stamps_ns, gt.T_world_body)]
-    items = list(flight.items())
+    if source is not None:
+        from vssm_ros.data.sources import open_source
+        items = list(open_source(source, cfg))
+        truth = None
+    else:
+        flight = generate_flight(load_config(configs, SyntheticConfig, section='synthetic'))
+        gt = flight.gt_frames
+        truth = [PoseSample(int(s), T) for s, T in zip(gt.stamps_ns, gt.T_world_body)]
+        items = list(flight.items())
     frame_no = np.cumsum([isinstance(x, Frame) for x in items])
     return SlamSession(cfg, ground_truth=truth), items, frame_no
 
@@ -162,6 +170,8 @@ def main(argv=None) -> int:
     p.add_argument('--config', action='append', default=[], metavar='YAML',
                    help='parameter files (default: config/demo.yaml); their synthetic: '
                         'sections set the flight')
+    p.add_argument('--source', default=None, metavar='PATH',
+                   help='a recording (TUM folder, bag) instead of the synthetic flight')
     p.add_argument('--mode', choices=('stages', 'ops', 'python', 'linearise'),
                    default='stages')
     p.add_argument('--warmup', type=int, default=60, help='frames before the measurement')
@@ -176,7 +186,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
-    session, items, frame_no = _session_and_items(configs)
+    session, items, frame_no = _session_and_items(configs, args.source)
     _feed(session, items, frame_no, 0, args.warmup, [], [])
     lo, hi = args.warmup, args.warmup + args.frames
     stage_before = dict(session.stage_sums)

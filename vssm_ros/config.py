@@ -601,23 +601,22 @@ class InferenceConfig:
     and the demo within +10 % of the tighter stop (docs/performance.md)."""
     track_stop_rotation_deg: float = 0.012
     """Rotation threshold of the early stop (degrees); 0 disables early stopping."""
-    async_mapping: bool = False
+    async_mapping: bool = True
     """Prepare each keyframe's fusion (its candidate voxels and their new values, most of its
     cost) on a second thread while the next ``mapping_lag_frames`` frames are tracked against
     the map without it; the engine thread then commits it (PTAM's split; ``core.mapping``).
-    Deterministic: which frames see a keyframe depends on the data only. On the idle 2-core
-    CPU the demo flight ran 25.4 frames/s against 17.7 (one torch thread each) and 21.6
-    (synchronous on two), the scenario families within +0.2 cm (session 17, lag 6: tune mean
-    1.06 -> 1.08, held-out 1.69 -> 1.55 cm, the worst change exposure's 1.30 -> 1.49,
-    docs/scenarios.md); but TUM teddy over five
-    seeds got 3.05 cm against 1.89 (2.21 with a lag of one frame): a frame tracked without
-    the newest keyframe is worse there (docs/performance.md), so without IMU each keyframe
-    is fused before the next frame whatever this says. The node uses it in real time when
-    ``node.async_mapping`` (the default). A keyframe the window held back (``window`` > 1)
-    is fused as its window closes, without this lag on top: the two together lost the
-    Blackbird-style flights (bb-train-28s 591 m at a window of 4 and a lag of 4). False: a
-    keyframe is fused before the next frame is tracked. The tracking thread leaves a core to
-    the mapping thread (torch threads)."""
+    Deterministic: which frames see a keyframe depends on the data only, so the replay and
+    the bench keep it. On the idle 2-core CPU the demo flight ran 25.4 frames/s against
+    17.7 (one torch thread each) and 21.6 (synchronous on two; session 17), the scenario
+    families within +0.2 cm (docs/scenarios.md, session 19). Without IMU each keyframe is
+    fused before the next frame whatever this says (TUM teddy over five seeds got 3.05 cm
+    against 1.89 with the lag: from a constant-velocity prior a frame tracked without the
+    newest keyframe is worse), and the tracking thread keeps every core; so is a keyframe
+    the window held back (``window`` > 1), as its window closes, without this lag on top:
+    the two together lost the Blackbird-style flights (bb-train-28s 591 m at a window of 4
+    and a lag of 4). Once a keyframe goes to the second thread, the tracking thread leaves
+    it a core (torch threads). The node in real time follows ``node.async_mapping``
+    instead. False: a keyframe is fused before the next frame is tracked."""
     mapping_lag_frames: int = 6
     """With ``async_mapping``: frames tracked while a keyframe is prepared beside them; its
     commit waits for the preparation at the end of the last of them (>= 1). At most one
@@ -658,13 +657,13 @@ class InferenceConfig:
     15)."""
     noisy_window: int = 8
     """Frames in the window while the camera's measured depth noise (``sensor.adapt_noise``'s
-    measurement, in units of the configured noise) is above ``noisy_window_noise``, with IMU
-    and synchronous mapping (the replay): where single frames' poses are noisy, the frames
-    after a keyframe refine it most (the 3x-noise flights 2.09 / 2.26 -> 1.86 / 1.73 cm),
-    and a clean camera keeps the window of ``window`` and its speed. Not with
-    ``async_mapping`` (the node in real time): a keyframe the window holds back is prepared
-    on the tracking thread, and live on the 3x-noise demo flight the latency p50 went
-    0.8-1.2 -> 2.2-2.9 s at the same ATE (docs/scenarios.md, session 17). 1: never."""
+    measurement, in units of the configured noise) is above ``noisy_window_noise``, with IMU,
+    in the replay (and the node in lockstep): where single frames' poses are noisy, the
+    frames after a keyframe refine it most (the 3x-noise flights 2.09 / 2.26 -> 1.86 / 1.73
+    cm), and a clean camera keeps the window of ``window`` and its speed. Not in the node in
+    real time: a keyframe the window holds back is prepared on the tracking thread, and live
+    on the 3x-noise demo flight the latency p50 went 0.8-1.2 -> 2.2-2.9 s at the same ATE
+    (docs/scenarios.md, session 17). 1: never."""
     noisy_window_noise: float = 2.0
     """Measured depth noise over the configured one above which ``noisy_window`` holds (the
     synthetic camera at 1x measures below 1, TUM's Kinect 1.26, at 3x 3.3). The measurement

@@ -158,8 +158,9 @@ def test_direct_gradients_across_block_seams_equal_a_dense_grids(fused, floor):
     m.load_state_dict(fused.state_dict())
     grid, lo = _dense_oracle(m)
     p = _seam_points(m)
-    logits, g_logits = m.logits_and_grad(p)
-    inten, g_inten, share = m.intensity_and_grad(p)
+    logits, g_logits = m.logits_and_grad(p.t().contiguous())   # components first
+    inten, g_inten, share = m.intensity_and_grad(p.t().contiguous())
+    g_logits, g_inten = g_logits.t(), g_inten.t()
     q = p.clone().requires_grad_(True)
     sdf_o, col_o = _oracle_query(grid, lo, m.resolution, q, floor)
     logits_o = -m.cfg.logit_slope * sdf_o

@@ -9,8 +9,8 @@ import torch
 
 from vssm_ros.config import RenderConfig
 from vssm_ros.core.lie import make_pose, so3_exp
-from vssm_ros.core.render import (band_depths, composite, march_rays, ray_points,
-                                  render_rays, uniform_depths)
+from vssm_ros.core.render import (band_depths, composite, composite_depth_grad, march_rays,
+                                  ray_points, render_rays, uniform_depths)
 
 F64 = torch.float64
 RCFG = RenderConfig()
@@ -170,6 +170,25 @@ def test_composite_closed_form_two_samples():
     assert torch.allclose(out['depth_var'][0], var, atol=1e-14)
     assert torch.allclose(out['depth_uncond'][0], w[0] * 1.0 + w[1] * 1.25 + (1 - hit) * 8.0,
                           atol=1e-14)
+
+
+def test_closed_form_depth_gradient_equals_autograd():
+    # The tracker's d depth / d logits without autograd, on rays that hit, miss, cross
+    # between samples and have flat logit steps (no crossing), in float64 and float32.
+    g = torch.Generator().manual_seed(0)
+    for dt, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        n, k = 256, 24
+        depths = torch.sort(torch.rand(n, k, generator=g, dtype=dt) * 4 + 0.2, dim=1).values
+        ramp = torch.linspace(-6, 6, k, dtype=dt)
+        logits = torch.randn(n, k, generator=g, dtype=dt) * 3 + ramp
+        logits[:5] = -30.0                  # nothing hit: the normaliser is clamped
+        logits[5, 4] = logits[5, 3]         # a flat step
+        x = logits.clone().requires_grad_(True)
+        out = composite(x, depths, 2.0, 4.5)
+        auto, = torch.autograd.grad(out['depth'].sum(), x)
+        closed = composite_depth_grad(logits, depths, 2.0, composite(logits, depths, 2.0, 4.5))
+        assert float(auto.abs().max()) > 0.5
+        assert float((closed - auto).abs().max()) < tol * float(auto.abs().max())
 
 
 def test_band_and_uniform_depths():

@@ -240,10 +240,11 @@ def test_engine_evicts_to_disk_and_saves_the_whole_map(tmp_path, feed_frames):
     flight = generate_flight(SyntheticConfig(duration_s=4.0, width=48, height=36,
                                              camera_rate_hz=5.0, hover_s=0.0, ramp_s=0.5))
     # The 10 cm voxels leave residuals the engine measures as a noisy camera (3.9x): no
-    # window, so that every keyframe is in the map when its statistics are read.
+    # window and synchronous mapping, so that every keyframe is in the map when its
+    # statistics are read.
     cfg = EngineConfig(map=MapConfig(resolution=0.1, truncation=0.3, memory_mb=16,
                                      keep_radius=2.0),
-                       inference=InferenceConfig(noisy_window=1))
+                       inference=InferenceConfig(noisy_window=1, async_mapping=False))
     engine = SlamEngine(cfg, flight.gt_frames.T_world_body[0], swap=DiskSwap(tmp_path / 's'))
     engine.map.budget_blocks = 64   # below what the flight needs
     feed_frames(engine, flight.items(), 20)

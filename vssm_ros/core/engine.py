@@ -45,7 +45,7 @@ from vssm_ros.core.init import (correction_angle_deg, gravity_correction, is_at_
 from vssm_ros.core.learned_dynamics import (LearnedDynamics, learned_transition,
                                             propagate_learned)
 from vssm_ros.core.map import BlockSwap, TensorStream, VoxelMap, integrate
-from vssm_ros.core.mapping import KeyframeMapper, leave_a_core_for_mapping
+from vssm_ros.core.mapping import KeyframeMapper
 from vssm_ros.core.noise import DepthNoise
 from vssm_ros.core.posterior import RayBatch, depth_sigma, make_rays, track
 from vssm_ros.core.prediction import (combine_renders, sample_constant_velocity,
@@ -111,8 +111,6 @@ class SlamEngine:
         # Keyframe fusion, here or beside tracking; its lock guards the map (core.mapping).
         self.mapper = KeyframeMapper(cfg.inference.async_mapping,
                                      cfg.inference.mapping_lag_frames)
-        if cfg.inference.async_mapping and self.device.type == 'cpu':
-            leave_a_core_for_mapping()   # this thread tracks; the mapping thread has its core
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
@@ -847,7 +845,7 @@ class SlamEngine:
     def _window_size(self, imu) -> int:
         """Frames in the window now: ``inference.window`` while the IMU links the frames
         (``inference.noisy_window`` at least while the camera measures noisier than
-        ``inference.noisy_window_noise`` and mapping is synchronous), 1 without it (the
+        ``inference.noisy_window_noise``), 1 without it (the
         keyframe is fused at once). The window holds a keyframe back from the map; with an
         IMU prior tracking does not miss it, without one (a constant-velocity prior) it does:
         TUM teddy 1.87 -> 3.01 cm with a window of 8, as with mapping 6 frames behind
@@ -855,7 +853,7 @@ class SlamEngine:
         if imu is None:
             return 1
         inf = self.cfg.inference
-        if not inf.async_mapping and self.depth_noise.measured > inf.noisy_window_noise:
+        if self.depth_noise.measured > inf.noisy_window_noise:
             return max(inf.window, inf.noisy_window)
         return inf.window
 

@@ -141,6 +141,9 @@ class KeyframeMapper:
             return
         self.drain()
         if self._pool is None:
+            # Only once a keyframe goes to the worker: a run that fuses every keyframe at once
+            # (no IMU) keeps all of the cores for tracking.
+            leave_a_core_for_mapping()
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='vssm-mapping',
                                             initializer=self._init_worker)
         self._job = (self._pool.submit(self._prepare, prepare), commit)

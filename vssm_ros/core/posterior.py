@@ -30,7 +30,7 @@ import torch
 from vssm_ros.config import RenderConfig, SensorConfig
 from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
-from vssm_ros.core.render import band_depths, composite
+from vssm_ros.core.render import band_depths, composite, composite_depth_grad
 from vssm_ros.core.state_layout import P, PHI, POSE
 
 
@@ -105,17 +105,18 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
     """
     # The sample points are affine in depth along each ray, x_k = c + d_k a: the points and
     # the rotation Jacobian's sum over samples come from (R, 3) terms, not (R, K, 3) ones.
-    a = rays.axis @ R.t()
-    x = (R @ rays.origin + p) + rays.depths[..., None] * a[:, None, :]
+    # Components first (3, R, K): the map's hot path runs on contiguous rows.
+    a = R @ rays.axis.t()
+    x = (R @ rays.origin + p)[:, None, None] + a[:, :, None] * rays.depths
     out, g = _depth_and_point_grads(field, x, rays.depths, rcfg)
-    depth = out['depth'].detach()
-    hit = out['hit'].detach()
-    sigma = torch.sqrt(depth_sigma(rays.d_obs, scfg) ** 2 + out['depth_var'].detach())
+    depth = out['depth']
+    hit = out['hit']
+    sigma = torch.sqrt(depth_sigma(rays.d_obs, scfg) ** 2 + out['depth_var'])
     r = (rays.d_obs - depth) / sigma
-    J_p = g.sum(dim=1)  # (R, 3)
+    J_p = g.sum(dim=-1).t()  # (R, 3)
     # sum_k q_k × (R^T g_k) with q_k = origin + d_k axis
     J_r = torch.cross(rays.origin.expand_as(J_p), J_p @ R, dim=-1) \
-        + torch.cross(rays.axis, (rays.depths[..., None] * g).sum(dim=1) @ R, dim=-1)
+        + torch.cross(rays.axis, (rays.depths * g).sum(dim=-1).t() @ R, dim=-1)
     J = -torch.cat((J_p, J_r), dim=-1) / sigma[:, None]  # d r / d (δp, δφ)
     usable = rays.valid & (hit > 0.5) & ((rays.d_obs - depth).abs() < 0.9 * rcfg.band)
     out = {'r': r, 'J': J, 'w': _robust_weight(r, usable, scfg.huber), 'depth': depth,
@@ -128,26 +129,25 @@ def linearise(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor, rcfg: Ren
 def _depth_and_point_grads(field, x: torch.Tensor, depths: torch.Tensor, rcfg: RenderConfig
                            ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
     """``composite`` of the rays' world sample points, and the gradient of each ray's
-    expected depth w.r.t. its sample points. The map's spatial gradient comes from the field
-    directly where it offers one (``VoxelMap.logits_and_grad``), chained with the
-    compositing's gradient w.r.t. the logits; autograd through the field otherwise.
+    expected depth w.r.t. its sample points. Where the field offers its spatial gradient
+    (``VoxelMap.logits_and_grad``) the chain rule is closed form, without autograd
+    (``composite_depth_grad``); autograd through the field otherwise.
 
-    Shape: x (R, K, 3), depths (R, K) -> composite's dict, (R, K, 3).
+    Shape: x (3, R, K) components first, depths (R, K) -> composite's dict, (3, R, K).
     """
-    n, k, _ = x.shape
-    direct = hasattr(field, 'logits_and_grad')
-    with torch.enable_grad():
-        if direct:
-            logits, dl_dx = field.logits_and_grad(x.reshape(-1, 3))
-            leaf = logits = logits.reshape(n, k).requires_grad_(True)
-        else:
-            leaf = x = x.detach().requires_grad_(True)
-            logits = field.logits_at(x.reshape(-1, 3)).reshape(n, k)
+    _, n, k = x.shape
+    if hasattr(field, 'logits_and_grad'):
+        logits, dl_dx = field.logits_and_grad(x.reshape(3, -1))
+        logits = logits.reshape(n, k)
         out = composite(logits, depths, rcfg.hit_sharpness, rcfg.far)
-        (g,) = torch.autograd.grad(out['depth'].sum(), leaf)
-    if direct:
-        g = g[..., None] * dl_dx.reshape(n, k, 3)
-    return out, g
+        dd_dl = composite_depth_grad(logits, depths, rcfg.hit_sharpness, out)
+        return out, dd_dl * dl_dx.reshape(3, n, k)
+    x = x.permute(1, 2, 0).detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = field.logits_at(x.reshape(-1, 3)).reshape(n, k)
+        out = composite(logits, depths, rcfg.hit_sharpness, rcfg.far)
+        (g,) = torch.autograd.grad(out['depth'].sum(), x)
+    return {key: v.detach() for key, v in out.items()}, g.permute(2, 0, 1)
 
 
 def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor,
@@ -164,7 +164,8 @@ def _linearise_intensity(field, rays: RayBatch, R: torch.Tensor, p: torch.Tensor
     Returns:
         ``r_col`` (R,), ``J_col`` (R, 6), ``w_col`` (R,).
     """
-    inten, g, share = field.intensity_and_grad(rays.q_obs @ R.t() + p)
+    inten, g, share = field.intensity_and_grad(R @ rays.q_obs.t() + p[:, None])
+    g = g.t()
     ok = usable & (share >= min(scfg.color_observed_floor, 0.999))   # 1: all corners
     gain, offset = (brightness_fit(rays.i_obs, inten, ok) if scfg.color_affine
                     else (torch.ones_like(inten[0]), torch.zeros_like(inten[0])))

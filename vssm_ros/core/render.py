@@ -81,6 +81,41 @@ def composite(logits: torch.Tensor, depths: torch.Tensor, sharpness: float, far:
             'depth_var': depth_var, 'depth_uncond': depth_uncond}
 
 
+def composite_depth_grad(logits: torch.Tensor, depths: torch.Tensor, sharpness: float,
+                         out: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """The gradient of each ray's ``composite`` depth, E[d | hit], w.r.t. its logits, in
+    closed form (the tracker's Jacobians: about a third of autograd's time through
+    ``composite``). ``out`` is ``composite(logits, depths, sharpness, far)``.
+
+    With s = sharpness L, o = sigmoid(s) and w_k = o_k prod_{j<k} (1 - o_j):
+    d w_k / d s_k = w_k (1 - o_k) and d w_m / d s_j = -o_j w_m for m > j; the hit positions
+    ``crossing_depths`` move with the logits on both sides of their crossing.
+
+    Shape: (R, K), (R, K) -> (R, K).
+    """
+    w, h, hit, depth = out['weights'], out['hit_depth'], out['hit'], out['depth']
+    hit_safe = hit.clamp(min=1e-6)
+    # d depth / d w_k: the normaliser's term only where it is not clamped.
+    dw = (h - torch.where(hit >= 1e-6, depth, torch.zeros_like(depth))[:, None]) \
+        / hit_safe[:, None]
+    dww = dw * w
+    later = dww.flip(1).cumsum(1).flip(1) - dww          # sum over m > k of dw_m w_m
+    o = torch.sigmoid(sharpness * logits)
+    grad = sharpness * (dww * (1.0 - o) - o * later)
+    # Through the hit positions: h_k = d0 + f (d1 - d0), f = clamp(-l0 / (l1 - l0), 0, 1).
+    l0, l1 = logits[:, :-1], logits[:, 1:]
+    denom = l1 - l0
+    live = denom.abs() > 1e-6
+    safe = torch.where(live, denom, torch.ones_like(denom))
+    frac = -l0 / safe
+    live = live & (frac >= 0.0) & (frac <= 1.0)
+    dh = torch.where(live, (w[:, 1:] / hit_safe[:, None]) * (depths[:, 1:] - depths[:, :-1])
+                     / (safe * safe), torch.zeros_like(denom))
+    grad[:, :-1] -= dh * l1          # d f / d l0 = -l1 / (l1 - l0)²
+    grad[:, 1:] += dh * l0           # d f / d l1 = l0 / (l1 - l0)²
+    return grad
+
+
 def crossing_depths(logits: torch.Tensor, depths: torch.Tensor,
                     before: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Hit position of each first-hit event: the logit's zero crossing between samples k-1

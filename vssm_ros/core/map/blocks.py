@@ -62,8 +62,8 @@ def containing_blocks(vox: torch.Tensor, B: int
         bits = d[0] + 2 * d[1] + 4 * d[2]
         r = some[(code & bits) == bits]
         step = torch.tensor(d, device=vox.device)
-        blks.append(home[r] - step)
-        locs.append(local[r] + step * B)
+        blks.append(home.index_select(0, r) - step)   # (index_select: faster than indexing)
+        locs.append(local.index_select(0, r) + step * B)
         rows.append(r)
     return torch.cat(blks), torch.cat(locs), torch.cat(rows)
 
@@ -245,30 +245,38 @@ class BlockAtlas:
         """``sample``'s trilinear read and its gradient w.r.t. ``local``, from the cell's eight
         corners gathered directly: no autograd graph, and on the CPU about a fifth of
         ``grid_sample``'s forward and backward passes (the 3D sampler is not vectorised
-        there). ``local`` must lie in [0, B) (``VoxelMap._locate`` keeps it there).
+        there). Coordinates are components first (structure of arrays: the arithmetic runs
+        on contiguous rows). ``local`` must lie in [0, B) (``VoxelMap._locate_nograd`` keeps
+        it there).
 
-        Shape: slots (N,), local (N, 3) -> (N, C), (N, C, 3) (d/dx, d/dy, d/dz).
+        Shape: slots (N,), local (3, N) -> (C, N), (C, 3, N) (d/dx, d/dy, d/dz).
         """
         i0 = local.floor()
-        f = (local - i0).t()[:, None]                       # (3, 1, N): broadcast over C
-        idx = self.flat_cells(slots, i0.long())[:, None] + self._corner_steps  # (N, 8)
+        f = local - i0
+        side = float(self.T * self.A)
+        # The offset in the block in floating point (exact: far below 2^24), one long add.
+        inner = ((i0[2] * side + i0[1]) * side + i0[0]).long()
+        base = self._origin_flat.index_select(0, slots) + inner
+        # Gathered point by point (the eight corners of a point lie close together), then
+        # laid out corner by corner for the arithmetic. Row by row: index_select of a
+        # contiguous row is several times faster on the CPU than a gather across channels.
+        idx = (base[:, None] + self._corner_steps).reshape(-1)
         flat = self.view(name)
-        # Row by row: index_select of a contiguous row is several times faster on the CPU
-        # than one gather across the channels.
-        idx = idx.reshape(-1)
-        v = torch.stack([row.index_select(0, idx) for row in flat])
-        v = v.reshape(flat.shape[0], -1, 2, 2, 2)                    # (C, N, z, y, x)
+        n = base.shape[0]
+        v = torch.empty((flat.shape[0], n * 8), device=flat.device, dtype=flat.dtype)
+        for row, out in zip(flat, v):
+            torch.index_select(row, 0, idx, out=out)
+        v = v.view(-1, n, 8).transpose(1, 2).contiguous().view(-1, 2, 2, 2, n)  # (C, z, y, x, N)
         fx, fy, fz = f[0], f[1], f[2]
-        ex = v[..., 1] - v[..., 0]                           # (C, N, z, y)
-        lx = v[..., 0] + fx[..., None, None] * ex
-        ey = lx[..., 1] - lx[..., 0]                         # (C, N, z)
-        ly = lx[..., 0] + fy[..., None] * ey
-        ez = ly[..., 1] - ly[..., 0]                         # (C, N)
-        exy = ex[..., 0] + fy[..., None] * (ex[..., 1] - ex[..., 0])
-        gx = exy[..., 0] + fz * (exy[..., 1] - exy[..., 0])
-        gy = ey[..., 0] + fz * (ey[..., 1] - ey[..., 0])
-        value = ly[..., 0] + fz * ez
-        return value.t(), torch.stack((gx, gy, ez), dim=-1).transpose(0, 1)
+        ex = v[:, :, :, 1] - v[:, :, :, 0]                   # (C, z, y, N)
+        lx = v[:, :, :, 0] + fx * ex
+        ey = lx[:, :, 1] - lx[:, :, 0]                       # (C, z, N)
+        ly = lx[:, :, 0] + fy * ey
+        ez = ly[:, 1] - ly[:, 0]                             # (C, N)
+        exy = ex[:, :, 0] + fy * (ex[:, :, 1] - ex[:, :, 0])
+        gx = exy[:, 0] + fz * (exy[:, 1] - exy[:, 0])
+        gy = ey[:, 0] + fz * (ey[:, 1] - ey[:, 0])
+        return ly[:, 0] + fz * ez, torch.stack((gx, gy, ez), dim=1)
 
     def _block_view(self, name: str) -> torch.Tensor:
         t = self.tensors[name]

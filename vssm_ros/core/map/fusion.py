@@ -86,14 +86,15 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
     # fattens objects as seen from other views, which measured worse. (The tolerance keeps a
     # voxel exactly one truncation behind, e.g. behind a surface on a voxel centre, from being
     # skipped by rounding.)
-    upd = (zc > 1e-6) & torch.isfinite(d) & (sdf > -cfg.truncation - 1e-6)
-    pix = pix[upd]
-    sdf = sdf[upd].clamp(-cfg.truncation, cfg.truncation)
+    upd = ((zc > 1e-6) & torch.isfinite(d) & (sdf > -cfg.truncation - 1e-6)).nonzero()[:, 0]
+    pix = pix.index_select(0, upd)
+    sdf = sdf.index_select(0, upd).clamp(-cfg.truncation, cfg.truncation)
     if depth_sigma is None:
         wgt = torch.ones_like(sdf)
     else:
-        wgt = (cfg.sdf_noise / depth_sigma.reshape(-1)[pix]).pow(2).clamp(max=1.0)
-    return Observation(vox=vox[upd], sdf=sdf, weight=wgt, pix=pix,
+        wgt = (cfg.sdf_noise / depth_sigma.reshape(-1).index_select(0, pix)).pow(2).clamp(
+            max=1.0)
+    return Observation(vox=vox.index_select(0, upd), sdf=sdf, weight=wgt, pix=pix,
                        color_band=0.5 * cfg.truncation * max(1.0, noise_scale))
 
 
@@ -115,14 +116,19 @@ def dilated_voxels(idx: torch.Tensor) -> torch.Tensor:
     ext = (hi - lo + 1).tolist()
     loc = idx - lo
     grid = torch.zeros((ext[2], ext[1], ext[0]), device=idx.device, dtype=torch.bool)
-    grid[loc[:, 2], loc[:, 1], loc[:, 0]] = True
+    grid.view(-1)[(loc[:, 2] * ext[1] + loc[:, 1]) * ext[0] + loc[:, 0]] = True
     for axis in range(3):  # separable: dilate along z, y, x in turn
         n = grid.shape[axis]
         out = grid.clone()
         out.narrow(axis, 1, n - 1).logical_or_(grid.narrow(axis, 0, n - 1))
         out.narrow(axis, 0, n - 1).logical_or_(grid.narrow(axis, 1, n - 1))
         grid = out
-    return grid.nonzero().flip(-1) + lo
+    # Flat: nonzero over 3 dims, flipping its (z, y, x) columns and adding the (3,) corner
+    # cost a few times more on (N, 3) int64 rows.
+    cell = grid.view(-1).nonzero().squeeze(1)
+    ex, ey = ext[0], ext[1]
+    return torch.stack((cell % ex + lo[0], (cell // ex) % ey + lo[1], cell // (ex * ey) + lo[2]),
+                       dim=-1)
 
 
 def bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: float
@@ -139,7 +145,7 @@ def bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: f
     h, w = depth.shape
     inside = (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
     pix = torch.round(v).clamp(0, h - 1).long() * w + torch.round(u).clamp(0, w - 1).long()
-    nearest = depth.reshape(-1)[pix]
+    nearest = depth.reshape(-1).index_select(0, pix)   # (faster than indexing on the CPU)
     u0 = torch.floor(u).clamp(0, w - 2).long()
     v0 = torch.floor(v).clamp(0, h - 2).long()
     fu = (u - u0).clamp(0, 1)
@@ -148,8 +154,8 @@ def bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: f
     # per point then replaces four gathers and the comparisons per point.
     quads, smooth_quad = _depth_quads(depth, tol)
     i00 = v0 * w + u0
-    quad = quads[i00]
-    smooth = smooth_quad[i00]
+    quad = quads.index_select(0, i00)
+    smooth = smooth_quad.index_select(0, i00)
     d00, d01, d10, d11 = quad.unbind(-1)
     bil = (d00 * (1 - fu) * (1 - fv) + d01 * fu * (1 - fv) + d10 * (1 - fu) * fv
            + d11 * fu * fv)

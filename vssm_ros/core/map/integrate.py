@@ -143,7 +143,7 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
         # voxels on the surface without colour more often than not.)
         near = (obs.sdf.abs() < obs.color_band) | (s_new.abs() < obs.color_band)
         cw = torch.where(near, wgt, torch.zeros_like(wgt))
-        col = rgb.reshape(-1, 3)[obs.pix].to(vmap.dtype)
+        col = rgb.reshape(-1, 3).index_select(0, obs.pix).to(vmap.dtype)
         cw_old = atlas.view('color_weight')[0].index_select(0, home)
         cw_new = cw_old + cw
         cw_safe = torch.where(cw_new > 0, cw_new, torch.ones_like(cw_new))

@@ -27,7 +27,7 @@ the budget allows) or a keyframe updates them: the budget holds the regions near
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -74,8 +74,8 @@ class VoxelMap:
         # Seconds spent per fusion stage, summed over keyframes (``stats``).
         self.stage_s: Dict[str, float] = {}
         self.n_fused = 0
-        # (the index's keys it was built from, then _block_grid's tuple): _block_slots
-        self._block_grid: Optional[Tuple] = None
+        # The dense grid of block slots (_slot_grid), with the index's keys it was built from.
+        self._block_grid: Optional[_SlotGrid] = None
         self.swap.clear()
 
     # ------------------------------------------------------------------ queries
@@ -93,23 +93,45 @@ class VoxelMap:
         inside = local.detach().clamp(eps, self.B - eps)
         return self._block_slots(blk), local + (inside - local.detach())
 
+    def _locate_nograd(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``_locate`` for points given components first, without the straight-through
+        gradient, its block arithmetic in floating point (block coordinates and grid cells
+        are integers far below 2^24; int64 ops on (N, 3) are slow on the CPU): the tracker's
+        hot path. Shape: (3, N) -> (N,), (3, N)."""
+        v = points / self.resolution
+        blk = torch.floor(v / self.B)
+        eps = self.atlas.coordinate_eps()
+        local = (v - blk * self.B).clamp_(eps, self.B - eps)
+        g = self._slot_grid()
+        if g.grid is None:
+            return self.atlas.slots_of(blk.t().long()), local
+        b = torch.minimum((blk - g.base_f[:, None]).clamp_(min=0), g.last_f[:, None])
+        cell = (b * g.stride_f[:, None]).sum(dim=0)
+        return g.grid.index_select(0, cell.long()), local
+
+    def _slot_grid(self) -> '_SlotGrid':
+        """``_block_grid`` of the index as it is, rebuilt when the index changes."""
+        keys = self.atlas.index.keys
+        g = self._block_grid
+        if g is None or g.keys is not keys:
+            base, last, grid, stride = _block_grid(*self.atlas.index.items(), self.device)
+            f = (lambda t: None if t is None else t.to(self.dtype))  # noqa: E731
+            g = self._block_grid = _SlotGrid(keys, base, last, grid, stride, f(base), f(last),
+                                             f(stride))
+        return g
+
     def _block_slots(self, blk: torch.Tensor) -> torch.Tensor:
         """Slot of each block, 0 where unallocated (``BlockAtlas.slots_of``), read from a
         dense grid of slots over the allocated blocks' bounding box (rebuilt when the index
         changes): a gather instead of the index's search, which was about a tenth of a
         linearisation. Shape: (N, 3) long -> (N,) long."""
-        keys = self.atlas.index.keys
-        cached = self._block_grid
-        if cached is None or cached[0] is not keys:
-            grid = _block_grid(*self.atlas.index.items(), self.device)
-            cached = self._block_grid = (keys, *grid)
-        _, base, last, grid, stride = cached
-        if grid is None:   # no block, or a bounding box too large for a dense grid
+        g = self._slot_grid()
+        if g.grid is None:   # no block, or a bounding box too large for a dense grid
             return self.atlas.slots_of(blk)
         # The grid has an empty border: blocks beyond the box clamp onto it.
-        b = torch.minimum((blk - base).clamp(min=0), last)
-        cell = (b * stride).sum(dim=-1)
-        return grid.index_select(0, cell.reshape(-1)).reshape(cell.shape)
+        b = torch.minimum((blk - g.base).clamp(min=0), g.last)
+        cell = (b * g.stride).sum(dim=-1)
+        return g.grid.index_select(0, cell.reshape(-1)).reshape(cell.shape)
 
     def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each point's block (as ``_locate`` finds it) is allocated. Shape: (N, 3) ->
@@ -149,34 +171,35 @@ class VoxelMap:
 
     def logits_and_grad(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``logits_at`` and its gradient w.r.t. the points, without autograd (the tracker's
-        Jacobians). Shape: (N, 3) -> (N,), (N, 3)."""
-        slots, local = self._locate(points.detach())
+        Jacobians), components first. Shape: (3, N) -> (N,), (3, N)."""
+        slots, local = self._locate_nograd(points.detach())
         out, d = self.atlas.sample_with_grad('dist_seen', slots, local)
         k = -self.cfg.logit_slope
         floor = self.cfg.observed_floor
         if floor >= 1.0:
-            return k * (out[:, 0] + self.cfg.truncation), (k / self.resolution) * d[:, 0]
-        seen = out[:, 1].clamp(min=floor)
-        sdf = out[:, 0] / seen
+            return k * (out[0] + self.cfg.truncation), (k / self.resolution) * d[0]
+        seen = out[1].clamp(min=floor)
+        sdf = out[0] / seen
         # d(a / max(s, f)) = da / max(s, f) - a / max(s, f)² ds where s >= f (clamp's gradient)
-        ds = torch.where((out[:, 1] >= floor)[:, None], d[:, 1], torch.zeros_like(d[:, 1]))
-        grad = (d[:, 0] - sdf[:, None] * ds) / seen[:, None]
-        return k * (sdf + self.cfg.truncation), (k / self.resolution) * grad
+        ds = d[1] * (out[1] >= floor).to(d.dtype)
+        grad = (d[0] - sdf * ds) * ((k / self.resolution) / seen)
+        return k * (sdf + self.cfg.truncation), grad
 
     def intensity_and_grad(self, points: torch.Tensor
                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Grey intensity (the mean of ``color_at``'s channels), its gradient w.r.t. the
-        points without autograd, and the colour-observed share (``color_and_share``).
+        points without autograd, and the colour-observed share (``color_and_share``),
+        components first.
 
-        Shape: (N, 3) -> (N,), (N, 3), (N,).
+        Shape: (3, N) -> (N,), (3, N), (N,).
         """
-        slots, local = self._locate(points.detach())
+        slots, local = self._locate_nograd(points.detach())
         out, d = self.atlas.sample_with_grad('color_seen', slots, local)
-        share = out[:, 3]
+        share = out[3]
         s = share.clamp(min=1e-6)
-        inten = out[:, :3].mean(dim=1) / s
-        ds = torch.where((share >= 1e-6)[:, None], d[:, 3], torch.zeros_like(d[:, 3]))
-        grad = (d[:, :3].mean(dim=1) - inten[:, None] * ds) / (s[:, None] * self.resolution)
+        inten = out[:3].mean(dim=0) / s
+        ds = d[3] * (share >= 1e-6).to(d.dtype)
+        grad = (d[:3].mean(dim=0) - inten * ds) / (s * self.resolution)
         return inten, grad, share
 
     def color_at(self, points: torch.Tensor) -> torch.Tensor:
@@ -265,7 +288,7 @@ class VoxelMap:
         coords = torch.stack((ucell % ex, (ucell // ex) % ey, ucell // (ex * ey)), dim=-1) + lo
         row = torch.zeros(n_cells, dtype=torch.long, device=blk.device)
         row[ucell] = torch.arange(ucell.shape[0], device=blk.device)
-        return BlockPlan(coords, row[cell], self.atlas.slots_of(coords))
+        return BlockPlan(coords, row.index_select(0, cell), self.atlas.slots_of(coords))
 
     def activate_blocks(self, plan: BlockPlan) -> torch.Tensor:
         """Make active the blocks of a plan: take back evicted regions (also those of the next
@@ -513,6 +536,20 @@ class BlockPlan:
     coords: torch.Tensor
     rows: torch.Tensor
     slots: torch.Tensor
+
+
+class _SlotGrid(NamedTuple):
+    """``_block_grid``'s grid of slots, built from the index's ``keys``, with its base, last
+    cell and strides also in floating point (``VoxelMap._locate_nograd``)."""
+
+    keys: torch.Tensor
+    base: Optional[torch.Tensor]
+    last: Optional[torch.Tensor]
+    grid: Optional[torch.Tensor]
+    stride: Optional[torch.Tensor]
+    base_f: Optional[torch.Tensor]
+    last_f: Optional[torch.Tensor]
+    stride_f: Optional[torch.Tensor]
 
 
 BLOCK_GRID_CELLS = 1 << 21
