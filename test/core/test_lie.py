@@ -348,3 +348,44 @@ def test_no_host_sync_branches_in_source():
     # Value-dependent Python branching would make CUDA graphs and batching impossible.
     src = open(lie.__file__, encoding='utf-8').read()
     assert '.item()' not in src and '.tolist()' not in src and 'bool(' not in src
+
+
+@pytest.mark.parametrize('shapes', [((), ()), ((3,), ()), ((2, 1), (1, 4)), ((5, 1, 3), (4, 1)),
+                                    ((0,), (1,)), ((2, 3), (2, 3), (1, 3), ())])
+def test_broadcast_shapes_equals_torchs(shapes):
+    assert lie.broadcast_shapes(*shapes) == torch.broadcast_shapes(*shapes)
+
+
+def test_broadcast_shapes_refuses_what_torch_refuses():
+    with pytest.raises(RuntimeError, match='cannot be broadcast'):
+        lie.broadcast_shapes((2, 3), (4,))
+    with pytest.raises(RuntimeError):
+        torch.broadcast_shapes((2, 3), (4,))
+
+
+def test_the_engine_imports_nothing_heavy_on_its_first_frames():
+    # torch.broadcast_shapes imported sympy (0.5 s) inside the first frame: the node's start-up
+    # backlog. A fresh interpreter, the engine over a short flight, then sympy must be absent.
+    import subprocess
+    import sys
+    code = ('import sys\n'
+            'from vssm_ros.config import EngineConfig, SyntheticConfig\n'
+            'from vssm_ros.core.engine import SlamEngine\n'
+            'from vssm_ros.data.synthetic import generate_flight\n'
+            'from vssm_ros.types import Frame, ImuSample\n'
+            'f = generate_flight(SyntheticConfig(duration_s=1.2, hover_s=0.2, ramp_s=0.5,'
+            '                                    width=32, height=24))\n'
+            'e = SlamEngine(EngineConfig(), f.gt_frames.T_world_body[0])\n'
+            'n = 0\n'
+            'for x in f.items():\n'
+            '    if isinstance(x, ImuSample):\n'
+            '        e.add_imu(x)\n'
+            '    elif isinstance(x, Frame):\n'
+            '        e.step(x)\n'
+            '        n += 1\n'
+            'assert n >= 5, n\n'
+            'print("sympy" in sys.modules)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'False'

@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from vssm_ros.core.lie import hat, so3_coeffs, so3_exp, so3_log
+from vssm_ros.core.lie import broadcast_shapes, hat, so3_coeffs, so3_exp, so3_log
 
 Tensor = torch.Tensor
 GravityLike = Union[Sequence[float], Tensor]
@@ -117,9 +117,9 @@ def integrate_imu(R0: Tensor, v0: Tensor, p0: Tensor, acc: Tensor, gyro: Tensor,
     _check_imu(acc, gyro, dt, 'integrate_imu')
     b_a, b_g = _bias(b_a, acc), _bias(b_g, acc)
     g = _gravity(gravity, acc)
-    batch = torch.broadcast_shapes(R0.shape[:-2], v0.shape[:-1], p0.shape[:-1],
-                                   acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
-                                   b_a.shape[:-1], b_g.shape[:-1])
+    batch = broadcast_shapes(R0.shape[:-2], v0.shape[:-1], p0.shape[:-1],
+                             acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
+                             b_a.shape[:-1], b_g.shape[:-1])
     n = acc.shape[-2]
     R0 = R0.expand(batch + (3, 3))
     v0 = v0.expand(batch + (3,))
@@ -245,7 +245,7 @@ def _noise_variances(acc_noise: Union[float, Tensor], gyro_noise: Union[float, T
     """
     var_g = _constant(gyro_noise, like) ** 2
     var_a = _constant(acc_noise, like) ** 2
-    shape = torch.broadcast_shapes(var_g.shape, var_a.shape, (3,))
+    shape = broadcast_shapes(var_g.shape, var_a.shape, (3,))
     return torch.cat([var_g.expand(shape), var_a.expand(shape)], dim=-1)
 
 
@@ -347,8 +347,8 @@ def preintegrate(acc: Tensor, gyro: Tensor, dt: Tensor, b_a: Optional[Tensor] = 
     """
     _check_imu(acc, gyro, dt, 'preintegrate')
     b_a, b_g = _bias(b_a, acc), _bias(b_g, acc)
-    batch = torch.broadcast_shapes(acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
-                                   b_a.shape[:-1], b_g.shape[:-1])
+    batch = broadcast_shapes(acc.shape[:-2], gyro.shape[:-2], dt.shape[:-1],
+                             b_a.shape[:-1], b_g.shape[:-1])
     n = acc.shape[-2]
     if n == 0:
         return _no_samples(batch, dt, b_a, b_g, acc)

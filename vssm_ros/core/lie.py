@@ -36,6 +36,22 @@ _SMALL_ANGLE2 = 1e-4
 _NEAR_PI_COS = -0.7
 
 
+def broadcast_shapes(*shapes) -> torch.Size:
+    """The shape that tensors of the given shapes broadcast to, as ``torch.broadcast_shapes``
+    (the same rules and error), which in torch 2.13 imports sympy on its first call: half a
+    second that the engine's first frame paid, and the node's start-up backlog with it."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s, ndim - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise RuntimeError(f'Shape mismatch: objects cannot be broadcast to a '
+                                       f'single shape: {tuple(shapes)}')
+                out[i] = d
+    return torch.Size(out)
+
+
 def _check_last(x: Tensor, size: int, name: str) -> None:
     if x.shape[-1:] != (size,):
         raise ValueError(f'{name}: expected a last dimension of {size}, got shape '
@@ -384,7 +400,7 @@ def make_pose(R: Tensor, t: Tensor) -> Tensor:
     """
     _check_mat(R, 3, 'make_pose')
     _check_last(t, 3, 'make_pose')
-    batch = torch.broadcast_shapes(R.shape[:-2], t.shape[:-1])
+    batch = broadcast_shapes(R.shape[:-2], t.shape[:-1])
     R = R.expand(batch + (3, 3))
     t = t.expand(batch + (3,))
     top = torch.cat([R, t[..., None]], dim=-1)
