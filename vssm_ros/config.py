@@ -606,9 +606,11 @@ class InferenceConfig:
     cost) on a second thread while the next ``mapping_lag_frames`` frames are tracked against
     the map without it; the engine thread then commits it (PTAM's split; ``core.mapping``).
     Deterministic: which frames see a keyframe depends on the data only, so the replay and
-    the bench keep it. On the idle 2-core CPU the demo flight ran 25.4 frames/s against
-    17.7 (one torch thread each) and 21.6 (synchronous on two; session 17), the scenario
-    families within +0.2 cm (docs/scenarios.md, session 19). Without IMU each keyframe is
+    the bench keep it. On the idle 2-core CPU the demo flight ran 26.7 frames/s against
+    18.7 synchronous (session 19); the scenario families' means went 0.95 / 1.48 cm (tune /
+    held out) against 1.01 / 1.65 with session 18's synchronous code, every flight within
+    +0.2 cm but the 32 m hall's (1.06 -> 1.33; docs/scenarios.md, session 19); the map is
+    ``mapping_lag_frames`` behind the camera, predicted images too. Without IMU each keyframe is
     fused before the next frame whatever this says (TUM teddy over five seeds got 3.05 cm
     against 1.89 with the lag: from a constant-velocity prior a frame tracked without the
     newest keyframe is worse), and the tracking thread keeps every core; so is a keyframe
