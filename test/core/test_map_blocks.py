@@ -177,6 +177,13 @@ def test_direct_gradients_across_block_seams_equal_a_dense_grids(fused, floor):
     assert float((g_inten - g_inten_o)[ok].abs().max()) < 1e-6 * float(g_inten_o[ok].abs().max())
     assert float((share - m.color_and_share(p)[1]).abs().max()) < 1e-12
     assert float(g_logits_o.abs().max()) > 10.0
+    # Points in unallocated blocks (skipped on the CPU) read as unobserved, with no gradient,
+    # mixed with allocated ones.
+    far = torch.cat((p[:50], p[:50] + 40.0))
+    lf, gf = m.logits_and_grad(far.t().contiguous())
+    assert float((lf - m.logits_at(far)).abs().max()) < 1e-9
+    assert torch.equal(lf[50:], torch.full((50,), -m.cfg.logit_slope * TRUNC, dtype=F64))
+    assert not gf[:, 50:].any() and torch.equal(gf[:, :50], g_logits[:50].t())
 
 
 @pytest.mark.parametrize('dense_grid', [True, False])

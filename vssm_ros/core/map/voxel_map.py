@@ -173,6 +173,25 @@ class VoxelMap:
         """``logits_at`` and its gradient w.r.t. the points, without autograd (the tracker's
         Jacobians), components first. Shape: (3, N) -> (N,), (3, N)."""
         slots, local = self._locate_nograd(points.detach())
+        k = -self.cfg.logit_slope
+        if self.device.type != 'cpu':
+            return self._logits_and_grad_at(slots, local)
+        # On the CPU, only the points in allocated blocks: about 40 % of a tracking frame's
+        # samples (most of the coarse ones) lie in the empty block, whose logit is that of an
+        # unobserved cell and whose gradient is 0. (On a GPU the compaction would read the
+        # count back to the host every iteration.)
+        live = (slots != 0).nonzero().squeeze(1)
+        logits = torch.full_like(local[0], k * self.cfg.truncation)
+        grad = torch.zeros_like(local)
+        live_logits, live_grad = self._logits_and_grad_at(slots.index_select(0, live),
+                                                          local.index_select(1, live))
+        logits.index_copy_(0, live, live_logits)
+        grad.index_copy_(1, live, live_grad)
+        return logits, grad
+
+    def _logits_and_grad_at(self, slots: torch.Tensor, local: torch.Tensor
+                            ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``logits_and_grad`` at located points. Shape: (N,), (3, N) -> (N,), (3, N)."""
         out, d = self.atlas.sample_with_grad('dist_seen', slots, local)
         k = -self.cfg.logit_slope
         floor = self.cfg.observed_floor
