@@ -387,3 +387,15 @@ def test_a_map_over_the_budget_loads_within_it():
     whole.budget_blocks = m.budget_blocks
     whole.load_state_dict(sd)
     assert whole.stats()['evicted_blocks'] == 0 and len(whole.atlas) == len(src.atlas)
+
+
+def test_direct_reads_of_an_empty_map_and_of_no_points():
+    m = VoxelMap(_cfg(), 'cpu', F64)
+    p = torch.randn(3, 10, dtype=F64)
+    logits, grad = m.logits_and_grad(p)
+    assert torch.equal(logits, torch.full((10,), -m.cfg.logit_slope * TRUNC, dtype=F64))
+    assert not grad.any()
+    inten, g, share = m.intensity_and_grad(p)
+    assert not inten.any() and not g.any() and not share.any()
+    logits, grad = m.logits_and_grad(torch.zeros(3, 0, dtype=F64))
+    assert logits.shape == (0,) and grad.shape == (3, 0)
