@@ -38,6 +38,9 @@ from vssm_ros.eval.report import latency_stats
 from vssm_ros.types import Frame, ImuSample
 
 DEFAULT_SIZES = ('160x120', '320x240', '640x480')
+STAGES = ('propagate', 'track', 'map')
+"""The engine step's stages (``Estimate.timings``): the IMU prior, tracking, and mapping on
+the tracking thread (a keyframe's commit, or all of it when synchronous)."""
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -60,8 +63,9 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
     """Run the engine over ``n_frames + warmup`` frames of a synthetic flight of one size.
 
     Returns:
-        ``dict(size, frames, e2e_fps, step_fps, step_latency, e2e_latency, peak_rss_mb,
-        peak_gpu_mb)``; latencies as ``latency_stats`` (milliseconds).
+        ``dict(size, frames, e2e_fps, step_fps, step_latency, e2e_latency, stages_mean_ms,
+        peak_rss_mb, peak_gpu_mb)``; latencies as ``latency_stats`` (milliseconds), stages
+        (``STAGES``) as mean milliseconds per frame.
     """
     rate = SyntheticConfig().camera_rate_hz
     # No hover and a short ramp: time the engine in flight, where it makes keyframes.
@@ -91,6 +95,7 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
     cam = cfg.camera
     e2e: List[float] = []
     step: List[float] = []
+    stages: Dict[str, float] = {}
     j = 0
     for i, (rgb_msg, depth_msg, info_msg) in enumerate(msgs):
         stamp = int(flight.frame_stamps_ns[i])
@@ -104,11 +109,13 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
                                          cam.max_depth),
                       np.array(K), flight.T_body_cam.copy())
         t1 = time.perf_counter()
-        engine.step(frame)
+        est = engine.step(frame)
         t2 = time.perf_counter()
         if i >= warmup:
             e2e.append(t2 - t0)
             step.append(t2 - t1)
+            for k in STAGES:
+                stages[k] = stages.get(k, 0.0) + float(est.timings.get(k, 0.0))
     engine.close()
     gpu = None
     if cuda:
@@ -120,7 +127,8 @@ def bench_size(cfg: VssmConfig, width: int, height: int, n_frames: int,
                 e2e_fps=counted / sum(e2e) if counted else None,
                 step_fps=counted / sum(step) if counted else None,
                 step_latency=latency_stats(step), e2e_latency=latency_stats(e2e),
-                peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu)
+                stages_mean_ms={k: 1e3 * v / counted for k, v in stages.items()} if counted
+                else {}, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu)
 
 
 def format_table(rows: List[Dict[str, Any]], device: str) -> str:
@@ -128,13 +136,15 @@ def format_table(rows: List[Dict[str, Any]], device: str) -> str:
     def f(x: Optional[float], fmt: str) -> str:
         return 'n/a' if x is None else f'{x:{fmt}}'
 
-    head = ('size', 'frames', 'e2e fps', 'step fps', 'p50 ms', 'p90 ms', 'RSS MB', 'GPU MB')
+    head = ('size', 'frames', 'e2e fps', 'step fps', 'p50 ms', 'p90 ms') \
+        + tuple(f'{k} ms' for k in STAGES) + ('RSS MB', 'GPU MB')
     body = [(r['size'], str(r['frames']), f(r['e2e_fps'], '.1f'), f(r['step_fps'], '.1f'),
-             f(r['step_latency']['p50_ms'], '.1f'), f(r['step_latency']['p90_ms'], '.1f'),
-             f(r['peak_rss_mb'], '.0f'), f(r['peak_gpu_mb'], '.0f')) for r in rows]
+             f(r['step_latency']['p50_ms'], '.1f'), f(r['step_latency']['p90_ms'], '.1f'))
+            + tuple(f(r['stages_mean_ms'].get(k), '.1f') for k in STAGES)
+            + (f(r['peak_rss_mb'], '.0f'), f(r['peak_gpu_mb'], '.0f')) for r in rows]
     widths = [max(len(c) for c in col) for col in zip(head, *body)]
     lines = [f'vssm-bench on {device} (latency: step(); fps: end-to-end incl. message '
-             'conversion, and step() alone)']
+             'conversion, and step() alone; stages: mean per frame)']
     for row in (head, *body):
         lines.append('  '.join(c.rjust(w) for c, w in zip(row, widths)))
     return '\n'.join(lines)
