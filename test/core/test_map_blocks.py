@@ -150,12 +150,16 @@ def test_queries_across_block_seams_equal_a_dense_grid(fused, floor):
     assert float(sdf.detach().abs().min()) < 0.01 and float(g_oracle.abs().max()) > 1.0
 
 
-@pytest.mark.parametrize('floor', [0.5, 1.0])
-def test_direct_gradients_across_block_seams_equal_a_dense_grids(fused, floor):
+@pytest.mark.parametrize('floor, block', [(0.5, 4), (1.0, 4), (0.5, 32)])
+def test_direct_gradients_across_block_seams_equal_a_dense_grids(fused, floor, block):
     # The tracker's Jacobians read the trilinear gradient from the eight corners, without
-    # autograd: values and gradients must equal grid_sample's on a dense grid, on seams too.
-    m = VoxelMap(_cfg(observed_floor=floor), 'cpu', F64)
-    m.load_state_dict(fused.state_dict())
+    # autograd: values and gradients must equal grid_sample's on a dense grid, on seams too
+    # (and with the largest blocks, whose atlas cells need more than float32's integers).
+    m = VoxelMap(_cfg(observed_floor=floor, block_size=block), 'cpu', F64)
+    if block == 4:
+        m.load_state_dict(fused.state_dict())
+    else:
+        m = _fused_map(_cfg(observed_floor=floor, block_size=block))
     grid, lo = _dense_oracle(m)
     p = _seam_points(m)
     logits, g_logits = m.logits_and_grad(p.t().contiguous())   # components first

@@ -253,10 +253,10 @@ class BlockAtlas:
         """
         i0 = local.floor()
         f = local - i0
-        side = float(self.T * self.A)
-        # The offset in the block in floating point (exact: far below 2^24), one long add.
-        inner = ((i0[2] * side + i0[1]) * side + i0[0]).long()
-        base = self._origin_flat.index_select(0, slots) + inner
+        side = self.T * self.A
+        cell = i0.long()   # on contiguous rows (float32 would not hold 32-voxel blocks' cells)
+        base = self._origin_flat.index_select(0, slots) + (cell[2] * side + cell[1]) * side \
+            + cell[0]
         # Gathered point by point (the eight corners of a point lie close together), then
         # laid out corner by corner for the arithmetic. Row by row: index_select of a
         # contiguous row is several times faster on the CPU than a gather across channels.
