@@ -255,14 +255,14 @@ def test_tracking_thread_leaves_a_core_for_the_mapping_thread(monkeypatch):
     try:
         monkeypatch.setattr(mapping.os, 'cpu_count', lambda: 4)
         torch.set_num_threads(4)
-        mapping.leave_a_core_for_mapping()
+        mapping.leave_a_core()
         assert torch.get_num_threads() == 3
         torch.set_num_threads(2)   # already fewer than the cores: kept
-        mapping.leave_a_core_for_mapping()
+        mapping.leave_a_core()
         assert torch.get_num_threads() == 2
         monkeypatch.setattr(mapping.os, 'cpu_count', lambda: 1)
         torch.set_num_threads(1)
-        mapping.leave_a_core_for_mapping()
+        mapping.leave_a_core()
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

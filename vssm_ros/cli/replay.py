@@ -56,7 +56,7 @@ from vssm_ros.config import VssmConfig, load_config, to_dict
 from vssm_ros.cli.out_bag import ReplayBag
 from vssm_ros.cli.predict_ahead import PredictionScorer, horizon_arg
 from vssm_ros.core.engine import SlamEngine
-from vssm_ros.core.mapping import leave_a_core_for_mapping
+from vssm_ros.core.mapping import leave_a_core
 from vssm_ros.data.atomic import atomic_write_text
 from vssm_ros.data.export import save_checkpoint, write_ply
 from vssm_ros.data.outputs import prediction_camera
@@ -222,7 +222,7 @@ def _replay(source: Source, cfg: VssmConfig, session: SlamSession, recorder, out
     if READ_AHEAD:
         # The reader decodes on a core of its own: TUM 640x480 on the 2-core CPU ran 23.6-25.4
         # frames/s so, 18.2-19.8 with tracking on both cores beside it (session 19).
-        leave_a_core_for_mapping()
+        leave_a_core()
     t_start = time.perf_counter()
     items = read_ahead(source, READ_AHEAD, lambda x: isinstance(x, Frame))
     try:

@@ -84,12 +84,12 @@ class MapLock:
                 self._cond.notify_all()
 
 
-def leave_a_core_for_mapping() -> None:
-    """With asynchronous mapping: the calling (tracking) thread's torch intra-op threads
-    become one fewer than the machine's cores (at least one), so that it and the mapping
-    thread do not oversubscribe the CPU (OpenMP keeps the setting per thread; on the 2-core
-    CPU the demo ran 16 frames/s with both threads on two intra-op threads, 24 with one each).
-    """
+def leave_a_core() -> None:
+    """The calling (tracking) thread's torch intra-op threads become one fewer than the
+    machine's cores (at least one), so that it and a busy second thread (the mapping thread,
+    the replay's reader) do not oversubscribe the CPU (OpenMP keeps the setting per thread;
+    on the 2-core CPU the demo ran 16 frames/s with tracking and mapping on two intra-op
+    threads each, 24 with one each)."""
     cores = os.cpu_count() or 1
     if torch.get_num_threads() >= cores:
         torch.set_num_threads(max(1, cores - 1))
@@ -143,7 +143,7 @@ class KeyframeMapper:
         if self._pool is None:
             # Only once a keyframe goes to the worker: a run that fuses every keyframe at once
             # (no IMU) keeps all of the cores for tracking.
-            leave_a_core_for_mapping()
+            leave_a_core()
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='vssm-mapping',
                                             initializer=self._init_worker)
         self._job = (self._pool.submit(self._prepare, prepare), commit)

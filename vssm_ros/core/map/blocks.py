@@ -22,7 +22,8 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 
-from vssm_ros.core.map.index import MISSING, SortedIndex, pack, unpack
+from vssm_ros.core.map.index import (MISSING, SortedIndex, grid_cells, grid_coords, pack,
+                                     unpack)
 
 CHANNELS: Dict[str, int] = {'dist_seen': 2, 'color_seen': 4, 'weight': 1, 'color_weight': 1}
 """Channel groups: shifted signed distance + observed flag; colour (3) + observed flag; the
@@ -142,8 +143,7 @@ class BlockAtlas:
         # Each slot's first atlas cell (x, y, z): a gather per query instead of the divisions.
         self._origin = self._slot_xyz(torch.arange(self.capacity, device=self.device)) * self.A
         side = self.T * self.A
-        self._origin_flat = (self._origin[:, 2] * side + self._origin[:, 1]) * side \
-            + self._origin[:, 0]
+        self._origin_flat = grid_cells(self._origin, (side, side))
         z = dict(device=self.device, dtype=self.dtype)
         self.anchor_sum = torch.cat((self.anchor_sum, torch.zeros((extra, 2), **z)))
         self.anchor_weight = torch.cat((self.anchor_weight, torch.zeros(extra, **z)))
@@ -205,16 +205,20 @@ class BlockAtlas:
     # ------------------------------------------------------------------ cells
 
     def _slot_xyz(self, slots: torch.Tensor) -> torch.Tensor:
-        T = self.T
-        return torch.stack((slots % T, (slots // T) % T, slots // (T * T)), dim=-1)
+        return grid_coords(slots, (self.T, self.T))
 
     def flat_cells(self, slots: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """Flat atlas index of local cells (x, y, z in [0, B]) of slots. Shape: (N,), (N, 3)
         -> (N,)."""
+        return self._flat(slots, local[..., 0], local[..., 1], local[..., 2])
+
+    def _flat(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor
+              ) -> torch.Tensor:
+        """``flat_cells`` from the cells' components. Shape: (...) each -> (...)."""
         side = self.T * self.A
         # index_select: several times faster than advanced indexing on the CPU.
         first = self._origin_flat.index_select(0, slots.reshape(-1)).reshape(slots.shape)
-        return first + (local[..., 2] * side + local[..., 1]) * side + local[..., 0]
+        return first + (z * side + y) * side + x
 
     def view(self, name: str) -> torch.Tensor:
         """A channel group as (C, cells): flat views for ``flat_cells`` indices."""
@@ -253,10 +257,8 @@ class BlockAtlas:
         """
         i0 = local.floor()
         f = local - i0
-        side = self.T * self.A
         cell = i0.long()   # on contiguous rows (float32 would not hold 32-voxel blocks' cells)
-        base = self._origin_flat.index_select(0, slots) + (cell[2] * side + cell[1]) * side \
-            + cell[0]
+        base = self._flat(slots, cell[0], cell[1], cell[2])
         # Gathered point by point (the eight corners of a point lie close together), then
         # laid out corner by corner for the arithmetic. Row by row: index_select of a
         # contiguous row is several times faster on the CPU than a gather across channels.

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 
 from vssm_ros.config import MapConfig
+from vssm_ros.core.map.index import grid_cells, grid_coords
 
 
 @dataclass
@@ -116,19 +117,16 @@ def dilated_voxels(idx: torch.Tensor) -> torch.Tensor:
     ext = (hi - lo + 1).tolist()
     loc = idx - lo
     grid = torch.zeros((ext[2], ext[1], ext[0]), device=idx.device, dtype=torch.bool)
-    grid.view(-1)[(loc[:, 2] * ext[1] + loc[:, 1]) * ext[0] + loc[:, 0]] = True
+    grid.view(-1)[grid_cells(loc, ext)] = True
     for axis in range(3):  # separable: dilate along z, y, x in turn
         n = grid.shape[axis]
         out = grid.clone()
         out.narrow(axis, 1, n - 1).logical_or_(grid.narrow(axis, 0, n - 1))
         out.narrow(axis, 0, n - 1).logical_or_(grid.narrow(axis, 1, n - 1))
         grid = out
-    # Flat: nonzero over 3 dims, flipping its (z, y, x) columns and adding the (3,) corner
-    # cost a few times more on (N, 3) int64 rows.
-    cell = grid.view(-1).nonzero().squeeze(1)
-    ex, ey = ext[0], ext[1]
-    return torch.stack((cell % ex + lo[0], (cell // ex) % ey + lo[1], cell // (ex * ey) + lo[2]),
-                       dim=-1)
+    # Flat: nonzero over 3 dims, flipping its (z, y, x) columns and adding the corner cost a
+    # few times more on (N, 3) int64 rows.
+    return grid_coords(grid.view(-1).nonzero().squeeze(1), ext, lo)
 
 
 def bilinear_depth(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, tol: float

@@ -38,6 +38,20 @@ def unpack(keys: torch.Tensor) -> torch.Tensor:
                        dim=-1) - _OFFSET
 
 
+def grid_cells(xyz: torch.Tensor, ext) -> torch.Tensor:
+    """Flat index of integer (x, y, z) cells in a dense grid of extent (X, Y, ...), x
+    fastest. Shape: (..., 3) -> (...)."""
+    return (xyz[..., 2] * ext[1] + xyz[..., 1]) * ext[0] + xyz[..., 0]
+
+
+def grid_coords(cell: torch.Tensor, ext, origin=(0, 0, 0)) -> torch.Tensor:
+    """Inverse of ``grid_cells``, plus ``origin`` (added per component: an (N, 3) + (3,)
+    int64 broadcast is several times slower on the CPU). Shape: (...) -> (..., 3)."""
+    ex, ey = ext[0], ext[1]
+    return torch.stack((cell % ex + origin[0], (cell // ex) % ey + origin[1],
+                        cell // (ex * ey) + origin[2]), dim=-1)
+
+
 class SortedIndex:
     """int64 keys -> int64 slots, kept sorted by key.
 

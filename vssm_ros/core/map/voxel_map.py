@@ -35,7 +35,7 @@ import torch
 from vssm_ros.config import MapConfig
 from vssm_ros.core.map.blocks import CORNERS, BlockAtlas, block_bytes
 from vssm_ros.core.map import integrate
-from vssm_ros.core.map.index import LIMIT, MISSING, pack, unpack
+from vssm_ros.core.map.index import LIMIT, MISSING, grid_cells, grid_coords, pack, unpack
 from vssm_ros.core.map.state import TensorStream, load_map_state, map_state, map_stream
 from vssm_ros.core.map.swap import BlockSwap, HostSwap
 from vssm_ros.errors import StateError
@@ -74,7 +74,7 @@ class VoxelMap:
         # Seconds spent per fusion stage, summed over keyframes (``stats``).
         self.stage_s: Dict[str, float] = {}
         self.n_fused = 0
-        # The dense grid of block slots (_slot_grid), with the index's keys it was built from.
+        # The dense grid of block slots (_block_slots), with the index's keys it was built from.
         self._block_grid: Optional[_SlotGrid] = None
         self.swap.clear()
 
@@ -102,35 +102,31 @@ class VoxelMap:
         blk = torch.floor(v / self.B)
         eps = self.atlas.coordinate_eps()
         local = (v - blk * self.B).clamp_(eps, self.B - eps)
-        g = self._slot_grid()
-        if g.grid is None:
-            return self.atlas.slots_of(blk.t().long()), local
-        b = torch.minimum((blk - g.base_f[:, None]).clamp_(min=0), g.last_f[:, None])
-        cell = (b * g.stride_f[:, None]).sum(dim=0)
-        return g.grid.index_select(0, cell.long()), local
+        return self._block_slots(blk, dim=0), local
 
-    def _slot_grid(self) -> '_SlotGrid':
-        """``_block_grid`` of the index as it is, rebuilt when the index changes."""
+    def _block_slots(self, blk: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Slot of each block, 0 where unallocated (``BlockAtlas.slots_of``), read from a
+        dense grid of slots over the allocated blocks' bounding box (rebuilt when the index
+        changes): a gather instead of the index's search, which was about a tenth of a
+        linearisation. The arithmetic is in floating point (block coordinates and grid cells
+        are integers far below 2^24; int64 ops on (N, 3) are slow on the CPU).
+
+        Shape: (N, 3) (or (3, N) with ``dim`` 0) integer-valued -> (N,) long.
+        """
         keys = self.atlas.index.keys
         g = self._block_grid
         if g is None or g.keys is not keys:
             base, last, grid, stride = _block_grid(*self.atlas.index.items(), self.device)
             f = (lambda t: None if t is None else t.to(self.dtype))  # noqa: E731
-            g = self._block_grid = _SlotGrid(keys, base, last, grid, stride, f(base), f(last),
-                                             f(stride))
-        return g
-
-    def _block_slots(self, blk: torch.Tensor) -> torch.Tensor:
-        """Slot of each block, 0 where unallocated (``BlockAtlas.slots_of``), read from a
-        dense grid of slots over the allocated blocks' bounding box (rebuilt when the index
-        changes): a gather instead of the index's search, which was about a tenth of a
-        linearisation. Shape: (N, 3) long -> (N,) long."""
-        g = self._slot_grid()
+            g = self._block_grid = _SlotGrid(keys, f(base), f(last), grid, f(stride))
         if g.grid is None:   # no block, or a bounding box too large for a dense grid
-            return self.atlas.slots_of(blk)
+            return self.atlas.slots_of(blk.movedim(dim, -1).long())
+        shape = [1] * blk.dim()
+        shape[dim] = 3
         # The grid has an empty border: blocks beyond the box clamp onto it.
-        b = torch.minimum((blk - g.base).clamp(min=0), g.last)
-        cell = (b * g.stride).sum(dim=-1)
+        b = torch.minimum((blk.to(self.dtype) - g.base.view(shape)).clamp_(min=0),
+                          g.last.view(shape))
+        cell = (b * g.stride.view(shape)).sum(dim=dim).long()
         return g.grid.index_select(0, cell.reshape(-1)).reshape(cell.shape)
 
     def _in_allocated_block(self, points: torch.Tensor) -> torch.Tensor:
@@ -298,13 +294,12 @@ class VoxelMap:
         lo = blk.min(dim=0).values
         ext = blk.max(dim=0).values - lo + 1
         rel = blk - lo
-        cell = (rel[:, 2] * ext[1] + rel[:, 1]) * ext[0] + rel[:, 0]
+        cell = grid_cells(rel, ext)
         n_cells = int(ext.prod())
         mark = torch.zeros(n_cells, dtype=torch.bool, device=blk.device)
         mark[cell] = True
         ucell = mark.nonzero().squeeze(1)
-        ex, ey = ext[0], ext[1]
-        coords = torch.stack((ucell % ex, (ucell // ex) % ey, ucell // (ex * ey)), dim=-1) + lo
+        coords = grid_coords(ucell, ext, lo)
         row = torch.zeros(n_cells, dtype=torch.long, device=blk.device)
         row[ucell] = torch.arange(ucell.shape[0], device=blk.device)
         return BlockPlan(coords, row.index_select(0, cell), self.atlas.slots_of(coords))
@@ -559,16 +554,13 @@ class BlockPlan:
 
 class _SlotGrid(NamedTuple):
     """``_block_grid``'s grid of slots, built from the index's ``keys``, with its base, last
-    cell and strides also in floating point (``VoxelMap._locate_nograd``)."""
+    cell and strides in the map's floating point dtype (``VoxelMap._block_slots``)."""
 
     keys: torch.Tensor
     base: Optional[torch.Tensor]
     last: Optional[torch.Tensor]
     grid: Optional[torch.Tensor]
     stride: Optional[torch.Tensor]
-    base_f: Optional[torch.Tensor]
-    last_f: Optional[torch.Tensor]
-    stride_f: Optional[torch.Tensor]
 
 
 BLOCK_GRID_CELLS = 1 << 21
