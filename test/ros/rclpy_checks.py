@@ -224,6 +224,31 @@ def test_the_node_logs_at_every_severity_and_survives_a_failing_callback():
         rclpy.shutdown(context=context)
 
 
+def test_only_the_sensor_inputs_have_qos_event_handlers():
+    """rclpy's executor rebuilds every QoS event handler into its wait set at each message it
+    takes (the IMU: 200 a second): the node keeps rclpy's incompatible-QoS warning on the
+    sensor inputs alone, none on its publishers and other subscriptions."""
+    from sensor_msgs.msg import CameraInfo, Image, Imu
+
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = VssmNode(context=context)
+        try:
+            assert node._pubs and all(not p.event_handlers for p in node._pubs.values())
+            sensors = [s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]
+            assert len(sensors) == 4 and all(s.event_handlers for s in sensors)
+            others = [s for s in node._subs if s not in sensors]
+            assert others and all(not s.event_handlers for s in others)
+            ours = {h for s in sensors for h in s.event_handlers}
+            assert ours <= set(node.waitables)
+        finally:
+            node.live.stop()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
 def test_a_volatile_tf_static_publisher_reaches_the_node():
     """A bag recorded without QoS metadata plays /tf_static volatile: incompatible with a
     transient-local subscription alone; the node's second, volatile one hears it."""

@@ -57,6 +57,11 @@ from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
+try:   # Jazzy
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:   # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
 from vssm_ros.data import outputs
 from vssm_ros.data.messages import MsgTypes
 from vssm_ros.errors import ConfigError, VssmError
@@ -68,6 +73,15 @@ MESSAGE_PACKAGES = ('builtin_interfaces', 'std_msgs', 'sensor_msgs', 'geometry_m
                     'nav_msgs', 'tf2_msgs', 'diagnostic_msgs')
 RUNTIME_PARAMETERS = ('node.map_path', 'use_sim_time')
 """Parameters that may change while the node runs; the others are read at start-up."""
+NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+NO_EVENTS_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+"""Event callbacks of the publishers and of the subscriptions other than the sensor inputs:
+none. rclpy's defaults (a warning on incompatible QoS or type) add two event handlers to each,
+and its executor rebuilds every handler into the wait set, in Python, at each message it takes
+(the IMU: 200 a second), holding the GIL the engine thread needs. Live on the demo flight, in
+8 alternating runs, 144-212 frames of 321 processed (latency p95 0.66-0.92 s) with them,
+160-244 (0.26-0.55 s) without (docs/performance.md, session 20). A subscriber with an
+incompatible QoS still gets rclpy's warning on its side."""
 
 
 def msg_class(type_name: str) -> Any:
@@ -144,7 +158,8 @@ class VssmNode(Node):
                 continue   # the node reads /tf_static, it does not publish it
             topic = name if name.startswith('/') else f'~/{name}'
             pubs[name] = self.create_publisher(msg_class(type_name), topic,
-                                               qos.get(name, QoSProfile(depth=10)))
+                                               qos.get(name, QoSProfile(depth=10)),
+                                               event_callbacks=NO_EVENTS_PUB)
         return pubs
 
     def _make_subscriptions(self) -> List[Any]:
@@ -156,22 +171,28 @@ class VssmNode(Node):
             return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                               reliability=reliability, durability=DurabilityPolicy.VOLATILE)
 
-        def subscribe(cls: Any, topic: str, callback: Any, qos: QoSProfile) -> Any:
+        def subscribe(cls: Any, topic: str, callback: Any, qos: QoSProfile,
+                      warn_incompatible: bool = False) -> Any:
             # One mutually exclusive group per subscription: each topic's messages are handled
             # one at a time, in order, also under a multi-threaded executor (LiveSlam's
             # intake is thread-safe).
+            events = None if warn_incompatible else NO_EVENTS_SUB
             return self.create_subscription(cls, topic, self._guarded(callback), qos,
-                                            callback_group=MutuallyExclusiveCallbackGroup())
+                                            callback_group=MutuallyExclusiveCallbackGroup(),
+                                            event_callbacks=events)
 
         t = self.live.topics
+        # The sensor inputs keep rclpy's default warning for a publisher whose QoS does not
+        # match (best effort vs reliable: no message would ever arrive).
         subs = [subscribe(cls, t[role], lambda msg, r=role: self.live.intake.on_camera(r, msg),
-                          sensor(n.qos_depth))
+                          sensor(n.qos_depth), warn_incompatible=True)
                 for role, cls in (('rgb', Image), ('depth', Image), ('camera_info', CameraInfo))
                 if t[role]]
-        subs.append(subscribe(Imu, t['imu'], self.live.intake.on_imu, sensor(n.imu_qos_depth)))
+        subs.append(subscribe(Imu, t['imu'], self.live.intake.on_imu, sensor(n.imu_qos_depth),
+                              warn_incompatible=True))
         # Latched publishers (robot_state_publisher, a driver) need a transient-local
         # subscription; a volatile one hears a bag played without QoS metadata, which offers
-        # /tf_static volatile (rmw then warns once that the first is incompatible with it).
+        # /tf_static volatile (the first is incompatible with it, silently).
         for durability in (DurabilityPolicy.TRANSIENT_LOCAL, DurabilityPolicy.VOLATILE):
             subs.append(subscribe(TFMessage, t['tf_static'], self.live.intake.on_tf_static,
                                   QoSProfile(depth=100, durability=durability,
