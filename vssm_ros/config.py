@@ -1063,6 +1063,14 @@ class NodeConfig:
     131-159 of 321 frames with 0.1 against 113-138 with no limit, at the same ATE; the
     outputs' thread used about 0.17 of a core without a limit (docs/performance.md,
     session 18). Raise it where cores are to spare; 1: no limit."""
+    input_process: bool = True
+    """Receive the sensor inputs (colour, depth, camera_info, IMU) in a second process, a node
+    ``<name>_inputs`` in the node's namespace (``vssm_ros.ros.input_relay``): rclpy's Python
+    executor holds the GIL ~0.5 ms per message (200 IMU messages a second), which the engine
+    thread waits for. Live on the demo flight, three alternating runs each: 280-296 frames of
+    321 processed and step p50 35-40 ms with it, 258-279 and 42-44 ms without. False: one
+    process (the inputs then keep rclpy's warning about an incompatible publisher; with the
+    second process that warning comes from ``<name>_inputs``)."""
     torch_threads: int = 1
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()

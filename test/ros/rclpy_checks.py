@@ -226,8 +226,36 @@ def test_the_node_logs_at_every_severity_and_survives_a_failing_callback():
 
 def test_only_the_sensor_inputs_have_qos_event_handlers():
     """rclpy's executor rebuilds every QoS event handler into its wait set at each message it
-    takes (the IMU: 200 a second): the node keeps rclpy's incompatible-QoS warning on the
-    sensor inputs alone, none on its publishers and other subscriptions."""
+    takes (the IMU: 200 a second): in one process (node.input_process false) the node keeps
+    rclpy's incompatible-QoS warning on the sensor inputs alone, none on its publishers and
+    other subscriptions."""
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image, Imu
+
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = VssmNode(context=context, parameter_overrides=[
+            Parameter('node.input_process', Parameter.Type.BOOL, False)])
+        try:
+            assert node.relay is None
+            assert node._pubs and all(not p.event_handlers for p in node._pubs.values())
+            sensors = [s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]
+            assert len(sensors) == 4 and all(s.event_handlers for s in sensors)
+            others = [s for s in node._subs if s not in sensors]
+            assert others and all(not s.event_handlers for s in others)
+            assert {h for s in sensors for h in s.event_handlers} <= set(node.waitables)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_the_input_process_relays_the_sensor_messages_in_order():
+    """node.input_process (default): the sensor inputs are received by a child process,
+    ``vssm_inputs``, and reach the intake deserialised, in order, field for field; the node
+    itself has no sensor subscription, and stopping it ends the child."""
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, Imu
 
     context = rclpy.context.Context()
@@ -235,18 +263,59 @@ def test_only_the_sensor_inputs_have_qos_event_handlers():
     try:
         node = VssmNode(context=context)
         try:
-            assert node._pubs and all(not p.event_handlers for p in node._pubs.values())
-            sensors = [s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]
-            assert len(sensors) == 4 and all(s.event_handlers for s in sensors)
-            others = [s for s in node._subs if s not in sensors]
-            assert others and all(not s.event_handlers for s in others)
-            ours = {h for s in sensors for h in s.event_handlers}
-            assert ours <= set(node.waitables)
+            assert not [s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]
+            assert node.relay is not None and node.relay.alive()
+            topics = {i.type_name: i.topic for i in node.relay.inputs}
+            player = rclpy.create_node('fake_imu', context=context)
+            pub = player.create_publisher(Imu, topics['sensor_msgs/msg/Imu'],
+                                          qos_profile_sensor_data)
+            deadline = time.monotonic() + 20.0   # the child imports rclpy first
+            while pub.get_subscription_count() < 1:
+                assert time.monotonic() < deadline, 'the input process never subscribed'
+                time.sleep(0.05)
+            assert 'vssm_inputs' in player.get_node_names()
+            sent = []
+            for k in range(1, 6):
+                msg = M.imu_msg(RCLPY, STAMP + k * 5_000_000, 'imu_link',
+                                np.array([0.1 * k, 0.0, 9.81]), np.array([0.0, 0.01 * k, 0.0]))
+                sent.append(msg)
+                pub.publish(msg)
+                time.sleep(0.01)
+            intake = node.live.intake
+            while intake.imu_last != STAMP + 25_000_000:
+                assert time.monotonic() < deadline, 'the IMU messages never reached the intake'
+                time.sleep(0.05)
+            got = list(intake.imu)
+            assert [s.stamp_ns for s in got] == [M.header_stamp_ns(m) for m in sent]
+            for k, sample in enumerate(got, start=1):   # exactly what was published
+                np.testing.assert_array_equal(sample.acc, [0.1 * k, 0.0, 9.81])
+                np.testing.assert_array_equal(sample.gyro, [0.0, 0.01 * k, 0.0])
+            assert intake.imu_frame == 'imu_link'
+            player.destroy_node()
         finally:
-            node.live.stop()
             node.destroy_node()
+        assert not node.relay.alive()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_an_input_process_that_dies_is_reported_and_one_whose_node_ends_stops():
+    """The child ending on its own is logged as an error (no more input); the child ends
+    when the node's end of its stdin closes, as at the node process's end."""
+    from vssm_ros.ros.input_relay import InputRelay, RelayInput
+
+    logged = []
+    relay = InputRelay([RelayInput('/relay_check/imu', 'sensor_msgs/msg/Imu', 10, print)],
+                       'best_effort', 'vssm_relay_check', '/', lambda *a: logged.append(a))
+    relay.start()
+    assert relay.alive()
+    relay._proc.kill()
+    relay._thread.join(10.0)
+    assert len(logged) == 1 and logged[0][0] == 'error' and 'ended with code' in logged[0][1]
+    relay = InputRelay([], 'reliable', 'vssm_relay_check', '/', print)
+    relay.start()
+    relay._proc.stdin.close()   # what the node process's end does to it
+    assert relay._proc.wait(20.0) == 0
 
 
 def test_a_volatile_tf_static_publisher_reaches_the_node():

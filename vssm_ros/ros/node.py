@@ -5,10 +5,11 @@ drone.launch.py``).
 
 Subscribes (QoS from ``node.qos_*``; sensor-data, best effort, by default):
   ``topics.rgb``, ``topics.depth``, ``topics.camera_info`` (sensor_msgs/Image, CameraInfo),
-  ``topics.imu`` (sensor_msgs/Imu), ``/tf_static`` (twice, reliable: transient local for
-  latched publishers, and volatile so that a bag played without QoS metadata, which offers it
-  volatile, is heard too), ``topics.ground_truth`` (geometry_msgs/PoseStamped) only
-  for engine.init_pose 'ground_truth', and ``/initialpose`` (RViz's "2D Pose Estimate") and
+  ``topics.imu`` (sensor_msgs/Imu) (by default through a second process, the node
+  ``vssm_inputs``: ``node.input_process``, ``vssm_ros.ros.input_relay``), ``/tf_static``
+  (twice, reliable: transient local for latched publishers, and volatile so that a bag played
+  without QoS metadata, which offers it volatile, is heard too), ``topics.ground_truth``
+  (geometry_msgs/PoseStamped) only for engine.init_pose 'ground_truth', and ``/initialpose`` (RViz's "2D Pose Estimate") and
   ``~/set_pose`` (6-DoF), geometry_msgs/PoseWithCovarianceStamped, to set the pose.
 Publishes (stamped with image stamps):
   ``/tf`` (map -> odom, and odom -> base_link when frames.standalone), ``~/odometry``
@@ -65,6 +66,7 @@ except ImportError:   # Humble
 from vssm_ros.data import outputs
 from vssm_ros.data.messages import MsgTypes
 from vssm_ros.errors import ConfigError, VssmError
+from vssm_ros.ros.input_relay import InputRelay, RelayInput, msg_class
 from vssm_ros.ros.live import LiveSlam
 from vssm_ros.ros.params import declare_config
 
@@ -73,6 +75,8 @@ MESSAGE_PACKAGES = ('builtin_interfaces', 'std_msgs', 'sensor_msgs', 'geometry_m
                     'nav_msgs', 'tf2_msgs', 'diagnostic_msgs')
 RUNTIME_PARAMETERS = ('node.map_path', 'use_sim_time')
 """Parameters that may change while the node runs; the others are read at start-up."""
+SENSOR_TYPES = {'rgb': 'sensor_msgs/msg/Image', 'depth': 'sensor_msgs/msg/Image',
+                'camera_info': 'sensor_msgs/msg/CameraInfo', 'imu': 'sensor_msgs/msg/Imu'}
 NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
 NO_EVENTS_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 """Event callbacks of the publishers and of the subscriptions other than the sensor inputs:
@@ -82,12 +86,6 @@ and its executor rebuilds every handler into the wait set, in Python, at each me
 8 alternating runs, 144-212 frames of 321 processed (latency p95 0.66-0.92 s) with them,
 160-244 (0.26-0.55 s) without (docs/performance.md, session 20). A subscriber with an
 incompatible QoS still gets rclpy's warning on its side."""
-
-
-def msg_class(type_name: str) -> Any:
-    """The rclpy class of a ROS type name ('nav_msgs/msg/Odometry')."""
-    pkg, kind, name = type_name.split('/')
-    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
 
 
 def message_types() -> MsgTypes:
@@ -109,6 +107,7 @@ class VssmNode(Node):
         self.types = message_types()
         self.live = LiveSlam(self.cfg, self.types, self._publish, self._log, self._now_ns)
         self._pubs = self._make_publishers()
+        self.relay: Optional[InputRelay] = None
         self._subs = self._make_subscriptions()
         services = MutuallyExclusiveCallbackGroup()
         self._srvs = [
@@ -124,6 +123,8 @@ class VssmNode(Node):
         if self.cfg.node.mode == 'localization':
             self._load_at_start()
         self.live.start()
+        if self.relay is not None:
+            self.relay.start()
         topics = ', '.join(f'{r}={t}' for r, t in self.live.topics.items() if t)
         self.get_logger().info(f'vssm_ros SLAM node up on {self.cfg.engine.device}; inputs: '
                                f'{topics}; map file for ~/save_map, ~/load_map: '
@@ -182,14 +183,22 @@ class VssmNode(Node):
                                             event_callbacks=events)
 
         t = self.live.topics
-        # The sensor inputs keep rclpy's default warning for a publisher whose QoS does not
-        # match (best effort vs reliable: no message would ever arrive).
-        subs = [subscribe(cls, t[role], lambda msg, r=role: self.live.intake.on_camera(r, msg),
-                          sensor(n.qos_depth), warn_incompatible=True)
-                for role, cls in (('rgb', Image), ('depth', Image), ('camera_info', CameraInfo))
-                if t[role]]
-        subs.append(subscribe(Imu, t['imu'], self.live.intake.on_imu, sensor(n.imu_qos_depth),
-                              warn_incompatible=True))
+        intake = self.live.intake
+        sensors = [(role, cls, lambda msg, r=role: intake.on_camera(r, msg), n.qos_depth)
+                   for role, cls in (('rgb', Image), ('depth', Image),
+                                     ('camera_info', CameraInfo)) if t[role]]
+        sensors.append(('imu', Imu, intake.on_imu, n.imu_qos_depth))
+        if n.input_process:
+            self.relay = InputRelay(
+                [RelayInput(self.resolve_topic_name(t[role]), SENSOR_TYPES[role], depth,
+                            self._guarded(callback)) for role, _, callback, depth in sensors],
+                n.qos_reliability, f'{NODE_NAME}_inputs', self.get_namespace(), self._log)
+            subs = []
+        else:
+            # The sensor inputs keep rclpy's default warning for a publisher whose QoS does
+            # not match (best effort vs reliable: no message would ever arrive).
+            subs = [subscribe(cls, t[role], callback, sensor(depth), warn_incompatible=True)
+                    for role, cls, callback, depth in sensors]
         # Latched publishers (robot_state_publisher, a driver) need a transient-local
         # subscription; a volatile one hears a bag played without QoS metadata, which offers
         # /tf_static volatile (the first is incompatible with it, silently).
@@ -286,6 +295,8 @@ class VssmNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         self.live.stop()
         super().destroy_node()
 
@@ -373,6 +384,8 @@ def _shut_down(node: Optional[VssmNode], executor: Optional[SingleThreadedExecut
     meanwhile is ignored: the shut-down is already bounded)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    if node is not None and node.relay is not None:
+        node.relay.stop()   # no more input (the child also ends with this process)
     stopped = node is None or node.live.stop(SHUTDOWN_WAIT_S)
     if not stopped:   # a frame still runs: do not wait for it, and do not tear rclpy under it
         _exit(0)
