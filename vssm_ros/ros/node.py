@@ -9,8 +9,9 @@ Subscribes (QoS from ``node.qos_*``; sensor-data, best effort, by default):
   ``vssm_inputs``: ``node.input_process``, ``vssm_ros.ros.input_relay``), ``/tf_static``
   (twice, reliable: transient local for latched publishers, and volatile so that a bag played
   without QoS metadata, which offers it volatile, is heard too), ``topics.ground_truth``
-  (geometry_msgs/PoseStamped) only for engine.init_pose 'ground_truth', and ``/initialpose`` (RViz's "2D Pose Estimate") and
-  ``~/set_pose`` (6-DoF), geometry_msgs/PoseWithCovarianceStamped, to set the pose.
+  (geometry_msgs/PoseStamped) only for engine.init_pose 'ground_truth', and
+  ``/initialpose`` (RViz's "2D Pose Estimate") and ``~/set_pose`` (6-DoF),
+  geometry_msgs/PoseWithCovarianceStamped, to set the pose.
 Publishes (stamped with image stamps):
   ``/tf`` (map -> odom, and odom -> base_link when frames.standalone), ``~/odometry``
   (nav_msgs/Odometry with covariance), ``~/path`` (nav_msgs/Path), ``~/map_cloud``
