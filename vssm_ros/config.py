@@ -1088,12 +1088,19 @@ class NodeConfig:
     """In real time, the first frames after start-up or a reset are processed in order, none
     dropped: the velocity of a drone started in motion, and the gravity direction (solved on
     ``engine.init.align_frames``, 20, consecutive frames), are estimated from consecutive
-    frames. Every 6th frame of a 2.5 m/s flight started in motion (a node that fell behind
-    from its first frame) was LOST for the whole flight (ATE 10.9 m from the ground-truth
+    frames (with a given initial pose, at most ``startup_frames_known_pose``). Every 6th
+    frame of a 2.5 m/s flight started in motion (a node that fell behind from its first
+    frame) was LOST for the whole flight (ATE 10.9 m from the ground-truth
     pose, 92 m from gravity); with the first 3 / 5 / 10 frames in order, 2.7 / 2.2 / 1.5 cm
     from gravity. The node lags by these frames' processing time (and a gravity solve's
     second pass over them), then catches up (``max_frame_gap_s``). 0: catch-up from the
     first frame."""
+    startup_frames_known_pose: int = 5
+    """The same where the initial pose is given (``engine.init_pose`` 'ground_truth' or
+    'identity': no gravity solve), at most this many: only the velocity of a drone started in
+    motion needs them (offline, the 2.5 m/s flight started in motion, its first 3 / 5 / 10
+    frames in order and every 6th after: 0.32 / 0.29 / 0.31 cm). Fewer in-order frames keep
+    the first frame's delay from lasting through the start-up (live, session 20)."""
     max_frame_gap_s: float = 0.2
     """In real time, when the engine lags, the frames between two processed frames are
     skipped but at most this many seconds of motion lie between them (more only when the
@@ -1111,8 +1118,8 @@ class NodeConfig:
                f"must be 'slam' or 'localization', got {self.mode!r}")
         _check(self.torch_threads >= 0, 'node.torch_threads',
                f'must be >= 0, got {self.torch_threads}')
-        _check(self.startup_frames >= 0, 'node.startup_frames',
-               f'must be >= 0, got {self.startup_frames}')
+        for k in ('startup_frames', 'startup_frames_known_pose'):
+            _check(getattr(self, k) >= 0, f'node.{k}', f'must be >= 0, got {getattr(self, k)}')
         for k in ('max_frame_gap_s', 'max_lag_s'):
             _check(getattr(self, k) > 0, f'node.{k}', f'must be > 0, got {getattr(self, k)}')
         _check(0 < self.output_cpu_share <= 1, 'node.output_cpu_share',

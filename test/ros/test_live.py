@@ -193,6 +193,21 @@ def test_startup_frames_are_taken_in_order_then_caught_up(flight, messages, monk
     assert processed_stamps(sink)[5:] == flight.frame_stamps_ns[[6, 7, 8]].tolist()
 
 
+def test_startup_frames_are_the_gravity_solves_or_fewer_with_a_given_pose():
+    # The 20 in-order frames are what the gravity solve needs; with a given initial pose only
+    # the velocity needs consecutive frames, so fewer keep the first frame's delay short.
+    cfg = make_cfg(startup_frames=20, startup_frames_known_pose=5)
+    assert cfg.engine.init_pose == 'ground_truth' and live_mod.startup_frames(cfg) == 5
+    gravity = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine,
+                                                                  init_pose='gravity'))
+    assert live_mod.startup_frames(gravity) == 20
+    assert live_mod.startup_frames(make_cfg(startup_frames=3)) == 3
+    live, _ = make_live(cfg)
+    assert live.intake.startup_left == 5
+    with pytest.raises(ConfigError, match='node.startup_frames_known_pose'):
+        NodeConfig(startup_frames_known_pose=-1)
+
+
 def test_queue_is_thinned_to_the_catch_up_gap_and_bounded_by_max_lag(flight, messages):
     # Memory is bounded while the engine lags: a frame the catch-up would skip anyway goes
     # as the next arrives (at most two frames per gap wait), and frames more than max_lag_s

@@ -12,7 +12,8 @@ replay's sources do) and feeds it, with the IMU samples and ground truth receive
 output schedule and statistics live there.
 
 Real-time policy: the first ``node.startup_frames`` paired frames after start-up or a reset
-are processed in order (the velocity and gravity are estimated from consecutive frames); after
+are processed in order (the velocity and gravity are estimated from consecutive frames;
+``node.startup_frames_known_pose`` when the initial pose is given: the velocity alone); after
 them, when frames arrive faster than the engine runs, it catches up by skipping frames (counted
 as dropped) but never more than ``node.max_frame_gap_s`` of motion (or 1.5x its recent mean
 step when slower) between two processed frames; the queue keeps at most two frames per
@@ -75,6 +76,16 @@ a third of a step per step even when the engine is slower than ``node.max_frame_
 
 Publish = Callable[[str, Any], None]
 Log = Callable[[str, str], None]
+
+
+def startup_frames(cfg: VssmConfig) -> int:
+    """The frames taken in order after a start: ``node.startup_frames``, or at most
+    ``node.startup_frames_known_pose`` where the engine does not solve gravity on its first
+    frames (``engine.init_pose`` other than 'gravity': only the velocity needs them)."""
+    n = cfg.node
+    if cfg.engine.init_pose == 'gravity':
+        return n.startup_frames
+    return min(n.startup_frames, n.startup_frames_known_pose)
 
 
 def input_topics(cfg: VssmConfig) -> Dict[str, str]:
@@ -143,7 +154,7 @@ class Intake:
 
     def restart_startup(self) -> None:
         """A new start (start-up, reset, time jump): its first frames are taken in order."""
-        self.startup_left = self.cfg.node.startup_frames
+        self.startup_left = startup_frames(self.cfg)
         self.last_taken = None
 
     def _new_pairer(self) -> StampPairer:
