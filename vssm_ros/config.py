@@ -1067,10 +1067,12 @@ class NodeConfig:
     """Receive the sensor inputs (colour, depth, camera_info, IMU) in a second process, a node
     ``<name>_inputs`` in the node's namespace (``vssm_ros.ros.input_relay``): rclpy's Python
     executor holds the GIL ~0.5 ms per message (200 IMU messages a second), which the engine
-    thread waits for. Live on the demo flight, three alternating runs each: 280-296 frames of
-    321 processed and step p50 35-40 ms with it, 258-279 and 42-44 ms without. False: one
-    process (the inputs then keep rclpy's warning about an incompatible publisher; with the
-    second process that warning comes from ``<name>_inputs``)."""
+    thread waits for. Live on the demo flight, 11 pairs of runs alternating with and
+    without: more frames processed in 9 (mean 247 against 233 of 321; the first three pairs
+    280-296 against 258-279, step p50 35-40 against 42-44 ms). The child has ~80 MB
+    resident (rclpy, no torch) and ends with the node. False: one process. Either way the
+    inputs keep rclpy's warning about a publisher with incompatible QoS (from
+    ``<name>_inputs`` here)."""
     torch_threads: int = 1
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()
