@@ -1070,7 +1070,8 @@ class NodeConfig:
     thread waits for. Live on the demo flight, 11 pairs of runs alternating with and
     without: more frames processed in 9 (mean 247 against 233 of 321; the first three pairs
     280-296 against 258-279, step p50 35-40 against 42-44 ms). The child has ~80 MB
-    resident (rclpy, no torch) and ends with the node. False: one process. Either way the
+    resident (rclpy, no torch) and ends with the node; should it end first, the node
+    subscribes to the inputs itself (an error is logged). False: one process. Either way the
     inputs keep rclpy's warning about a publisher with incompatible QoS (from
     ``<name>_inputs`` here)."""
     torch_threads: int = 1

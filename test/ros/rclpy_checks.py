@@ -11,6 +11,7 @@ field: the node and ``vssm-replay --out-bag`` publish the same messages. Readers
 what was built.
 """
 
+import threading
 import time
 from pathlib import Path
 
@@ -295,6 +296,45 @@ def test_the_input_process_relays_the_sensor_messages_in_order():
         finally:
             node.destroy_node()
         assert not node.relay.alive()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_the_node_subscribes_itself_when_its_input_process_dies():
+    """An input process that ends on its own leaves the node slower, not blind: the node
+    subscribes to the sensor inputs itself, while its executor spins."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image, Imu
+
+    context = rclpy.context.Context()
+    rclpy.init(args=[], context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node = VssmNode(context=context)
+        player = rclpy.create_node('fake_imu', context=context)
+        executor.add_node(node)
+        executor.add_node(player)
+        spin = threading.Thread(target=executor.spin, daemon=True)
+        spin.start()
+        try:
+            node.relay._proc.kill()
+            deadline = time.monotonic() + 20.0
+            while len([s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]) < 4:
+                assert time.monotonic() < deadline, 'the node never subscribed itself'
+                time.sleep(0.05)
+            topic = next(i.topic for i in node.relay.inputs if i.type_name.endswith('Imu'))
+            pub = player.create_publisher(Imu, topic, qos_profile_sensor_data)
+            stamp = STAMP + 5_000_000
+            while node.live.intake.imu_last != stamp:
+                assert time.monotonic() < deadline, 'no IMU message after the fallback'
+                pub.publish(M.imu_msg(RCLPY, stamp, 'imu_link', np.array([0.0, 0.0, 9.81]),
+                                      np.zeros(3)))
+                time.sleep(0.05)
+        finally:
+            executor.shutdown()
+            player.destroy_node()
+            node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
 

@@ -10,7 +10,8 @@ node receives colour, depth, camera_info and IMU in a child process, ``vssm_inpu
 of its own, in the node's namespace, subscribed to the node's resolved topics with its QoS):
 it takes each message serialised, without building it in Python, and writes it to a pipe; a
 thread of the node reads the pipe and hands each message, deserialised in C, to the intake,
-in the order the child received them.
+in the order the child received them. Should the child end on its own, the node is told
+(``on_end``) and subscribes to the inputs itself.
 
 The child imports rclpy and the message packages only (not torch), ignores SIGINT (the node
 handles Ctrl-C) and ends when its stdin closes: when the node stops it or the node's process
@@ -69,10 +70,14 @@ class InputRelay:
         reliability: 'best_effort' or 'reliable' (history KEEP_LAST, durability volatile).
         node_name, namespace: the child's node.
         log: called with (level, text).
+        on_end: called (on the reading thread) when the child ends without being stopped,
+            after the error is logged: the node then subscribes to the inputs itself.
     """
 
     def __init__(self, inputs: Sequence[RelayInput], reliability: str, node_name: str,
-                 namespace: str, log: Log) -> None:
+                 namespace: str, log: Log, on_end: Optional[Callable[[], None]] = None
+                 ) -> None:
+        self.on_end = on_end
         self.inputs = list(inputs)
         self.reliability = reliability
         self.node_name, self.namespace = node_name, namespace
@@ -125,10 +130,14 @@ class InputRelay:
                          f'deserialised ({type(err).__name__}: {err}); dropped')
                 continue
             self.inputs[index].deliver(msg)
-        if not self._stopping:
-            code = self._proc.wait()
-            self.log('error', f'the input process ({self.node_name}) ended with code {code}: '
-                     'no more camera or IMU messages; restart the node')
+        if self._stopping:
+            return
+        code = self._proc.wait()
+        then = ('the node subscribes to them itself' if self.on_end is not None
+                else 'no more camera or IMU messages; restart the node')
+        self.log('error', f'the input process ({self.node_name}) ended with code {code}: {then}')
+        if self.on_end is not None:
+            self.on_end()
 
     def stop(self) -> None:
         """End the child (closing its stdin) and the reading thread."""

@@ -189,17 +189,23 @@ class VssmNode(Node):
                    for role, cls in (('rgb', Image), ('depth', Image),
                                      ('camera_info', CameraInfo)) if t[role]]
         sensors.append(('imu', Imu, intake.on_imu, n.imu_qos_depth))
-        if n.input_process:
+
+        def subscribe_sensors() -> List[Any]:
+            # The sensor inputs keep rclpy's default warning for a publisher whose QoS does
+            # not match (best effort vs reliable: no message would ever arrive).
+            return [subscribe(cls, t[role], callback, sensor(depth), warn_incompatible=True)
+                    for role, cls, callback, depth in sensors]
+
+        if not n.input_process:
+            subs = subscribe_sensors()
+        else:
+            # Should the input process end, the node subscribes itself (slower, not blind).
             self.relay = InputRelay(
                 [RelayInput(self.resolve_topic_name(t[role]), SENSOR_TYPES[role], depth,
                             self._guarded(callback)) for role, _, callback, depth in sensors],
-                n.qos_reliability, f'{NODE_NAME}_inputs', self.get_namespace(), self._log)
+                n.qos_reliability, f'{NODE_NAME}_inputs', self.get_namespace(), self._log,
+                on_end=lambda: self._subs.extend(subscribe_sensors()))
             subs = []
-        else:
-            # The sensor inputs keep rclpy's default warning for a publisher whose QoS does
-            # not match (best effort vs reliable: no message would ever arrive).
-            subs = [subscribe(cls, t[role], callback, sensor(depth), warn_incompatible=True)
-                    for role, cls, callback, depth in sensors]
         # Latched publishers (robot_state_publisher, a driver) need a transient-local
         # subscription; a volatile one hears a bag played without QoS metadata, which offers
         # /tf_static volatile (the first is incompatible with it, silently).
