@@ -252,6 +252,10 @@ def test_only_the_sensor_inputs_have_qos_event_handlers():
         rclpy.shutdown(context=context)
 
 
+def _diagnostic_values(node):
+    return {kv.key: kv.value for kv in node.live.diagnostics(0).status[0].values}
+
+
 def test_the_input_process_relays_the_sensor_messages_in_order():
     """node.input_process (default): the sensor inputs are received by a child process,
     ``vssm_inputs``, and reach the intake deserialised, in order, field for field; the node
@@ -266,6 +270,7 @@ def test_the_input_process_relays_the_sensor_messages_in_order():
         try:
             assert not [s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]
             assert node.relay is not None and node.relay.alive()
+            assert _diagnostic_values(node)['input_process'] == 'running'
             topics = {i.type_name: i.topic for i in node.relay.inputs}
             player = rclpy.create_node('fake_imu', context=context)
             pub = player.create_publisher(Imu, topics['sensor_msgs/msg/Imu'],
@@ -323,6 +328,8 @@ def test_the_node_subscribes_itself_when_its_input_process_dies():
             while len([s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]) < 4:
                 assert time.monotonic() < deadline, 'the node never subscribed itself'
                 time.sleep(0.05)
+            state = _diagnostic_values(node)['input_process']
+            assert state.startswith('ended with code -9') and 'subscribes itself' in state
             topic = next(i.topic for i in node.relay.inputs if i.type_name.endswith('Imu'))
             pub = player.create_publisher(Imu, topic, qos_profile_sensor_data)
             stamp = STAMP + 5_000_000

@@ -112,6 +112,15 @@ class InputRelay:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def state(self) -> str:
+        """For the diagnostics: 'running', 'stopped', or how it ended."""
+        if self.alive():
+            return 'running'
+        if self._stopping or self._proc is None:
+            return 'stopped'
+        then = 'the node subscribes itself' if self.on_end is not None else 'no input'
+        return f'ended with code {self._proc.returncode}: {then}'
+
     def _read(self) -> None:
         pipe = self._proc.stdout
         while True:

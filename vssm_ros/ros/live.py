@@ -376,6 +376,8 @@ class LiveSlam:
         self.T_body_cam: Optional[np.ndarray] = None
         self.R_body_imu: Optional[np.ndarray] = None
         self.extrinsics: Dict[str, str] = {}
+        # The input process's state for the diagnostics (the node sets it; None: no process).
+        self.input_state: Optional[Callable[[], str]] = None
         self.latencies_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.busy_s: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self.diag_counts: Counter[str] = collections.Counter()
@@ -653,6 +655,8 @@ def node_diagnostics(live: LiveSlam, stamp_ns: int) -> Any:
         values['latency_p50_ms'] = 1e3 * float(np.percentile(lat, 50))
         values['latency_p95_ms'] = 1e3 * float(np.percentile(lat, 95))
     values.update({f'extrinsic.{k}': v for k, v in live.extrinsics.items()})
+    if live.input_state is not None:
+        values['input_process'] = live.input_state()
     counts = collections.Counter({k: v for k, v in values.items() if isinstance(v, int)})
     new, live.diag_counts = counts - live.diag_counts, counts
     level, text = input_health(live, values, new, last_rx, waiting, level, text)

@@ -205,6 +205,7 @@ class VssmNode(Node):
                             self._guarded(callback)) for role, _, callback, depth in sensors],
                 n.qos_reliability, f'{NODE_NAME}_inputs', self.get_namespace(), self._log,
                 on_end=lambda: self._subs.extend(subscribe_sensors()))
+            self.live.input_state = self.relay.state
             subs = []
         # Latched publishers (robot_state_publisher, a driver) need a transient-local
         # subscription; a volatile one hears a bag played without QoS metadata, which offers
