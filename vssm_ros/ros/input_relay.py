@@ -31,7 +31,12 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 
 HEADER = struct.Struct('<BI')
 """Per message on the pipe: the input's index and the CDR payload's length in bytes."""
@@ -47,19 +52,26 @@ def msg_class(type_name: str) -> Any:
     return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
 
 
-class RelayInput:
-    """One input the child subscribes to.
+def sensor_qos(reliability: str, depth: int) -> QoSProfile:
+    """The sensor inputs' QoS: ``reliability`` ('best_effort' or 'reliable'), KEEP_LAST
+    ``depth``, volatile."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+                      reliability=(ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort'
+                                   else ReliabilityPolicy.RELIABLE),
+                      durability=DurabilityPolicy.VOLATILE)
 
-    Args:
-        topic: fully resolved topic name.
-        type_name: ROS type ('sensor_msgs/msg/Imu').
-        depth: the subscription's queue depth (KEEP_LAST).
-        deliver: called with each message (deserialised) on the reading thread.
-    """
 
-    def __init__(self, topic: str, type_name: str, depth: int,
-                 deliver: Callable[[Any], None]) -> None:
-        self.topic, self.type_name, self.depth, self.deliver = topic, type_name, depth, deliver
+class RelayInput(NamedTuple):
+    """One input the child subscribes to."""
+
+    topic: str
+    """Fully resolved topic name."""
+    type_name: str
+    """ROS type ('sensor_msgs/msg/Imu')."""
+    depth: int
+    """The subscription's queue depth (KEEP_LAST)."""
+    deliver: Callable[[Any], None]
+    """Called with each message (deserialised) on the reading thread."""
 
 
 class InputRelay:
@@ -67,7 +79,7 @@ class InputRelay:
 
     Args:
         inputs: what the child subscribes to.
-        reliability: 'best_effort' or 'reliable' (history KEEP_LAST, durability volatile).
+        reliability: 'best_effort' or 'reliable' (``sensor_qos``).
         node_name, namespace: the child's node.
         log: called with (level, text).
         on_end: called (on the reading thread) when the child ends without being stopped,
@@ -82,7 +94,6 @@ class InputRelay:
         self.reliability = reliability
         self.node_name, self.namespace = node_name, namespace
         self.log = log
-        self.received = 0
         self._proc: Optional[subprocess.Popen] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
@@ -96,8 +107,6 @@ class InputRelay:
 
     def start(self) -> 'InputRelay':
         """Start the child and the reading thread."""
-        from rclpy.serialization import deserialize_message
-        self._deserialize = deserialize_message
         self._classes = [msg_class(i.type_name) for i in self.inputs]
         # The child imports this package as the node did (a source checkout, colcon's paths).
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -131,9 +140,8 @@ class InputRelay:
             payload = _read_exact(pipe, size)
             if payload is None:
                 break
-            self.received += 1
             try:
-                msg = self._deserialize(payload, self._classes[index])
+                msg = deserialize_message(payload, self._classes[index])
             except Exception as err:   # not from rmw; still never the end of the intake
                 self.log('error', f'{self.inputs[index].topic}: a message could not be '
                          f'deserialised ({type(err).__name__}: {err}); dropped')
@@ -177,10 +185,6 @@ def _read_exact(pipe: Any, size: int) -> Optional[bytes]:
 def main(argv: Optional[List[str]] = None) -> int:
     """The child: subscribe to the inputs of the SPEC (``argv[1]``), forward each message to
     stdout until stdin closes."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
     args = sys.argv if argv is None else argv
     spec = json.loads(args[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the node handles Ctrl-C and stops us
@@ -188,8 +192,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     sys.stdout = sys.stderr   # nothing else may write into the pipe
     rclpy.init(args=[])
     node = rclpy.create_node(spec['node'], namespace=spec['namespace'])
-    reliability = (ReliabilityPolicy.BEST_EFFORT if spec['reliability'] == 'best_effort'
-                   else ReliabilityPolicy.RELIABLE)
     ending = threading.Event()
 
     def end() -> None:
@@ -203,10 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             end()
 
     for index, (topic, type_name, depth) in enumerate(spec['inputs']):
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth),
-                         reliability=reliability, durability=DurabilityPolicy.VOLATILE)
         node.create_subscription(msg_class(type_name), topic,
-                                 lambda data, i=index: forward(i, data), qos, raw=True)
+                                 lambda data, i=index: forward(i, data),
+                                 sensor_qos(spec['reliability'], depth), raw=True)
 
     def watch_stdin() -> None:
         sys.stdin.buffer.read()   # returns at EOF: the node closed it or ended

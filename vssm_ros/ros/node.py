@@ -53,9 +53,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
@@ -67,7 +66,7 @@ except ImportError:   # Humble
 from vssm_ros.data import outputs
 from vssm_ros.data.messages import MsgTypes
 from vssm_ros.errors import ConfigError, VssmError
-from vssm_ros.ros.input_relay import InputRelay, RelayInput, msg_class
+from vssm_ros.ros.input_relay import InputRelay, RelayInput, msg_class, sensor_qos
 from vssm_ros.ros.live import LiveSlam
 from vssm_ros.ros.params import declare_config
 
@@ -76,8 +75,6 @@ MESSAGE_PACKAGES = ('builtin_interfaces', 'std_msgs', 'sensor_msgs', 'geometry_m
                     'nav_msgs', 'tf2_msgs', 'diagnostic_msgs')
 RUNTIME_PARAMETERS = ('node.map_path', 'use_sim_time')
 """Parameters that may change while the node runs; the others are read at start-up."""
-SENSOR_TYPES = {'rgb': 'sensor_msgs/msg/Image', 'depth': 'sensor_msgs/msg/Image',
-                'camera_info': 'sensor_msgs/msg/CameraInfo', 'imu': 'sensor_msgs/msg/Imu'}
 NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
 NO_EVENTS_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
 """Event callbacks of the publishers and of the subscriptions other than the sensor inputs:
@@ -166,12 +163,9 @@ class VssmNode(Node):
 
     def _make_subscriptions(self) -> List[Any]:
         n = self.cfg.node
-        reliability = (ReliabilityPolicy.BEST_EFFORT if n.qos_reliability == 'best_effort'
-                       else ReliabilityPolicy.RELIABLE)
 
         def sensor(depth: int) -> QoSProfile:
-            return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                              reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+            return sensor_qos(n.qos_reliability, depth)
 
         def subscribe(cls: Any, topic: str, callback: Any, qos: QoSProfile,
                       warn_incompatible: bool = False) -> Any:
@@ -185,24 +179,25 @@ class VssmNode(Node):
 
         t = self.live.topics
         intake = self.live.intake
-        sensors = [(role, cls, lambda msg, r=role: intake.on_camera(r, msg), n.qos_depth)
-                   for role, cls in (('rgb', Image), ('depth', Image),
-                                     ('camera_info', CameraInfo)) if t[role]]
-        sensors.append(('imu', Imu, intake.on_imu, n.imu_qos_depth))
+        image, info = 'sensor_msgs/msg/Image', 'sensor_msgs/msg/CameraInfo'
+        sensors = [(role, kind, lambda msg, r=role: intake.on_camera(r, msg), n.qos_depth)
+                   for role, kind in (('rgb', image), ('depth', image), ('camera_info', info))
+                   if t[role]]
+        sensors.append(('imu', 'sensor_msgs/msg/Imu', intake.on_imu, n.imu_qos_depth))
 
         def subscribe_sensors() -> List[Any]:
             # The sensor inputs keep rclpy's default warning for a publisher whose QoS does
             # not match (best effort vs reliable: no message would ever arrive).
-            return [subscribe(cls, t[role], callback, sensor(depth), warn_incompatible=True)
-                    for role, cls, callback, depth in sensors]
+            return [subscribe(msg_class(kind), t[role], callback, sensor(depth),
+                              warn_incompatible=True) for role, kind, callback, depth in sensors]
 
         if not n.input_process:
             subs = subscribe_sensors()
         else:
             # Should the input process end, the node subscribes itself (slower, not blind).
             self.relay = InputRelay(
-                [RelayInput(self.resolve_topic_name(t[role]), SENSOR_TYPES[role], depth,
-                            self._guarded(callback)) for role, _, callback, depth in sensors],
+                [RelayInput(self.resolve_topic_name(t[role]), kind, depth,
+                            self._guarded(callback)) for role, kind, callback, depth in sensors],
                 n.qos_reliability, f'{NODE_NAME}_inputs', self.get_namespace(), self._log,
                 on_end=lambda: self._subs.extend(subscribe_sensors()))
             self.live.input_state = self.relay.state
