@@ -10,6 +10,7 @@ import pytest
 
 from vssm_ros.config import (EngineConfig, InferenceConfig, NodeConfig, OutputsConfig,
                              SyntheticConfig, TopicsConfig, VssmConfig)
+from vssm_ros.core.engine import SlamEngine
 from vssm_ros.data import outputs
 from vssm_ros.data.bags import bag_msg_types
 from vssm_ros.data.synthetic import generate_flight
@@ -200,7 +201,7 @@ def test_a_relocalisation_jump_goes_into_map_to_odom(flight):
     jump[:3, 3] = (0.4, -0.2, 0.0)
     real_step = s.engine.step
 
-    def relocalising_step(frame):
+    def relocalising_step(frame, track_budget_s=None):
         est = real_step(frame)
         est.T_world_body = jump @ est.T_world_body
         est.T_jump, est.status, est.status_reason = jump, 'DEGRADED', 'relocalised'
@@ -238,5 +239,24 @@ def test_real_time_maps_as_the_node_says_and_the_replay_keeps_the_engines_settin
     for e in engines:
         e.close()
     assert live_inf.async_mapping is node_async and live_inf.noisy_window == 1
-    assert replay_inf.async_mapping is True
+    assert live_inf.mapping_wait is False   # never waits for the mapping thread but at the lag
+    assert replay_inf.async_mapping is True and replay_inf.mapping_wait is True
     assert replay_inf.noisy_window == InferenceConfig().noisy_window == 8
+
+
+@pytest.mark.parametrize('realtime', [True, False])
+def test_the_tracking_budget_is_the_nodes_in_real_time_only(flight, realtime, monkeypatch):
+    assert NodeConfig().track_budget_s == 0.0   # off by default: no budget even live
+    cfg = make_cfg()
+    cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node, track_budget_s=0.05))
+    seen = []
+    real_step = SlamEngine.step
+
+    def spy(self, frame, track_budget_s=None):
+        seen.append(track_budget_s)
+        return real_step(self, frame, track_budget_s)
+
+    monkeypatch.setattr(SlamEngine, 'step', spy)
+    with SlamSession(cfg, ground_truth=_truth(flight), realtime=realtime) as s:
+        _run(s, _items(flight, 0, 4))
+    assert seen and set(seen) == {0.05 if realtime else None}

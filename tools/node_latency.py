@@ -182,6 +182,10 @@ def _measure(args, tmp: str) -> int:
         'step_p50_ms': float(diag.get('step_p50_ms', 'nan')),
         'frame_p50_ms': float(diag.get('frame_p50_ms', 'nan')),
         'frame_mean_ms': float(diag.get('frame_mean_ms', 'nan')),
+        'keyframes': int(float(diag.get('map.keyframes_fused', -1))),
+        # What the tracking thread waited, per keyframe, for its preparation on the mapping
+        # thread and for the map's readers (the outputs) before committing it.
+        'mapping_wait_ms': float(diag.get('map.keyframe_ms.wait', 'nan')),
         'timeline': [((o['stamp_ns'] - offset_ns - int(flight.frame_stamps_ns[0])) * 1e-9, l)
                      for o, l in zip(odom, lat)],   # (flight time s, latency ms) per frame
         'loadavg_before': load0, 'loadavg_after': os.getloadavg(), 'cpus': os.cpu_count(),
@@ -197,7 +201,10 @@ def _measure(args, tmp: str) -> int:
             ('engine step in the node', f'p50 {result["step_p50_ms"]:.0f} ms (SlamEngine.step '
                                         'only)'),
             ('worker time per frame', f'p50 {result["frame_p50_ms"]:.0f} ms, mean '
-                                      f'{result["frame_mean_ms"]:.0f} ms (with the outputs)')]
+                                      f'{result["frame_mean_ms"]:.0f} ms (with the outputs)'),
+            ('keyframes; tracking waited for mapping', f'{result["keyframes"]}; '
+                                                       f'{result["mapping_wait_ms"]:.1f} ms per '
+                                                       'keyframe')]
     for key, label in (('latency_ms', 'latency stamp -> odometry'),
                        ('latency_ms_after_first', '  without the first frame')):
         q = result[key]

@@ -623,6 +623,15 @@ class InferenceConfig:
     """With ``async_mapping``: frames tracked while a keyframe is prepared beside them; its
     commit waits for the preparation at the end of the last of them (>= 1). At most one
     keyframe is pending: the next one commits it first."""
+    mapping_wait: bool = True
+    """With ``async_mapping``: a keyframe is committed after ``mapping_lag_frames`` frames,
+    the engine waiting for its preparation if need be (deterministic: the replay and the
+    bench). False (the node in real time, whatever this says): it is committed after the
+    first frame whose preparation is done (waiting only at the end of the lag), and while
+    one is pending the next keyframe waits until the drone has moved or turned twice the
+    keyframe thresholds (then the pending one is committed first, waited for if need be), so
+    that tracking seldom waits for the mapping thread and the map never falls far behind
+    (which frames see a keyframe then depends on timing)."""
     track_color: bool = True
     """Tracking uses the colour likelihood too: each ray's observed grey intensity against
     the map's colour at its observed point (``sensor.color_sigma``). Depth alone leaves motion
@@ -1104,6 +1113,17 @@ class NodeConfig:
     motion needs them (offline, the 2.5 m/s flight started in motion, its first 3 / 5 / 10
     frames in order and every 6th after: 0.32 / 0.29 / 0.31 cm). Fewer in-order frames keep
     the first frame's delay from lasting through the start-up (live, session 20)."""
+    track_budget_s: float = 0.0
+    """In real time, tracking takes no Gauss-Newton step that starts after this many seconds of
+    the frame's tracking, once 2 were taken: the frame's pose is then the last step's (as
+    when a step is small enough to stop, ``engine.inference.track_stop_translation``). For a
+    CPU too slow to keep up, at some cost in accuracy: live on the 2-core CPU (demo flight,
+    four alternating pairs) 0.035 gave 272 / 267 / 281 / 291 of 321 frames against 257 / 284
+    / 263 / 265 without, ATE 0.30-0.38 cm against 0.27-0.30; it stops most frames after 3
+    steps there, and 3 steps at most on every frame (offline, ``inference.track_iters``
+    3) took the scenario families' means from 0.95 / 1.48 cm (tune / held out) to 1.12 / 1.99
+    (bb-val-5s 2.76 -> 4.33; docs/performance.md, session 21). <= 0 (the default): no
+    budget, each frame until converged (``engine.inference.track_iters``)."""
     max_frame_gap_s: float = 0.2
     """In real time, when the engine lags, the frames between two processed frames are
     skipped but at most this many seconds of motion lie between them (more only when the

@@ -106,10 +106,12 @@ class SlamSession:
             (None: not known), for map -> odom.
         realtime: frames come live and may be dropped (the node, not in lockstep): keyframes
             are then fused beside tracking when ``node.async_mapping`` (and on the tracking
-            thread otherwise, whatever ``engine.inference.async_mapping`` says), without the
-            noisy camera's window (``engine.inference.noisy_window``), and the rate-limited
-            outputs rendered on their own thread (``vssm_ros.output_worker``) when
-            ``node.async_outputs`` and ``publish`` is given.
+            thread otherwise, whatever ``engine.inference.async_mapping`` says), committed as
+            soon as they are prepared (``engine.inference.mapping_wait`` false), without the
+            noisy camera's window (``engine.inference.noisy_window``); tracking keeps to
+            ``node.track_budget_s``; and the rate-limited outputs are rendered on their own
+            thread (``vssm_ros.output_worker``) when ``node.async_outputs`` and ``publish``
+            is given.
         publish: called with (output name, message) from the outputs' thread (real time).
     """
 
@@ -257,8 +259,9 @@ class SlamSession:
         if self.realtime:
             # A keyframe the window holds back is prepared on the tracking thread: live on
             # the 3x-noise demo flight the latency p50 went 0.8-1.2 -> 2.2-2.9 s (session 17).
+            # Tracking waits for the mapping thread only at the end of the lag.
             inf = dataclasses.replace(inf, async_mapping=self.cfg.node.async_mapping,
-                                      noisy_window=1)
+                                      noisy_window=1, mapping_wait=False)
         cfg = dataclasses.replace(cfg, inference=inf)
         return SlamEngine(cfg, T0, dynamics=self.dynamics,
                           swap=open_swap(cfg.map, cfg.device))
@@ -304,9 +307,10 @@ class SlamSession:
             self._pending_imu.clear()
         if self._pose_request is not None:
             self._apply_pose(frame.stamp_ns)
+        budget = self.cfg.node.track_budget_s
         t0 = time.perf_counter()
         try:
-            est = self.engine.step(frame)
+            est = self.engine.step(frame, budget if self.realtime and budget > 0 else None)
         except VssmError as err:
             return self._failed(frame, type(err).__name__, str(err))
         dt = time.perf_counter() - t0

@@ -208,3 +208,32 @@ def test_cost_grid_follows_the_drone():
     assert field.dims == (20, 20, 10)
     assert torch.allclose(field.origin, torch.tensor([0.025, 0.525, 0.525]), atol=1e-6)
     assert float(field.cost_at(torch.tensor([[0.5, 1.5, 1.0]]))) < 0.05   # free, far from wall
+
+
+def test_occupancy_is_read_a_part_at_a_time_and_unchanged(monkeypatch):
+    # The cost field's reads release the map's lock between parts (a keyframe's commit waits
+    # for one part, not the whole box): the same occupancy as one read.
+    from vssm_ros.core import cost as cost_module
+    from vssm_ros.core.map import voxel_map
+    vmap = _wall_map(known_x_max=3.0)
+    free = FreeSpace(vmap, CFG.resolution)
+    whole = occupancy_probability(vmap, 0.5, free, torch.zeros(3, dtype=torch.long), DIMS)
+    monkeypatch.setattr(voxel_map, 'READ_PART_BLOCKS', 3)
+    monkeypatch.setattr(cost_module, 'READ_PART_CELLS', 100)
+    entries, depth = [], []
+
+    class Section:
+        def __enter__(self):
+            assert not depth, 'nested section'
+            depth.append(1)
+            entries.append(1)
+
+        def __exit__(self, *exc):
+            depth.pop()
+
+    parts = occupancy_probability(vmap, 0.5, free, torch.zeros(3, dtype=torch.long), DIMS,
+                                  section=Section)
+    n_cells = int(np.prod(DIMS))
+    assert len(entries) >= 1 + -(-len(vmap.atlas) // 3) + -(-n_cells // 100)
+    assert torch.equal(whole[1], parts[1])   # known
+    assert torch.allclose(whole[0], parts[0], rtol=1e-12, atol=0)   # a last bit at most

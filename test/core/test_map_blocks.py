@@ -403,3 +403,68 @@ def test_direct_reads_of_an_empty_map_and_of_no_points():
     assert not inten.any() and not g.any() and not share.any()
     logits, grad = m.logits_and_grad(torch.zeros(3, 0, dtype=F64))
     assert logits.shape == (0,) and grad.shape == (3, 0)
+
+
+class _Section:
+    """A context factory that records its entries and refuses nesting (each part of a read
+    holds the lock alone, and releases it before the next)."""
+
+    def __init__(self, on_enter=None):
+        self.entries, self.depth, self.on_enter = 0, 0, on_enter
+
+    def __call__(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            assert self.depth == 0, 'nested section'
+            self.depth += 1
+            self.entries += 1
+            if self.on_enter:
+                self.on_enter(self.entries)
+            try:
+                yield
+            finally:
+                self.depth -= 1
+        return held()
+
+
+def test_surface_points_read_a_part_at_a_time_give_the_whole_read(monkeypatch):
+    from vssm_ros.core.map import voxel_map
+    m = _fused_map()
+    whole = m.surface_points()
+    n_blocks = len(m.atlas)
+    monkeypatch.setattr(voxel_map, 'READ_PART_BLOCKS', 5)
+    section = _Section()
+    parts = m.surface_points(section=section)
+    assert n_blocks > 20 and section.entries == 1 + -(-n_blocks // 5)
+    # The same points; a value may differ in its last bit (a vectorised op's tail).
+    assert all(torch.allclose(whole[k], parts[k], rtol=1e-12, atol=0) for k in whole)
+    assert torch.equal(whole['xyz'], parts['xyz'])
+    centre = whole['xyz'][0]
+    near = m.surface_points(centre=centre, radius=0.5, section=_Section())
+    assert 0 < near['xyz'].shape[0] < whole['xyz'].shape[0]
+    assert torch.all(torch.linalg.norm(near['xyz'] - centre, dim=1) < 0.5 + m.B * m.resolution)
+
+
+def test_a_block_released_between_two_parts_reads_as_empty(monkeypatch):
+    # A keyframe's commit (or the memory budget) may change the map between two parts of a
+    # read: a released block's voxels then read as the empty block's, never another block's.
+    from vssm_ros.core.map import voxel_map
+    m = _fused_map()
+    whole = m.surface_points()
+    coords, _ = m.atlas.blocks()
+    blocks_of = lambda xyz: torch.floor(xyz / m.resolution / m.B + 1e-9).long()  # noqa: E731
+    holds = torch.isin(pack(coords), pack(blocks_of(whole['xyz'])))
+    victim = coords[holds.nonzero()[-1, 0]]   # a block with surface, in the last parts
+    monkeypatch.setattr(voxel_map, 'READ_PART_BLOCKS', 5)
+
+    def release_then(entry):
+        if entry == 2:
+            m.atlas.release(pack(victim[None]))
+
+    pts = m.surface_points(section=_Section(release_then))['xyz']
+    in_victim = lambda xyz: torch.all(blocks_of(xyz) == victim, dim=1)  # noqa: E731
+    assert bool(in_victim(whole['xyz']).any())
+    assert not bool(in_victim(pts).any())
+    assert pts.shape[0] == whole['xyz'].shape[0] - int(in_victim(whole['xyz']).sum())

@@ -187,6 +187,76 @@ def test_mapper_runs_in_order_and_drains():
     m.close()
 
 
+def test_real_time_mapper_commits_when_ready_and_waits_only_at_the_end_of_the_lag():
+    # Not waiting (the node live): a finished preparation goes in at the next step, an
+    # unfinished one is waited for only once the lag is over; a keyframe is refused while one
+    # is pending (busy); a deterministic mapper waits for the lag whatever the worker did.
+    release = threading.Event()
+    done, waited = [], []
+    m = KeyframeMapper(asynchronous=True, lag=3, wait=False, on_wait=waited.append)
+    assert not m.busy
+    m.fuse(lambda: 'a', done.append)
+    assert m.busy
+    deadline = time.monotonic() + WAIT_S
+    while not m._job[0].done() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    m.step()
+    assert done == ['a'] and not m.busy
+    m.fuse(lambda: release.wait(WAIT_S) and 'b', done.append)
+    m.step()
+    m.step()
+    assert done == ['a'] and m.busy   # still preparing: tracking goes on without it
+    _in_thread(lambda: (time.sleep(0.05), release.set()))
+    m.step()                           # the lag's end: waits for the preparation
+    assert done == ['a', 'b'] and not m.busy
+    assert len(waited) == 2 and waited[0] < 0.04 <= waited[1]   # and reports the wait
+    m.close()
+    det = KeyframeMapper(asynchronous=True, lag=3)
+    det.fuse(lambda: 'c', done.append)
+    det.step()
+    det.step()
+    assert done == ['a', 'b'] and not det.busy and det.pending == 1
+    det.step()
+    assert done[-1] == 'c' and det.pending == 0
+    det.close()
+
+
+def test_real_time_engine_puts_off_a_keyframe_while_one_is_prepared(flight, monkeypatch):
+    # While a keyframe is prepared, the next waits for twice the keyframe distance; then it
+    # commits the pending one first (waiting for its preparation), so the map never falls far
+    # behind when the mapping thread is starved.
+    release = threading.Event()
+    prepare = integrate.prepare
+
+    def held_prepare(*args, **kwargs):
+        assert release.wait(WAIT_S)
+        return prepare(*args, **kwargs)
+
+    cfg = dataclasses.replace(CFG, inference=dataclasses.replace(
+        CFG.inference, async_mapping=True, mapping_lag_frames=50, mapping_wait=False))
+    eng = SlamEngine(cfg, T_world_body0=flight.gt_frames.T_world_body[0])
+    _run(eng, flight, 3)
+    eng.flush()
+    monkeypatch.setattr(integrate, 'prepare', held_prepare)
+    k = _until_keyframe(eng, flight, 3)
+    n_kf, fused = len(eng.keyframes), eng.map.n_fused
+    kf_at = eng.keyframes[-1]['T_world_body'][:3, 3].numpy()
+    step = cfg.inference.keyframe_translation
+    moved = []
+    while len(eng.keyframes) == n_kf:
+        if not moved or moved[-1] < 1.5 * step:
+            est = _run(eng, flight, k + 1, k)
+        else:   # the frame that will have to wait: release the preparation meanwhile
+            _in_thread(lambda: (time.sleep(0.2), release.set()))
+            est = _run(eng, flight, k + 1, k)
+        k += 1
+        moved.append(float(np.linalg.norm(est.T_world_body[:3, 3] - kf_at)))
+    assert any(step < m <= 2 * step for m in moved[:-1])   # put off past one distance
+    assert moved[-1] > 2 * step and est.status == 'OK'     # taken past two
+    assert eng.map.n_fused == fused + 1 and eng.mapper.busy   # the held one went in first
+    eng.close()
+
+
 def _in_thread(fn):
     t = threading.Thread(target=fn, daemon=True)
     t.start()

@@ -4,6 +4,7 @@
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -395,3 +396,24 @@ def test_track_stops_early_at_the_same_pose(scene30):
     std_full = torch.diagonal(full['state'].cov).sqrt()
     std_early = torch.diagonal(early['state'].cov).sqrt()
     assert torch.allclose(std_early, std_full, rtol=0.05)
+
+
+def test_a_spent_budget_stops_tracking_after_the_first_steps(scene30):
+    # A real-time budget already spent: MIN_STEPS steps, the pose of the last one, the
+    # covariance of the last linearisation; a budget far off changes nothing.
+    from vssm_ros.core.posterior import MIN_STEPS
+    prior = scene30.prior((0.02, -0.01, 0.0), (0.0, 0.0, 1.0), 1.0)
+    inf = ECFG.inference
+
+    def run(stop_at):
+        return track(scene30.map, scene30.rays, prior, 8, ECFG.render, ECFG.sensor,
+                     inf.max_step_translation, inf.max_step_rotation_deg, inf.min_valid_rays,
+                     1.0, 0.0, 0.0, stop_at)
+
+    full, spent, far = run(None), run(time.perf_counter()), run(time.perf_counter() + 3600)
+    assert full['iters'] == far['iters'] == 8 and spent['iters'] == MIN_STEPS
+    assert torch.equal(far['state'].p, full['state'].p)
+    e_prior, e_spent, e_full = (scene30.errors(s)[0]
+                                for s in (prior, spent['state'], full['state']))
+    assert e_full < e_spent < e_prior, (e_prior, e_spent, e_full)
+    assert bool(torch.all(torch.linalg.eigvalsh(spent['state'].cov) > 0))

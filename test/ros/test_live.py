@@ -444,7 +444,7 @@ def test_while_a_newer_frame_waits_renders_are_put_off(flight, messages, monkeyp
     step = SlamEngine.step
     upcoming = [frames_between(messages, flight, k, k) for k in range(3, 16)]
 
-    def lagging_step(self, frame):
+    def lagging_step(self, frame, track_budget_s=None):
         if upcoming:
             feed(live, upcoming.pop(0), process=False)
         return step(self, frame)

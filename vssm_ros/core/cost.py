@@ -28,9 +28,10 @@ map: its cost does not grow with the map.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ from vssm_ros.core.map.index import SortedIndex, pack, unpack
 from vssm_ros.errors import StateError
 
 Tensor = torch.Tensor
+# Cells of the free space read per part by ``occupancy_probability`` (a few ms on a CPU: a
+# keyframe's commit waiting for the map's lock waits for one part).
+READ_PART_CELLS = 32768
 
 
 class FreeSpace:
@@ -177,7 +181,9 @@ class FreeSpace:
 
 
 def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSpace,
-                          lo: Tensor, dims: Tuple[int, int, int]) -> Tuple[Tensor, Tensor]:
+                          lo: Tensor, dims: Tuple[int, int, int],
+                          section: Callable[[], ContextManager] = contextlib.nullcontext
+                          ) -> Tuple[Tensor, Tensor]:
     """P(occupied) of the cells of a box (each its most occupied voxel) and whether any voxel
     of the cell was observed (near a surface, or in free space that rays passed through).
 
@@ -187,6 +193,8 @@ def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSp
     Args:
         lo: the box's first cell (x, y, z). Shape: (3,).
         dims: cells (X, Y, Z).
+        section: the map and the free space are read inside ``section()`` (the engine's map
+            read lock), the map a part at a time (``VoxelMap.read_voxels``).
     Returns: ``p`` (Z, Y, X) and ``known`` (Z, Y, X) bool.
     """
     f = free.factor
@@ -195,14 +203,18 @@ def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSp
     size = torch.tensor(dims, device=dev)
     mid = free.centres(lo) + 0.5 * (size - 1).to(dt) * free.resolution
     reach = 0.5 * float(torch.linalg.norm(size.double())) * free.resolution
-    vox, flat = vmap.home_voxels(mid, reach + vmap.B * vmap.resolution)
-    w = vmap.atlas.view('weight')[0, flat]
-    seen_vox = w > 0   # most voxels of the blocks were never observed: drop them first
-    vox, flat, w = vox[seen_vox], flat[seen_vox], w[seen_vox]
-    cell = torch.div(vox, f, rounding_mode='floor') - lo
-    keep = ((cell >= 0) & (cell < size)).all(dim=-1)
-    w, cell = w[keep], cell[keep]
-    mu = vmap.atlas.view('dist_seen')[0, flat[keep]] + vmap.cfg.truncation
+
+    def read(vox: Tensor, flat: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        w = vmap.atlas.view('weight')[0, flat]
+        seen_vox = w > 0   # most voxels of the blocks were never observed: drop them first
+        vox, flat, w = vox[seen_vox], flat[seen_vox], w[seen_vox]
+        cell = torch.div(vox, f, rounding_mode='floor') - lo
+        keep = ((cell >= 0) & (cell < size)).all(dim=-1)
+        return cell[keep], w[keep], vmap.atlas.view('dist_seen')[0, flat[keep]]
+
+    parts = vmap.read_voxels(read, mid, reach + vmap.B * vmap.resolution, section)
+    cell, w, mu = (torch.cat(t) for t in zip(*parts))
+    mu = mu + vmap.cfg.truncation
     std = vmap.cfg.sdf_noise / torch.sqrt(w)
     p_vox = 0.5 * torch.erfc(mu / (std * math.sqrt(2.0)))
     idx = (cell[:, 2] * Y + cell[:, 1]) * X + cell[:, 0]
@@ -211,12 +223,18 @@ def occupancy_probability(vmap: VoxelMap, unknown_occupancy: float, free: FreeSp
     count = torch.zeros(n, device=dev, dtype=torch.long).index_add_(
         0, idx, torch.ones_like(idx))
     zz, yy, xx = torch.meshgrid(*(torch.arange(k, device=dev) for k in (Z, Y, X)), indexing='ij')
-    seen = free.seen_at(torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3) + lo)
+    cells = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3) + lo
+    seen = torch.cat([_seen_at(free, part, section) for part in cells.split(READ_PART_CELLS)])
     # Cells whose voxels are not all near a surface hold free or unknown voxels too.
     rest = torch.where(seen | (count == f ** 3), torch.zeros_like(p_max),
                        torch.full_like(p_max, unknown_occupancy))
     p = torch.maximum(p_max, rest)
     return p.reshape(Z, Y, X), (seen | (count > 0)).reshape(Z, Y, X)
+
+
+def _seen_at(free: FreeSpace, cells: Tensor, section: Callable[[], ContextManager]) -> Tensor:
+    with section():
+        return free.seen_at(cells)
 
 
 def distance_transform(obstacle: Tensor, resolution: float, max_distance: float) -> Tensor:
@@ -370,10 +388,12 @@ def cost_field(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
 
 def box_occupancy(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
                   centre: Optional[Tensor] = None,
-                  box: Optional[Tuple[Tensor, Tuple[int, int, int]]] = None
+                  box: Optional[Tuple[Tensor, Tuple[int, int, int]]] = None,
+                  section: Callable[[], ContextManager] = contextlib.nullcontext
                   ) -> Tuple[Tensor, Tensor, Tensor]:
     """The part of ``cost_field`` that reads the map and the free space: ``p`` and ``known``
-    (``occupancy_probability``) over the box, and its first cell (3,)."""
+    (``occupancy_probability``, its reads inside ``section()``) over the box, and its first
+    cell (3,)."""
     res = free.resolution
     if box is None:
         if centre is None:
@@ -383,7 +403,7 @@ def box_occupancy(vmap: VoxelMap, cfg: CostConfig, free: FreeSpace,
         lo = torch.round((centre.to(vmap.dtype) - 0.5 * ext - free.offset) / res).long()
     else:
         lo, dims = box[0].to(vmap.device), tuple(int(d) for d in box[1])
-    p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free, lo, dims)
+    p, known = occupancy_probability(vmap, cfg.unknown_occupancy, free, lo, dims, section)
     return p, known, lo
 
 

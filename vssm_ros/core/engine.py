@@ -110,7 +110,9 @@ class SlamEngine:
         self.free_space = FreeSpace(self.map, cfg.cost.resolution, cfg.cost.carve_range)
         # Keyframe fusion, here or beside tracking; its lock guards the map (core.mapping).
         self.mapper = KeyframeMapper(cfg.inference.async_mapping,
-                                     cfg.inference.mapping_lag_frames)
+                                     cfg.inference.mapping_lag_frames,
+                                     wait=cfg.inference.mapping_wait,
+                                     on_wait=lambda s: self.map.add_stage_time(wait=s))
         self.T_world_body0 = np.eye(4) if T_world_body0 is None else np.asarray(T_world_body0)
         self._align_gravity = T_world_body0 is None and cfg.init_pose == 'gravity'
         self._gen = torch.Generator(device=self.device)
@@ -239,13 +241,18 @@ class SlamEngine:
 
     # ------------------------------------------------------------------ step
 
-    def step(self, frame: Frame) -> Estimate:
+    def step(self, frame: Frame, track_budget_s: Optional[float] = None) -> Estimate:
         """Process one RGB-D frame and return the posterior of its state.
 
+        Args:
+            track_budget_s: tracking takes no Gauss-Newton step after this many seconds
+                (beyond ``posterior.MIN_STEPS``), as if converged: a real-time budget (the
+                result then depends on timing). None: until converged or
+                ``inference.track_iters``.
         Raises:
             StateError: if the frame's stamp is not after the previous frame's.
         """
-        est = self._step(frame)
+        est = self._step(frame, track_budget_s)
         if self._init_log is not None:
             self._init_log.append(frame)
             if self.n_frames >= self._align_at():
@@ -261,7 +268,7 @@ class SlamEngine:
             return min(ic.moving_align_frames or ic.align_frames, ic.align_frames)
         return ic.align_frames
 
-    def _step(self, frame: Frame) -> Estimate:
+    def _step(self, frame: Frame, track_budget_s: Optional[float] = None) -> Estimate:
         inf = self.cfg.inference
         t_start = time.perf_counter()
         timings: Dict[str, float] = {}
@@ -306,7 +313,8 @@ class SlamEngine:
         else:
             rays = self._sample_rays(depth, rgb, K, T_body_cam)
             with self.mapper.lock.read():
-                post, quality, res = self._track(rays, prior, frame.t, dt, timings)
+                stop_at = None if track_budget_s is None else t0 + track_budget_s
+                post, quality, res = self._track(rays, prior, frame.t, dt, timings, stop_at)
                 if quality != 'bad':
                     self.anchor_var = self._anchor_of(rays, res, post.T @ T_body_cam)
         timings['track'] = time.perf_counter() - t0
@@ -325,7 +333,11 @@ class SlamEngine:
                                             transition))
         # Only OK frames map: fusing weak ones let a drifting pose drag the map along with it
         # (3x depth noise: 12 m off in 13 s, every frame DEGRADED).
-        if first or (self.health.status == OK and self._is_keyframe(post)):
+        # While a keyframe is prepared (real time), the next waits until the drone has moved
+        # twice as far: then it commits the pending one first, waiting for it if need be,
+        # so that the map never falls far behind a fast drone on a starved mapping thread.
+        if first or (self.health.status == OK
+                     and self._is_keyframe(post, 2.0 if self.mapper.busy else 1.0)):
             post = self._close_window(post)
             self.keyframes.append({'stamp_ns': frame.stamp_ns, 'T_world_body': post.T.clone()})
             self._frames_since_kf = 0
@@ -452,7 +464,8 @@ class SlamEngine:
                          self.cfg.render, rgb_obs)
 
     def _track(self, rays: RayBatch, prior: GaussianState, t: float, dt: float,
-               timings: Dict[str, float]) -> Tuple[GaussianState, str, Dict]:
+               timings: Dict[str, float], stop_at: Optional[float] = None
+               ) -> Tuple[GaussianState, str, Dict]:
         """Track the frame from the propagated prior, judge the result (``core.health``) and
         act on it: a bad frame keeps the prior (coasting; its covariance grows); while LOST
         only a verified relocalisation is taken (tracking from the coasted prior is its first
@@ -462,7 +475,7 @@ class SlamEngine:
             The posterior, the frame's quality ('good', 'weak', 'bad') and ``track``'s result.
         """
         inf, hc = self.cfg.inference, self.cfg.health
-        res = self._run_track(rays, prior, inf.track_iters)
+        res = self._run_track(rays, prior, inf.track_iters, stop_at)
         post = res['state']
         sig = self._signals(rays, res, prior, post, self._drift(t, post))
         timings['rays_used'] = float(res['n_used'])
@@ -573,12 +586,13 @@ class SlamEngine:
         return (self.health.quality(sig) == 'good'
                 and sig.inlier_fraction >= self.cfg.health.reloc_min_inlier_fraction)
 
-    def _run_track(self, rays: RayBatch, prior: GaussianState, iters: int) -> Dict:
+    def _run_track(self, rays: RayBatch, prior: GaussianState, iters: int,
+                   stop_at: Optional[float] = None) -> Dict:
         inf = self.cfg.inference
         return track(self.map, rays, prior, iters, self.cfg.render, self.depth_noise.sensor,
                      inf.max_step_translation, inf.max_step_rotation_deg, inf.min_valid_rays,
                      self.cfg.sensor.ray_info_scale, inf.track_stop_translation,
-                     inf.track_stop_rotation_deg)
+                     inf.track_stop_rotation_deg, stop_at)
 
     def _signals(self, rays: RayBatch, res: Dict, prior: GaussianState, post: GaussianState,
                  drift: Optional[torch.Tensor] = None) -> TrackSignals:
@@ -857,14 +871,17 @@ class SlamEngine:
             return max(inf.window, inf.noisy_window)
         return inf.window
 
-    def _is_keyframe(self, state: GaussianState) -> bool:
+    def _is_keyframe(self, state: GaussianState, scale: float = 1.0) -> bool:
+        """Whether the state is a keyframe: moved or turned ``scale`` times the keyframe
+        thresholds since the last keyframe, or ``keyframe_every`` frames after it."""
         inf = self.cfg.inference
         if not self.keyframes or self._frames_since_kf + 1 >= inf.keyframe_every:
             return True
         T_kf = self.keyframes[-1]['T_world_body']
         dt = float(torch.linalg.norm(state.p - T_kf[:3, 3]))
         dr = float(torch.linalg.norm(lie.so3_log(T_kf[:3, :3].t() @ state.R)))
-        return dt > inf.keyframe_translation or math.degrees(dr) > inf.keyframe_rotation_deg
+        return (dt > scale * inf.keyframe_translation
+                or math.degrees(dr) > scale * inf.keyframe_rotation_deg)
 
     def estimate(self, timings: Optional[Dict[str, float]] = None) -> Estimate:
         """The current state as an ``Estimate`` (covariance in the ROS convention: translation
@@ -899,7 +916,7 @@ class SlamEngine:
 
     @torch.no_grad()
     def render(self, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int,
-               chunk: int = 4096) -> Dict[str, np.ndarray]:
+               chunk: int = 2048) -> Dict[str, np.ndarray]:
         """Predicted depth (mean and std) and colour of a whole image from the map posterior.
 
         The std combines the first-hit spread, the map's signed-distance std at the hit and the
@@ -942,12 +959,13 @@ class SlamEngine:
         res['depth_std'] = res['depth_std'].astype(np.float32)
         return res
 
-    @_under_map_lock
     @torch.no_grad()
     def map_points(self, min_weight: float = 1.0, radius: Optional[float] = None,
                    whole_map: bool = False) -> Dict[str, np.ndarray]:
         """The map as a point cloud: ``xyz`` (N, 3) float32, ``rgb`` (N, 3) uint8,
-        ``occupancy`` (N,) float32 probability, ``logit_std`` (N,) float32.
+        ``occupancy`` (N,) float32 probability, ``logit_std`` (N,) float32. The map is read
+        a part at a time under its read lock (``VoxelMap.read_voxels``): a keyframe's commit
+        waits for one part, not for the whole cloud (the commit may land between parts).
 
         Args:
             min_weight: least observation weight of a point.
@@ -957,7 +975,7 @@ class SlamEngine:
         """
         centre = None if self.state is None or radius is None else self.state.p
         pts = self.map.surface_points(min_weight, centre, radius if centre is not None else None,
-                                      evicted=whole_map)
+                                      evicted=whole_map, section=self.mapper.lock.read)
         return {'xyz': pts['xyz'].cpu().numpy().astype(np.float32),
                 'rgb': (pts['rgb'].cpu().numpy() * 255 + 0.5).astype(np.uint8),
                 'occupancy': pts['occupancy'].cpu().numpy().astype(np.float32),
@@ -1073,11 +1091,12 @@ class SlamEngine:
     def cost_field(self) -> CostField:
         """The collision cost-to-go of the current map posterior (``engine.cost``) over the
         box of ``engine.cost.extent`` around the current position (the map origin before the
-        first frame). Only the occupancy holds the map's read lock: a keyframe's commit does
-        not wait for the distance transform."""
+        first frame). Only the occupancy's reads hold the map's read lock, a part of the map
+        at a time: a keyframe's commit waits for one part, not for the whole box
+        (``VoxelMap.read_voxels``), nor for the distance transform."""
         centre = None if self.state is None else self.state.p
-        with self.mapper.lock.read():
-            occupancy = box_occupancy(self.map, self.cfg.cost, self.free_space, centre)
+        occupancy = box_occupancy(self.map, self.cfg.cost, self.free_space, centre,
+                                  section=self.mapper.lock.read)
         return cost_from_occupancy(*occupancy, self.free_space, self.cfg.cost)
 
     # ------------------------------------------------------------------ state I/O

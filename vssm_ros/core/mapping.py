@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Optional, Tuple
 
@@ -107,9 +108,17 @@ class KeyframeMapper:
     A new keyframe commits the one before first (its ``prepare`` reads that one's writes), so
     at most one keyframe is ever pending.
 
+    Not ``wait`` (real time): the commit goes in at the first step whose preparation is done
+    (the map is fresher), and only at the end of the lag does the tracking thread wait for
+    the worker; while a keyframe is pending (``busy``) the engine puts off the next one
+    (which would wait for it); which frames see a keyframe then depends on timing.
+
     Args:
         asynchronous: prepare on a worker thread beside tracking.
         lag: steps (frames) between a keyframe's submission and its commit (>= 1).
+        wait: at the end of the lag, wait for the preparation (deterministic).
+        on_wait: called at each asynchronous commit with the seconds the committing thread
+            waited for the preparation and for the map's readers (the write lock).
         worker_threads: torch intra-op threads of the worker (0: torch's default): OpenMP
             keeps this per thread, and two threads each using every core oversubscribe it.
 
@@ -117,10 +126,13 @@ class KeyframeMapper:
         lock: the map's read/write lock: tracking and the map's readers read, commits write.
     """
 
-    def __init__(self, asynchronous: bool, lag: int = 1, worker_threads: int = 1) -> None:
+    def __init__(self, asynchronous: bool, lag: int = 1, worker_threads: int = 1,
+                 wait: bool = True, on_wait: Optional[Callable[[float], None]] = None) -> None:
         self.lock = MapLock()
         self.asynchronous = bool(asynchronous)
         self.lag = max(1, int(lag))
+        self.wait = bool(wait)
+        self.on_wait = on_wait
         self.worker_threads = int(worker_threads)
         self._pool: Optional[ThreadPoolExecutor] = None
         # The pending keyframe: (the prepare's future, commit), and the steps left.
@@ -162,13 +174,21 @@ class KeyframeMapper:
         """Keyframes submitted and not committed yet (0 or 1)."""
         return int(self._job is not None)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a keyframe is pending and new ones should wait if they can (not ``wait``:
+        a new keyframe would wait for the pending one's preparation)."""
+        return self._job is not None and not self.wait
+
     def step(self) -> None:
-        """One frame was tracked: commit the pending keyframe once its lag is over (waiting
-        for its preparation); a preparation's error is raised here, in the caller's thread."""
+        """One frame was tracked: commit the pending keyframe once its lag is over, waiting
+        for its preparation (not ``wait``: as soon as its preparation is done, waiting for it
+        only at the end of the lag); a preparation's error is raised here, in the caller's
+        thread."""
         if self._job is None:
             return
         self._steps_left -= 1
-        if self._steps_left <= 0:
+        if self._steps_left <= 0 or (not self.wait and self._job[0].done()):
             self.drain()
 
     def drain(self) -> None:
@@ -177,8 +197,11 @@ class KeyframeMapper:
         if self._job is None:
             return
         (future, commit), self._job = self._job, None
+        t0 = time.perf_counter()
         job = future.result()
         with self.lock.write():
+            if self.on_wait is not None:
+                self.on_wait(time.perf_counter() - t0)
             commit(job)
 
     def close(self) -> None:

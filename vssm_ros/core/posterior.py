@@ -22,6 +22,7 @@ gradient of the summed expected depth w.r.t. the sample points holds every ray's
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -32,6 +33,11 @@ from vssm_ros.core import lie
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.render import band_depths, composite, composite_depth_grad
 from vssm_ros.core.state_layout import P, PHI, POSE
+
+# Gauss-Newton steps a frame takes before a real-time budget may stop it (``track``'s
+# ``stop_at``): the first step takes the propagated prior most of the way, the second
+# refines it (the demo flight converges in 3-4).
+MIN_STEPS = 2
 
 
 @dataclass
@@ -237,7 +243,8 @@ def clamp_step(delta: torch.Tensor, max_t: float, max_r_deg: float) -> torch.Ten
 
 def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderConfig,
           scfg: SensorConfig, max_step_t: float, max_step_r: float, min_rays: int,
-          info_scale: float = 1.0, stop_t: float = 0.0, stop_r_deg: float = 0.0) -> Dict:
+          info_scale: float = 1.0, stop_t: float = 0.0, stop_r_deg: float = 0.0,
+          stop_at: Optional[float] = None) -> Dict:
     """Posterior of one state given its rays, the map and the propagated prior.
 
     Args:
@@ -245,6 +252,8 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
         info_scale: scale on the rays' information (``SensorConfig.ray_info_scale``).
         stop_t, stop_r_deg: stop early once a step moves less than both (metres, degrees);
             0: always take ``iters`` steps.
+        stop_at: stop after the first step that ends past this ``time.perf_counter()`` value,
+            once ``MIN_STEPS`` were taken, as if converged (a real-time budget; None: none).
     Returns:
         ``state`` (GaussianState), ``n_used`` (int), ``rmse`` (float, normalised residual),
         ``w`` (R,) the final robust weights (0: ray not used), ``depth`` (R,) rendered depth,
@@ -285,6 +294,8 @@ def track(field, rays: RayBatch, prior: GaussianState, iters: int, rcfg: RenderC
             # Converged: a step this small changes the rays' linearisation by less than its
             # noise, so the Hessian, weights and residuals of the last linearisation stand for
             # the optimum without linearising once more (one of the 3-4 a frame takes).
+            break
+        if stop_at is not None and steps >= MIN_STEPS and time.perf_counter() > stop_at:
             break
     if n_used < min_rays:
         state = prior.clone()

@@ -26,8 +26,9 @@ the budget allows) or a keyframe updates them: the budget holds the regions near
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, ContextManager, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +40,11 @@ from vssm_ros.core.map.index import LIMIT, MISSING, grid_cells, grid_coords, pac
 from vssm_ros.core.map.state import TensorStream, load_map_state, map_state, map_stream
 from vssm_ros.core.map.swap import BlockSwap, HostSwap
 from vssm_ros.errors import StateError
+
+Part = TypeVar('Part')
+# Blocks read per part by ``read_voxels`` (the voxels of 512 blocks of 8³: a few ms of
+# gathers on a CPU; a commit waiting for the map's lock waits for one part).
+READ_PART_BLOCKS = 512
 
 REGION = 4
 """Blocks per region edge: the unit of eviction (0.96 m at the default 3 cm voxels)."""
@@ -433,15 +439,36 @@ class VoxelMap:
 
     # ------------------------------------------------------------------ export
 
-    def home_voxels(self, centre: Optional[torch.Tensor] = None,
-                    radius: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Every voxel of the active blocks (optionally of those within ``radius`` of
-        ``centre``): (x, y, z) coordinates (N, 3) and flat atlas cells (N,)."""
-        coords, slots = self.atlas.blocks()
+    def read_voxels(self, read: Callable[[torch.Tensor, torch.Tensor], Part],
+                    centre: Optional[torch.Tensor] = None, radius: Optional[float] = None,
+                    section: Callable[[], ContextManager] = contextlib.nullcontext
+                    ) -> List[Part]:
+        """``read(vox, flat)`` over the voxels of the active blocks (of those within
+        ``radius`` of ``centre`` if given): their (x, y, z) coordinates (N, 3) and flat atlas
+        cells (N,), ``READ_PART_BLOCKS`` blocks at a time, each part inside ``section()`` (the
+        engine's map read lock: a keyframe's commit then waits for one part, not for the
+        whole read). A block released between two parts reads as the empty block (zeros).
+        Returns the parts' results in block order."""
+        with section():
+            coords = self._near_blocks(centre, radius)
+        parts = []
+        for blocks in coords.split(READ_PART_BLOCKS):
+            with section():
+                parts.append(read(*self._block_voxels(blocks, self.atlas.slots_of(blocks))))
+        return parts
+
+    def _near_blocks(self, centre: Optional[torch.Tensor], radius: Optional[float]
+                     ) -> torch.Tensor:
+        """The active blocks (within ``radius`` of ``centre`` if given). Shape: (N, 3)."""
+        coords, _ = self.atlas.blocks()
         if centre is not None and radius is not None:
             mid = (coords.to(self.dtype) + 0.5) * (self.B * self.resolution)
-            near = torch.linalg.norm(mid - centre.to(self.dtype), dim=-1) <= radius
-            coords, slots = coords[near], slots[near]
+            coords = coords[torch.linalg.norm(mid - centre.to(self.dtype), dim=-1) <= radius]
+        return coords
+
+    def _block_voxels(self, coords: torch.Tensor, slots: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The voxels of blocks at their slots: coordinates (N B³, 3), flat cells (N B³,)."""
         r = torch.arange(self.B, device=self.device)
         local = torch.stack(torch.meshgrid(r, r, r, indexing='ij'), -1).reshape(-1, 3).flip(-1)
         vox = (coords[:, None, :] * self.B + local).reshape(-1, 3)
@@ -452,20 +479,31 @@ class VoxelMap:
         return vox, (corner[:, None] + offset[None, :]).reshape(-1)
 
     def surface_points(self, min_weight: float = 1.0, centre: Optional[torch.Tensor] = None,
-                       radius: Optional[float] = None, evicted: bool = False
+                       radius: Optional[float] = None, evicted: bool = False,
+                       section: Callable[[], ContextManager] = contextlib.nullcontext
                        ) -> Dict[str, torch.Tensor]:
         """Voxels near the surface (|sdf| < 0.75 voxel) as a point cloud: of the active blocks
-        (those within ``radius`` of ``centre`` if given), and of the evicted ones too with
-        ``evicted`` (read back one region at a time, the active set unchanged).
+        (those within ``radius`` of ``centre`` if given; read in parts, each inside
+        ``section()``: ``read_voxels``), and of the evicted ones too with ``evicted`` (read
+        back one region at a time, the active set unchanged; inside one ``section()``).
 
         Returns: dict with ``xyz`` (N, 3), ``rgb`` (N, 3) in [0, 1], ``occupancy`` (N,)
         probability, ``logit_std`` (N,).
         """
-        vox, flat = self.home_voxels(centre, radius)
-        parts = [self._surface(vox, self.atlas.view('dist_seen')[0, flat],
-                               self.atlas.view('weight')[0, flat],
-                               self.atlas.view('color_seen')[:3, flat].t(), min_weight)]
-        for r in (self.evicted_regions() if evicted else []):
+        parts = self.read_voxels(
+            lambda vox, flat: self._surface(vox, self.atlas.view('dist_seen')[0, flat],
+                                            self.atlas.view('weight')[0, flat],
+                                            self.atlas.view('color_seen')[:3, flat].t(),
+                                            min_weight), centre, radius, section)
+        if evicted:
+            with section():
+                parts += self._evicted_surface(min_weight)
+        return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+
+    def _evicted_surface(self, min_weight: float) -> List[Dict[str, torch.Tensor]]:
+        """``surface_points``' parts of the evicted regions."""
+        parts = []
+        for r in self.evicted_regions():
             p = self.swap.get(r)
             B = self.B
             r_ = torch.arange(B)
@@ -478,7 +516,7 @@ class VoxelMap:
                                        p['weight'][:, 0, :B, :B, :B].reshape(-1).to(
                                            self.device, self.dtype),
                                        col.to(self.device, self.dtype), min_weight))
-        return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+        return parts
 
     def _surface(self, vox: torch.Tensor, dist: torch.Tensor, weight: torch.Tensor,
                  color: torch.Tensor, min_weight: float) -> Dict[str, torch.Tensor]:
