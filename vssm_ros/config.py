@@ -981,6 +981,12 @@ class OutputsConfig:
 
     path_max_poses: int = 10000
     """Poses kept in the published path (~/path); the oldest are dropped beyond."""
+    path_period_s: float = 0.5
+    """Least time (seconds of image stamps) between two paths (~/path); every pose goes into
+    the path either way (odometry and TF come every frame). A path message holds every pose
+    so far: building and serialising it took 4.5 ms at 1200 poses (a minute at 20 Hz) and 37
+    ms at 10000 on the 2-core CPU, on the node's tracking thread, at every frame. 0: every
+    frame, < 0: never."""
     map_cloud_period_s: float = 1.0
     """Least time (seconds of image stamps) between two map clouds (~/map_cloud); 0: every
     frame, < 0: never."""

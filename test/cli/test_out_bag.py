@@ -69,8 +69,8 @@ def test_topics_types_and_counts(run):
         '/tf_static': ('tf2_msgs/msg/TFMessage', 1),
         '/tf': ('tf2_msgs/msg/TFMessage', 16),
         '/vssm/odometry': ('nav_msgs/msg/Odometry', 16),
-        '/vssm/path': ('nav_msgs/msg/Path', 16),
         # every 0.5 s of stamps: 0, 0.5, 1.0, 1.5 s
+        '/vssm/path': ('nav_msgs/msg/Path', 4),
         '/vssm/predicted/depth': ('sensor_msgs/msg/Image', 4),
         '/vssm/predicted/depth_std': ('sensor_msgs/msg/Image', 4),
         '/vssm/predicted/color': ('sensor_msgs/msg/Image', 4),
@@ -100,15 +100,18 @@ def test_topics_types_and_counts(run):
 
 def test_stamps_are_the_image_stamps(run):
     frame_stamps = [int(s) for s in run['flight'].frame_stamps_ns]
-    for topic in ('/tf', '/vssm/odometry', '/vssm/path', *CAMERA):
+    for topic in ('/tf', '/vssm/odometry', *CAMERA):
         logs = [log for log, _ in run['msgs'][topic]]
         if topic == '/tf':
             heads = [M.header_stamp_ns(m.transforms[0]) for _, m in run['msgs'][topic]]
         else:
             heads = [M.header_stamp_ns(m) for _, m in run['msgs'][topic]]
         assert logs == heads == frame_stamps, topic
-    pred = [M.header_stamp_ns(m) for _, m in run['msgs']['/vssm/predicted/depth']]
-    assert pred == [frame_stamps[i] for i in (0, 5, 10, 15)]
+    for topic in ('/vssm/predicted/depth', '/vssm/path'):
+        stamps = [M.header_stamp_ns(m) for _, m in run['msgs'][topic]]
+        assert stamps == [frame_stamps[i] for i in (0, 5, 10, 15)], topic
+    # The path holds every pose up to its stamp.
+    assert [len(m.poses) for _, m in run['msgs']['/vssm/path']] == [1, 6, 11, 16]
     cloud = [M.header_stamp_ns(m) for _, m in run['msgs']['/vssm/map_cloud']]
     assert cloud == [frame_stamps[i] for i in (0, 10, 15)]
 

@@ -272,9 +272,9 @@ def _grid(z):
 
 
 def test_schedule_publishes_what_is_due():
-    cfg = OutputsConfig(path_max_poses=2, map_cloud_period_s=0.2, predicted_period_s=0.1,
-                        predicted_max_width=320, predicted_path_period_s=-1.0,
-                        cost_slice_period_s=-1.0)
+    cfg = OutputsConfig(path_max_poses=2, path_period_s=0.1, map_cloud_period_s=0.2,
+                        predicted_period_s=0.1, predicted_max_width=320,
+                        predicted_path_period_s=-1.0, cost_slice_period_s=-1.0)
     sched = out.OutputSchedule(TYPES, FramesConfig(), cfg, 'cam')
     engine = _StubEngine()
     K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
@@ -287,9 +287,10 @@ def test_schedule_publishes_what_is_due():
         got = sched.for_estimate(est) + sched.for_frame(frame, est, engine)
         names.append([n for n, _ in got])
         assert all(out.MSG_TYPES[n] for n in names[-1])
-    pose = [out.TF, out.ODOMETRY, out.PATH]
+    pose, path = [out.TF, out.ODOMETRY], [out.PATH]   # the path every 0.1 s: frames 0, 2
     pred = [out.PREDICTED_DEPTH, out.PREDICTED_DEPTH_STD, out.PREDICTED_COLOR]
-    assert names == [pose + pred + [out.MAP_CLOUD], pose, pose + pred, pose]
+    assert names == [pose + path + pred + [out.MAP_CLOUD], pose, pose + path + pred, pose]
+    assert len(sched.path) == 2   # every pose went in (the newest two kept)
     # 640 wide > 320: rendered at half size, from the camera pose of the estimate.
     (T0, K0, w0, h0), _ = engine.renders
     assert (w0, h0) == (320, 240) and K0[0, 0] == 250.0 and K0[0, 2] == 159.75

@@ -30,7 +30,7 @@ from live_harness import TOPICS, TYPES, feed
 
 WAIT_S = 60.0
 LIVE_OUTPUTS = OutputsConfig(map_cloud_period_s=0.1, predicted_period_s=0.1,
-                             predicted_max_width=32)
+                             predicted_max_width=32, path_period_s=0.0)
 
 
 def make_cfg(**node) -> VssmConfig:

@@ -47,7 +47,7 @@ PARAMS = {
     # No predicted motion: SlamEngine.predict draws its samples from the engine's generator,
     # which the tracker's pixel sampling uses too, so a node that predicts would step
     # differently from a replay that does not (rclpy_checks.py builds those messages).
-    'outputs': {'map_cloud_period_s': 1.0, 'predicted_period_s': 0.5,
+    'outputs': {'path_period_s': 0.0, 'map_cloud_period_s': 1.0, 'predicted_period_s': 0.5,
                 'predicted_path_period_s': -1.0, 'cost_slice_period_s': 1.0},
 }
 # Reliable subscriptions: a best-effort reader may lose the first samples of a writer it has

@@ -189,10 +189,14 @@ class PathAccumulator:
 
     def append(self, est: Estimate) -> Any:
         """Add the estimate's pose; the path up to it, stamped with its stamp."""
+        self.add(est)
+        return self.msg()
+
+    def add(self, est: Estimate) -> None:
+        """Add the estimate's pose (no message built)."""
         self._stamp_ns = int(est.stamp_ns)
         self._poses.append(M.pose_stamped_msg(self.types, self._stamp_ns, self.frame_id,
                                               est.T_world_body))
-        return self.msg()
 
     def msg(self) -> Any:
         """The current path, stamped with the last pose's stamp (0 when empty)."""
@@ -401,9 +405,9 @@ an idle moment, at most this many periods."""
 class OutputSchedule:
     """What to publish for each processed frame, and when: the one schedule of the node and of
     ``vssm-replay --out-bag`` (both through ``vssm_ros.session.SlamSession``). Per estimate:
-    /tf, odometry, path. Per frame, when due by image stamps: the predicted images (rendered
-    from the estimate at ``prediction_camera``), the predicted motion, the collision cost slice
-    at flight height and the map cloud.
+    /tf, odometry, and the path when due by image stamps. Per frame, when due by image
+    stamps: the predicted images (rendered from the estimate at ``prediction_camera``), the
+    predicted motion, the collision cost slice at flight height and the map cloud.
 
     ``engine`` arguments are duck-typed ``SlamEngine``s (``render``, ``predict``,
     ``cost_field``, ``map_points``).
@@ -420,6 +424,7 @@ class OutputSchedule:
         self.types, self.frames, self.cfg = types, frames, cfg
         self.camera_frame = camera_frame
         self.path = PathAccumulator(types, frames.map_frame, cfg.path_max_poses)
+        self.path_due = StampRateLimiter(getattr(cfg, 'path_period_s', 0.0))
         self.map_due = StampRateLimiter(cfg.map_cloud_period_s)
         self.predicted_due = StampRateLimiter(cfg.predicted_period_s)
         self.predicted_path_due = StampRateLimiter(getattr(cfg, 'predicted_path_period_s', -1))
@@ -429,12 +434,15 @@ class OutputSchedule:
 
     def for_estimate(self, est: Estimate, T_map_odom: Optional[np.ndarray] = None,
                      tf: bool = True) -> List[Tuple[str, Any]]:
-        """(topic, message) of TF (unless ``tf`` is false), ODOMETRY and PATH for one
-        estimate; ``T_map_odom`` as ``tf_message_for_estimate`` takes it."""
+        """(topic, message) of TF (unless ``tf`` is false), ODOMETRY and, when due
+        (``outputs.path_period_s``), PATH for one estimate; ``T_map_odom`` as
+        ``tf_message_for_estimate`` takes it."""
         t, frames = self.types, self.frames
         out = [(TF, tf_message_for_estimate(t, est, frames, T_map_odom))] if tf else []
-        out += [(ODOMETRY, odometry_for_estimate(t, est, frames, self.previous)),
-                (PATH, self.path.append(est))]
+        out.append((ODOMETRY, odometry_for_estimate(t, est, frames, self.previous)))
+        self.path.add(est)
+        if self.path_due.due(int(est.stamp_ns)):
+            out.append((PATH, self.path.msg()))
         self.previous = est
         return out
 
@@ -484,8 +492,8 @@ class OutputSchedule:
     def reset(self) -> None:
         """Forget the path and the rate limits (after ``~/reset``)."""
         self.path.clear()
-        for limiter in (self.map_due, self.predicted_due, self.predicted_path_due,
-                        self.cost_due):
+        for limiter in (self.path_due, self.map_due, self.predicted_due,
+                        self.predicted_path_due, self.cost_due):
             limiter.reset()
         self.last_map_ns = None
         self.previous = None
