@@ -3,6 +3,8 @@
 """Sparse block storage: keys, the sorted index, queries across block seams against a dense-grid
 oracle (values and gradients), eviction and return, state I/O with evicted regions."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -413,8 +415,6 @@ class _Section:
         self.entries, self.depth, self.on_enter = 0, 0, on_enter
 
     def __call__(self):
-        import contextlib
-
         @contextlib.contextmanager
         def held():
             assert self.depth == 0, 'nested section'

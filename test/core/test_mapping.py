@@ -189,8 +189,8 @@ def test_mapper_runs_in_order_and_drains():
 
 def test_real_time_mapper_commits_when_ready_and_waits_only_at_the_end_of_the_lag():
     # Not waiting (the node live): a finished preparation goes in at the next step, an
-    # unfinished one is waited for only once the lag is over; a keyframe is refused while one
-    # is pending (busy); a deterministic mapper waits for the lag whatever the worker did.
+    # unfinished one is waited for only once the lag is over; it is busy while one is
+    # pending; a deterministic mapper waits for the lag whatever the worker did.
     release = threading.Event()
     done, waited = [], []
     m = KeyframeMapper(asynchronous=True, lag=3, wait=False, on_wait=waited.append)
