@@ -1119,6 +1119,15 @@ class NodeConfig:
     motion needs them (offline, the 2.5 m/s flight started in motion, its first 3 / 5 / 10
     frames in order and every 6th after: 0.32 / 0.29 / 0.31 cm). Fewer in-order frames keep
     the first frame's delay from lasting through the start-up (live, session 20)."""
+    gil_switch_interval_s: float = 0.0005
+    """Python's thread switch interval in the node's process (``sys.setswitchinterval``;
+    Python's default 0.005 s): how long a thread that wants the GIL waits for one that runs
+    Python. The engine thread takes the GIL back after every torch op (~100 per Gauss-Newton
+    step), and each time waits up to this long while another thread runs Python (the
+    outputs', the mapping thread's, rclpy's). Offline, the demo flight's frame beside a
+    thread running Python 30 % of the time: p50 60.5 ms at 0.005 s against 43.4 ms at
+    0.0005 (34.2 ms without that thread); live, seven alternating pairs: more frames in 5
+    (docs/performance.md, session 21). 0: Python's default."""
     track_budget_s: float = 0.0
     """In real time, tracking takes no Gauss-Newton step that starts after this many seconds of
     the frame's tracking, once 2 were taken: the frame's pose is then the last step's (as
@@ -1147,6 +1156,8 @@ class NodeConfig:
                f"must be 'slam' or 'localization', got {self.mode!r}")
         _check(self.torch_threads >= 0, 'node.torch_threads',
                f'must be >= 0, got {self.torch_threads}')
+        _check(self.gil_switch_interval_s >= 0, 'node.gil_switch_interval_s',
+               f'must be >= 0, got {self.gil_switch_interval_s}')
         for k in ('startup_frames', 'startup_frames_known_pose'):
             _check(getattr(self, k) >= 0, f'node.{k}', f'must be >= 0, got {getattr(self, k)}')
         for k in ('max_frame_gap_s', 'max_lag_s'):

@@ -6,6 +6,7 @@ message classes (the builders and readers are duck-typed), frames processed sync
 with ``process_pending`` unless the worker thread itself is tested."""
 
 import dataclasses
+import sys
 import threading
 import time
 import warnings
@@ -316,8 +317,13 @@ def test_services_save_load_reset(flight, messages, tmp_path):
 
 
 def test_the_worker_thread_processes_frames_from_callbacks(flight, messages):
+    before = sys.getswitchinterval()
     live, sink = make_live()
     live.start()
+    # The engine thread waits up to the switch interval for the GIL after each torch op.
+    now = sys.getswitchinterval()
+    sys.setswitchinterval(before)   # process-wide: restored at once
+    assert now == pytest.approx(live.cfg.node.gil_switch_interval_s) and now < before
     try:
         msgs = until_frame(messages, flight, 5)
         t = threading.Thread(target=feed, args=(live, msgs, False))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
@@ -393,7 +394,10 @@ class LiveSlam:
     counts = property(lambda self: self.intake.counts)
 
     def start(self) -> 'LiveSlam':
-        """Start the worker thread."""
+        """Start the worker thread (and set the process's GIL switch interval,
+        ``node.gil_switch_interval_s``)."""
+        if self.cfg.node.gil_switch_interval_s > 0:
+            sys.setswitchinterval(self.cfg.node.gil_switch_interval_s)
         self._thread = threading.Thread(target=self._run, name='vssm-engine', daemon=True)
         self._thread.start()
         return self
