@@ -25,6 +25,7 @@ Examples::
     .venv/bin/python tools/profile_frame.py --mode ops --threads 1
     .venv/bin/python tools/profile_frame.py --mode python --rows 60
     .venv/bin/python tools/profile_frame.py --mode linearise --threads 1 --warmup 80 --frames 30
+    .venv/bin/python tools/profile_frame.py --threads 1 --python-load 0.3 --switch-interval 0.0005
 
 Timings move with the machine's load: run it on an idle machine, and compare runs made back
 to back. docs/performance.md has the figures and what they mean.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -164,6 +166,17 @@ def _time_linearise(session, items, frame_no, lo: int, reps: int, rows: int) -> 
     print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows))
 
 
+def _python_load(share: float) -> None:
+    """A daemon thread running pure Python ``share`` of each 10 ms, sleeping the rest."""
+    def run():
+        while True:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 0.01 * share:
+                sum(i * i for i in range(200))
+            time.sleep(0.01 * max(0.0, 1.0 - share))
+    threading.Thread(target=run, name='python-load', daemon=True).start()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='tools/profile_frame.py',
                                 description=__doc__.split('\n')[0])
@@ -182,9 +195,17 @@ def main(argv=None) -> int:
                    help='process every Nth frame of the measured ones (a node falling behind)')
     p.add_argument('--outputs', action='store_true',
                    help="then time the node's rate-limited outputs")
+    p.add_argument('--python-load', type=float, default=0.0, metavar='SHARE',
+                   help='a second thread runs pure Python this share of each 10 ms (as the '
+                        "node's outputs and rclpy do): the GIL the engine thread waits for")
+    p.add_argument('--switch-interval', type=float, default=None, metavar='S',
+                   help="sys.setswitchinterval (Python's default 0.005; the node's "
+                        'node.gil_switch_interval_s)')
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     configs = [Path(c) for c in (args.config or [REPO / 'config' / 'demo.yaml'])]
     session, items, frame_no = _session_and_items(configs, args.source)
     _feed(session, items, frame_no, 0, args.warmup, [], [])
@@ -193,7 +214,11 @@ def main(argv=None) -> int:
     map_before = (session.engine.map.n_fused, dict(session.engine.map.stage_s))
     wall, cpu = [], []
     print(f'{configs[-1].name}: frames {lo + 1}-{hi}, torch threads {torch.get_num_threads()}, '
-          f'mode {args.mode}' + (f', every {args.stride}th frame' if args.stride > 1 else ''))
+          f'mode {args.mode}' + (f', every {args.stride}th frame' if args.stride > 1 else '')
+          + f', switch interval {1e3 * sys.getswitchinterval():g} ms'
+          + (f', Python load {args.python_load:.0%}' if args.python_load > 0 else ''))
+    if args.python_load > 0:
+        _python_load(args.python_load)
     if args.mode == 'linearise':
         _time_linearise(session, items, frame_no, lo, args.frames, args.rows)
         return 0

@@ -1125,9 +1125,9 @@ class NodeConfig:
     Python. The engine thread takes the GIL back after every torch op (~100 per Gauss-Newton
     step), and each time waits up to this long while another thread runs Python (the
     outputs', the mapping thread's, rclpy's). Offline, the demo flight's frame beside a
-    thread running Python 30 % of the time: p50 60.5 ms at 0.005 s against 43.4 ms at
-    0.0005 (34.2 ms without that thread); live, seven alternating pairs: more frames in 5
-    (docs/performance.md, session 21). 0: Python's default."""
+    thread running Python 30 % of the time (``tools/profile_frame.py --python-load 0.3``):
+    p50 58 ms at 0.005 s against 46-49 ms at 0.0005; live, seven alternating pairs: more
+    frames in 5 (docs/performance.md, session 21). 0: Python's default."""
     track_budget_s: float = 0.0
     """In real time, tracking takes no Gauss-Newton step that starts after this many seconds of
     the frame's tracking, once 2 were taken: the frame's pose is then the last step's (as
