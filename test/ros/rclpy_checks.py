@@ -11,6 +11,7 @@ field: the node and ``vssm-replay --out-bag`` publish the same messages. Readers
 what was built.
 """
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -308,39 +309,49 @@ def test_the_input_process_relays_the_sensor_messages_in_order():
 def test_the_node_subscribes_itself_when_its_input_process_dies():
     """An input process that ends on its own leaves the node slower, not blind: the node
     subscribes to the sensor inputs itself, while its executor spins."""
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, Imu
+
+    with _node_and_peer('fake_imu') as (node, player, executor):
+        executor.add_node(node)
+        executor.add_node(player)
+        spin = threading.Thread(target=executor.spin, daemon=True)
+        spin.start()
+        node.relay._proc.kill()
+        deadline = time.monotonic() + 20.0
+        while len([s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]) < 4:
+            assert time.monotonic() < deadline, 'the node never subscribed itself'
+            time.sleep(0.05)
+        state = _diagnostic_values(node)['input_process']
+        assert state.startswith('ended with code -9') and 'subscribes itself' in state
+        topic = next(i.topic for i in node.relay.inputs if i.type_name.endswith('Imu'))
+        pub = player.create_publisher(Imu, topic, qos_profile_sensor_data)
+        stamp = STAMP + 5_000_000
+        while node.live.intake.imu_last != stamp:
+            assert time.monotonic() < deadline, 'no IMU message after the fallback'
+            pub.publish(M.imu_msg(RCLPY, stamp, 'imu_link', np.array([0.0, 0.0, 9.81]),
+                                  np.zeros(3)))
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _node_and_peer(peer_name):
+    """A VssmNode and a second node in a context of their own, and an executor (nothing added
+    to it); all shut down afterwards."""
+    from rclpy.executors import SingleThreadedExecutor
 
     context = rclpy.context.Context()
     rclpy.init(args=[], context=context)
     executor = SingleThreadedExecutor(context=context)
     try:
         node = VssmNode(context=context)
-        player = rclpy.create_node('fake_imu', context=context)
-        executor.add_node(node)
-        executor.add_node(player)
-        spin = threading.Thread(target=executor.spin, daemon=True)
-        spin.start()
+        peer = rclpy.create_node(peer_name, context=context)
         try:
-            node.relay._proc.kill()
-            deadline = time.monotonic() + 20.0
-            while len([s for s in node._subs if s.msg_type in (Image, CameraInfo, Imu)]) < 4:
-                assert time.monotonic() < deadline, 'the node never subscribed itself'
-                time.sleep(0.05)
-            state = _diagnostic_values(node)['input_process']
-            assert state.startswith('ended with code -9') and 'subscribes itself' in state
-            topic = next(i.topic for i in node.relay.inputs if i.type_name.endswith('Imu'))
-            pub = player.create_publisher(Imu, topic, qos_profile_sensor_data)
-            stamp = STAMP + 5_000_000
-            while node.live.intake.imu_last != stamp:
-                assert time.monotonic() < deadline, 'no IMU message after the fallback'
-                pub.publish(M.imu_msg(RCLPY, stamp, 'imu_link', np.array([0.0, 0.0, 9.81]),
-                                      np.zeros(3)))
-                time.sleep(0.05)
+            yield node, peer, executor
         finally:
             executor.shutdown()
-            player.destroy_node()
+            peer.destroy_node()
+            node.live.stop()
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
@@ -368,16 +379,10 @@ def test_an_input_process_that_dies_is_reported_and_one_whose_node_ends_stops():
 def test_a_volatile_tf_static_publisher_reaches_the_node():
     """A bag recorded without QoS metadata plays /tf_static volatile: incompatible with a
     transient-local subscription alone; the node's second, volatile one hears it."""
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from tf2_msgs.msg import TFMessage
 
-    context = rclpy.context.Context()
-    rclpy.init(args=[], context=context)
-    executor = SingleThreadedExecutor(context=context)
-    try:
-        node = VssmNode(context=context)
-        bag = rclpy.create_node('fake_bag_player', context=context)
+    with _node_and_peer('fake_bag_player') as (node, bag, executor):
         qos = QoSProfile(depth=10, durability=DurabilityPolicy.VOLATILE,
                          reliability=ReliabilityPolicy.RELIABLE)
         pub = bag.create_publisher(TFMessage, '/tf_static', qos)
@@ -398,12 +403,6 @@ def test_a_volatile_tf_static_publisher_reaches_the_node():
             pub.publish(msg)
             executor.spin_once(timeout_sec=0.05)
         np.testing.assert_allclose(static.lookup('base_link', 'cam_optical'), T, atol=1e-12)
-        executor.shutdown()
-        bag.destroy_node()
-        node.live.stop()
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=context)
 
 
 def test_publishing_after_shutdown_is_dropped_not_raised():
