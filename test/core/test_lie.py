@@ -10,7 +10,7 @@ import torch
 
 from vssm_ros.core import lie
 from vssm_ros.core.lie import (
-    boxminus, boxplus, hat, make_pose, matrix_to_quat, orthonormalize, pose_from_tq,
+    boxminus, boxplus, hat, make_pose, matrix_to_quat, orthonormalize, pose_from_tq, rotate_rows,
     quat_canonical, quat_conj, quat_exp, quat_log, quat_mul, quat_normalize, quat_rotate,
     quat_to_matrix, se3_compose, se3_exp, se3_hat, se3_inverse, se3_log, so3_exp,
     so3_left_jacobian, so3_left_jacobian_inv, so3_log, so3_right_jacobian,
@@ -345,9 +345,49 @@ def test_dtype_follows_input_and_shape_errors():
 
 
 def test_no_host_sync_branches_in_source():
-    # Value-dependent Python branching would make CUDA graphs and batching impossible.
+    # Value-dependent Python branching would make CUDA graphs and batching impossible. Values
+    # are read only on the CPU path of a single rotation (core.lie_host), behind _on_host.
     src = open(lie.__file__, encoding='utf-8').read()
-    assert '.item()' not in src and '.tolist()' not in src and 'bool(' not in src
+    assert '.item()' not in src and 'bool(' not in src
+    lines = src.splitlines()
+    reads = [i for i, line in enumerate(lines) if '.tolist()' in line]
+    assert len(reads) == 3
+    assert all('if _on_host(' in lines[i - 1] for i in reads)
+
+
+def test_no_value_read_off_the_cpu():
+    # A device other than the CPU (meta: no values at all) takes the torch path: single
+    # rotations there must not read values back to the host (a GPU sync per call).
+    w = torch.zeros(3, device='meta')
+    R = torch.eye(3, device='meta')
+    assert so3_exp(w).shape == (3, 3)
+    assert so3_log(R).shape == (3,)
+    assert orthonormalize(R).shape == (3, 3)
+
+
+@pytest.mark.parametrize('scale', [0.0, 1e-5, 1e-3, 0.3, 2.0, math.pi - 1e-4, math.pi])
+def test_single_cpu_rotations_equal_the_batched_torch_path(scale):
+    # core.lie_host computes one CPU rotation in Python floats: the same formulas, regimes
+    # (series near 0, near pi) and thresholds as the torch path that batches take.
+    axes = torch.nn.functional.normalize(torch.randn(64, 3, dtype=F64, generator=_gen(9)),
+                                         dim=-1)
+    w = axes * scale
+    R = so3_exp(w)
+    assert torch.allclose(torch.stack([so3_exp(x) for x in w]), R, atol=1e-14)
+    logs = torch.stack([so3_log(x) for x in R])
+    ref = so3_log(R)
+    if scale == math.pi:   # the sign of a log at exactly pi is arbitrary: compare rotations
+        assert torch.allclose(so3_exp(logs), so3_exp(ref), atol=1e-12)
+    else:
+        assert torch.allclose(logs, ref, atol=1e-12)
+    noisy = R + 1e-3 * torch.randn(R.shape, dtype=F64, generator=_gen(10))
+    assert torch.allclose(torch.stack([orthonormalize(x) for x in noisy]),
+                          orthonormalize(noisy), atol=1e-14)
+    # float32 in, float32 out; and a tensor that needs a gradient keeps autograd's path
+    assert so3_exp(w[0].float()).dtype == torch.float32
+    x = w[0].clone().requires_grad_(True)
+    so3_log(so3_exp(x)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 @pytest.mark.parametrize('shapes', [((), ()), ((3,), ()), ((2, 1), (1, 4)), ((5, 1, 3), (4, 1)),
@@ -389,3 +429,18 @@ def test_the_engine_imports_nothing_heavy_on_its_first_frames():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'False'
+
+
+@pytest.mark.parametrize('shape', [(1, 3), (7, 3), (100003, 3), (64, 24, 3)])
+@pytest.mark.parametrize('dtype', [torch.float32, F64])
+def test_rotate_rows_equals_the_row_matmul_to_the_bit(shape, dtype):
+    # The map's hot paths (fusion, free space, renders) swap x @ R.T for rotate_rows, which
+    # is faster on the CPU: the maps they build must stay the same to the bit.
+    g = _gen(11)
+    x = 5 * torch.randn(shape, generator=g).to(dtype)
+    R = so3_exp(torch.randn(3, generator=g).to(dtype))
+    assert torch.equal(rotate_rows(R, x), x @ R.t())
+    assert torch.equal(rotate_rows(R.t(), x), x @ R)
+    assert rotate_rows(R, x).shape == shape
+    with pytest.raises(ValueError, match='rotate_rows'):
+        rotate_rows(R, torch.zeros(4, 2))

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vssm_ros.config import CostConfig
+from vssm_ros.core.lie import rotate_rows
 from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.map.index import SortedIndex, pack, unpack
 from vssm_ros.errors import StateError
@@ -152,7 +153,7 @@ class FreeSpace:
         axes = [torch.arange(int(a), int(b), device=depth.device) for a, b in zip(lo, hi)]
         zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing='ij')
         cells = torch.stack((xx, yy, zz), dim=-1).reshape(-1, 3)
-        pc = (self.centres(cells) - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]  # camera frame
+        pc = rotate_rows(T_world_cam[:3, :3].t(), self.centres(cells) - T_world_cam[:3, 3])
         z = pc[:, 2]
         zs = torch.where(z > near, z, torch.ones_like(z))
         u = torch.round(K[0, 0] * pc[:, 0] / zs + K[0, 2])

@@ -45,7 +45,6 @@ class RayBatch:
     """Rays of one frame for inference.
 
     Attributes:
-        q_body: sample points in the body frame. Shape: (R, K, 3).
         depths: sample z-depths in the camera. Shape: (R, K).
         d_obs: observed depth. Shape: (R,).
         valid: whether the ray is a real measurement. Shape: (R,).
@@ -57,7 +56,6 @@ class RayBatch:
         i_obs: observed grey intensity in [0, 1], or None (no colour likelihood). Shape: (R,).
     """
 
-    q_body: torch.Tensor
     depths: torch.Tensor
     d_obs: torch.Tensor
     valid: torch.Tensor
@@ -67,9 +65,15 @@ class RayBatch:
     axis: torch.Tensor
     i_obs: Optional[torch.Tensor] = None
 
+    @property
+    def q_body(self) -> torch.Tensor:
+        """The sample points in the body frame, ``origin + depths * axis`` (for checks; the
+        tracker never forms them). Shape: (R, K, 3)."""
+        return self.origin + self.depths[..., None] * self.axis[:, None, :]
+
     def head(self, n: int) -> 'RayBatch':
         """The first ``n`` rays."""
-        return RayBatch(self.q_body[:n], self.depths[:n], self.d_obs[:n], self.valid[:n],
+        return RayBatch(self.depths[:n], self.d_obs[:n], self.valid[:n],
                         self.dirs[:n], self.q_obs[:n], self.origin, self.axis[:n],
                         None if self.i_obs is None else self.i_obs[:n])
 
@@ -88,11 +92,9 @@ def make_rays(dirs_cam: torch.Tensor, d_obs: torch.Tensor, valid: torch.Tensor,
     """
     d = torch.where(valid, d_obs, torch.ones_like(d_obs))
     depths = band_depths(d, cfg)
-    pc = dirs_cam[:, None, :] * depths[..., None]
-    q = pc @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
     q_obs = (dirs_cam * d[:, None]) @ T_body_cam[:3, :3].t() + T_body_cam[:3, 3]
     i_obs = None if rgb_obs is None else rgb_obs.mean(dim=-1)
-    return RayBatch(q, depths, d, valid, dirs_cam, q_obs, T_body_cam[:3, 3],
+    return RayBatch(depths, d, valid, dirs_cam, q_obs, T_body_cam[:3, 3],
                     dirs_cam @ T_body_cam[:3, :3].t(), i_obs)
 
 

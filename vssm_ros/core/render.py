@@ -18,6 +18,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from vssm_ros.config import RenderConfig
+from vssm_ros.core.lie import rotate_rows
 
 
 def band_depths(d_obs: torch.Tensor, cfg: RenderConfig) -> torch.Tensor:
@@ -166,7 +167,7 @@ def ray_points(T_world_cam: torch.Tensor, dirs_cam: torch.Tensor, depths: torch.
                ) -> torch.Tensor:
     """World sample points of rays. Shapes: (4, 4), (R, 3), (R, K) -> (R, K, 3)."""
     pc = dirs_cam[:, None, :] * depths[..., None]
-    return pc @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
+    return rotate_rows(T_world_cam[:3, :3], pc) + T_world_cam[:3, 3]
 
 
 def march_rays(field, T_world_cam: torch.Tensor, dirs_cam: torch.Tensor,

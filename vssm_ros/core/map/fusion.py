@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 
 from vssm_ros.config import MapConfig
+from vssm_ros.core.lie import rotate_rows
 from vssm_ros.core.map.index import grid_cells, grid_coords
 
 
@@ -74,9 +75,9 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
                         dtype=dt)  # (S,)
     z = (d_ok[:, None] + offs).clamp(min=1e-3)  # (P, S)
     pts = (dirs[:, None, :] * z[..., None]).reshape(-1, 3)
-    pts = pts @ T_world_cam[:3, :3].t() + T_world_cam[:3, 3]
+    pts = rotate_rows(T_world_cam[:3, :3], pts) + T_world_cam[:3, 3]
     vox = dilated_voxels(torch.round(pts / res).long())
-    pc = (vox.to(dt) * res - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
+    pc = rotate_rows(T_world_cam[:3, :3].t(), vox.to(dt) * res - T_world_cam[:3, 3])
     zc = pc[:, 2]
     zsafe = torch.where(zc > 1e-6, zc, torch.ones_like(zc))
     u = K[0, 0] * pc[:, 0] / zsafe + K[0, 2]
