@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from vssm_ros.config import MapConfig, RenderConfig
 from vssm_ros.core.camera import pixel_grid, pixel_rays
 from vssm_ros.core.map import HostSwap, VoxelMap
-from vssm_ros.core.map.blocks import containing_blocks
+from vssm_ros.core.map.blocks import CHANNELS, BlockAtlas, containing_blocks
 from vssm_ros.core.map.index import MISSING, SortedIndex, pack, unpack
 from vssm_ros.core.map.state import map_stream
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
@@ -468,3 +468,32 @@ def test_a_block_released_between_two_parts_reads_as_empty(monkeypatch):
     assert bool(in_victim(whole['xyz']).any())
     assert not bool(in_victim(pts).any())
     assert pts.shape[0] == whole['xyz'].shape[0] - int(in_victim(whole['xyz']).sum())
+
+
+def test_prezero_zeroes_the_slots_the_next_allocation_takes(monkeypatch):
+    # A keyframe's preparation zeroes, on the mapping thread, the free slots its commit will
+    # take; the commit then zeroes only the slots that were not (here the third), and every
+    # new block reads zeros whichever way it was zeroed.
+    atlas = BlockAtlas(4, 'cpu', torch.float32, capacity=64, layer=4)
+    keys = pack(torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0]]))
+    slots = atlas.allocate(keys)
+    full = {n: torch.full((3, c) + (atlas.A,) * 3, 7.0) for n, c in CHANNELS.items()}
+    atlas.write_blocks(slots, full, torch.ones(3, 2), torch.ones(3))
+    atlas.release(keys)   # dirty free slots, the next to be taken
+    atlas.prezero(2)
+    zeroed = []
+    real = atlas._zero
+    monkeypatch.setattr(atlas, '_zero', lambda s: (zeroed.append(s.tolist()), real(s)))
+    new = atlas.allocate(pack(torch.tensor([[5, 5, 5], [6, 5, 5], [7, 5, 5]])))
+    assert sorted(new.tolist()) == sorted(slots.tolist())
+    assert [len(z) for z in zeroed] == [1]
+    assert all(torch.count_nonzero(v) == 0 for v in atlas.read_blocks(new).values())
+    assert torch.count_nonzero(atlas.anchor_weight[new]) == 0
+    assert torch.count_nonzero(atlas.anchor_sum[new]) == 0
+    # taken slots are no longer clean: released dirty again, they are zeroed when retaken
+    atlas.write_blocks(new, full, torch.ones(3, 2), torch.ones(3))
+    atlas.release(pack(torch.tensor([[5, 5, 5], [6, 5, 5], [7, 5, 5]])))
+    zeroed.clear()
+    again = atlas.allocate(pack(torch.tensor([[1, 1, 1]])))
+    assert [len(z) for z in zeroed] == [1]
+    assert all(torch.count_nonzero(v) == 0 for v in atlas.read_blocks(again).values())

@@ -336,3 +336,29 @@ def test_tracking_thread_leaves_a_core_for_the_mapping_thread(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_colour_written_only_where_it_changes_is_the_same_map(flight, monkeypatch):
+    # A keyframe writes a voxel's colour only where it changes (a third of its voxels on the
+    # demo flight): over keyframes that allocate new blocks and fill their aprons, the map
+    # is the one written with every copy's colour, to the bit.
+    a = _engine(flight, False)
+    _run(a, flight, 30)
+    f = flight.frame(30)
+    K, depth = torch.as_tensor(f.K), torch.as_tensor(f.depth.astype(np.float32))
+    rgb = torch.as_tensor(f.rgb.astype(np.float32) / 255)
+    T = torch.as_tensor(flight.gt_frames.T_world_body[30] @ f.T_body_cam, dtype=torch.float32)
+    job = integrate.prepare(a.map, depth, rgb, K, T, None, 20000, None)
+    assert 0 < job.color_copies.numel() < job.rows.numel()
+
+    def every_copy(values, rows, changed):
+        return {name: v.index_select(1, rows) for name, v in values.items()}, None
+
+    monkeypatch.setattr(integrate, '_per_copy', every_copy)
+    b = _engine(flight, False)
+    _run(b, flight, 30)
+    assert len(a.keyframes) == len(b.keyframes) >= 3
+    sa, sb = a.map.state_dict(), b.map.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k

@@ -17,7 +17,7 @@ never observed.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,7 @@ class BlockAtlas:
         self.anchor_sum = torch.zeros((0, 2), device=self.device, dtype=dtype)
         self.anchor_weight = torch.zeros(0, device=self.device, dtype=dtype)
         self._free: List[int] = []
+        self._clean: Set[int] = set()   # free slots known to hold zeros (``prezero``)
         # Flat-index steps from a cell's first corner to its eight, (z, y, x) order: layers
         # grow along z, the slowest axis, so the steps never change.
         side = self.T * self.A
@@ -124,6 +125,7 @@ class BlockAtlas:
         """Forget every block (the memory stays reserved)."""
         self.index.clear()
         self._free = list(range(self.capacity - 1, 0, -1))   # slot 0: the empty block
+        self._clean = set()
         self._zero(torch.zeros(1, dtype=torch.long, device=self.device))
 
     def _grow(self, layers: int) -> None:
@@ -156,6 +158,17 @@ class BlockAtlas:
         self.write_blocks(slots, empty, torch.zeros((n, 2), device=self.device, dtype=self.dtype),
                           torch.zeros(n, device=self.device, dtype=self.dtype))
 
+    def prezero(self, n: int) -> None:
+        """Zero the free slots the next ``allocate`` of ``n`` blocks will take, ahead of it:
+        a keyframe's preparation does it on the mapping thread (they are free, so no reader
+        sees them), and its commit, on the tracking thread, then zeroes only what changed
+        hands meanwhile. The caller must hold the map against allocations and releases."""
+        dirty = [s for s in self._free[len(self._free) - min(n, len(self._free)):]
+                 if s not in self._clean]
+        if dirty:
+            self._zero(torch.tensor(dirty, dtype=torch.long, device=self.device))
+            self._clean.update(dirty)
+
     def allocate(self, keys: torch.Tensor) -> torch.Tensor:
         """Zeroed slots for new (unique, absent) block keys; the atlas grows (a copy) only
         when the reserved capacity is exhausted. Shape: (N,)."""
@@ -163,12 +176,24 @@ class BlockAtlas:
         if n > len(self._free):
             need = n - len(self._free)
             self._grow(-(-need // (self.T * self.T)))
-        slots = torch.tensor(self._free[-n:][::-1] if n else [], dtype=torch.long,
-                             device=self.device)
+        taken = self._free[-n:][::-1] if n else []
+        slots = torch.tensor(taken, dtype=torch.long, device=self.device)
         del self._free[len(self._free) - n:]
-        self._zero(slots)
+        self._take(taken, slots)
         self.index.insert(keys, slots)
         return slots
+
+    def _take(self, taken: List[int], slots: torch.Tensor) -> None:
+        """Zero the slots being taken, but those ``prezero`` zeroed, which are no longer
+        clean once taken."""
+        if self._clean:
+            dirty = [i for i, s in enumerate(taken) if s not in self._clean]
+            self._clean.difference_update(taken)
+            if len(dirty) < len(taken):
+                keep = torch.tensor(dirty, dtype=torch.long, device=self.device)
+                slots = slots.index_select(0, keep)
+        if slots.numel():
+            self._zero(slots)
 
     def allocate_at(self, keys: torch.Tensor, slots: torch.Tensor) -> None:
         """Allocate new (unique, absent) block keys at chosen free slots (a saved map keeps
@@ -183,7 +208,7 @@ class BlockAtlas:
             raise ValueError('slots are taken, repeated or reserved')
         self._free = [f for f in self._free if f not in chosen]
         slots = slots.to(self.device)
-        self._zero(slots)
+        self._take(slots.tolist(), slots)
         self.index.insert(keys, slots)
 
     def release(self, keys: torch.Tensor) -> None:

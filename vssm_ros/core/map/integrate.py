@@ -9,8 +9,9 @@
   reads the empty block's zeros, which is what its new block holds once allocated, so the
   result is the same as reading after the allocation.
 - ``commit`` changes the map: takes back evicted regions the keyframe touches, allocates the
-  missing blocks (and their aprons), finds the cells of the copies in those blocks and writes
-  the new values into every copy of each voxel. The map must not change between the two (the
+  missing blocks (``prepare`` already zeroed the free slots they take) and their aprons,
+  finds the cells of the copies in those blocks and writes the new values into every copy of
+  each voxel (the colour only where it changes). The map must not change between the two (the
   engine commits a keyframe before it prepares the next).
 
 The split lets the engine's asynchronous mapping (``core.mapping``) run ``prepare`` beside
@@ -34,6 +35,8 @@ if TYPE_CHECKING:   # voxel_map imports this module
     from vssm_ros.core.map.voxel_map import BlockPlan
 
 Values = Dict[str, torch.Tensor]
+COLOR_CHANNELS = ('color_seen', 'color_weight')
+"""The channel groups a voxel's colour update writes (only where its colour changes)."""
 
 
 @dataclass
@@ -49,8 +52,12 @@ class FusionJob:
             was not active). Shape: (C,).
         rgb: the keyframe's colour in [0, 1], or None. Shape: (H, W, 3).
         pose_var: position and rotation variance of the keyframe pose, or None. Shape: (2,).
-        values: new channel values per copy (name -> (channels, C)); None: computed at commit.
+        values: new channel values per copy (name -> (channels, C)), the colour channels'
+            only for the copies in ``color_copies``; None: computed at commit.
         weight: the observations' weights after freezing (M,); None with ``values``.
+        color_copies: the copies whose colour changes (the others keep theirs, so their
+            colour is not written: about a third of a keyframe's voxels are near the
+            surface). Shape: (C',).
         seconds: time spent so far per stage (observe, allocate, update).
     """
 
@@ -63,6 +70,7 @@ class FusionJob:
     pose_var: Optional[torch.Tensor]
     values: Optional[Values] = None
     weight: Optional[torch.Tensor] = None
+    color_copies: Optional[torch.Tensor] = None
     seconds: Tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
@@ -80,12 +88,13 @@ def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Ten
     blk, local, rows = containing_blocks(obs.vox, vmap.B)
     t1 = time.perf_counter()
     plan = vmap.plan_blocks(blk)
+    vmap.atlas.prezero(int((plan.slots == 0).sum()))   # the commit's new blocks, zeroed here
     flat = vmap.atlas.flat_cells(plan.slots[plan.rows], local)
     job = FusionJob(obs, local, rows, plan, flat, rgb, pose_var)
     t2 = time.perf_counter()
     if not _touches_evicted(vmap, plan.coords):
-        values, job.weight = new_values(vmap, obs, flat[:obs.vox.shape[0]], rgb)
-        job.values = {name: val.index_select(1, rows) for name, val in values.items()}
+        values, job.weight, changed = new_values(vmap, obs, flat[:obs.vox.shape[0]], rgb)
+        job.values, job.color_copies = _per_copy(values, rows, changed)
     job.seconds = (t1 - t0, t2 - t1, time.perf_counter() - t2)
     return job
 
@@ -102,16 +111,18 @@ def commit(vmap, job: FusionJob) -> int:
         flat = flat.clone()
         flat[moved] = atlas.flat_cells(slots[plan.rows[moved]], job.local[moved])
     t1 = time.perf_counter()
-    values, wgt = job.values, job.weight
+    values, wgt, copies = job.values, job.weight, job.color_copies
     if values is None:
-        values, wgt = new_values(vmap, job.obs, flat[:n], job.rgb)
-        values = {name: val.index_select(1, job.rows) for name, val in values.items()}
+        values, wgt, changed = new_values(vmap, job.obs, flat[:n], job.rgb)
+        values, copies = _per_copy(values, job.rows, changed)
     if job.pose_var is not None:
         slot = slots[plan.rows[:n]]
         atlas.anchor_weight.index_add_(0, slot, wgt)
         atlas.anchor_sum.index_add_(0, slot, wgt[:, None] * job.pose_var.to(vmap.dtype))
+    color_flat = None if copies is None else flat.index_select(0, copies)
     for name, val in values.items():
-        atlas.view(name).index_copy_(1, flat, val)   # (index_put is slower on CPU)
+        cells = color_flat if name in COLOR_CHANNELS and copies is not None else flat
+        atlas.view(name).index_copy_(1, cells, val)   # (index_put is slower on CPU)
     observe_s, allocate_s, update_s = job.seconds
     vmap.add_stage_time(fuse_observe=observe_s, fuse_allocate=allocate_s + t1 - t0,
                         fuse_update=update_s + time.perf_counter() - t1)
@@ -120,11 +131,12 @@ def commit(vmap, job: FusionJob) -> int:
 
 
 def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.Tensor]
-               ) -> Tuple[Values, torch.Tensor]:
+               ) -> Tuple[Values, torch.Tensor, Optional[torch.Tensor]]:
     """Each voxel's posterior after the observations (its weighted mean of signed distances,
     weight, and colour near the surface), from its current values at the flat atlas cells
-    ``home`` (M,). Returns the channel values (name -> (channels, M)) and the observation
-    weights after freezing (M,)."""
+    ``home`` (M,). Returns the channel values (name -> (channels, M)), the observation
+    weights after freezing (M,) and whether each voxel's colour changes (M,) (None without
+    colour: the colour channels are then not among the values)."""
     cfg, atlas = vmap.cfg, vmap.atlas
     wgt = obs.weight
     W_old = atlas.view('weight')[0].index_select(0, home)
@@ -151,7 +163,24 @@ def new_values(vmap, obs: Observation, home: torch.Tensor, rgb: Optional[torch.T
         c_new = torch.where(cw > 0, (c_old * cw_old + col.t() * cw) / cw_safe, c_old)
         values['color_seen'] = torch.cat((c_new, (cw_new > 0)[None].to(vmap.dtype)))
         values['color_weight'] = cw_new.clamp(max=cfg.max_weight)[None]
-    return values, wgt
+        return values, wgt, cw > 0
+    return values, wgt, None
+
+
+def _per_copy(values: Values, rows: torch.Tensor, color_changed: Optional[torch.Tensor]
+              ) -> Tuple[Values, Optional[torch.Tensor]]:
+    """The voxels' values per copy (``rows``: the voxel of each copy), the colour channels
+    only for the copies whose colour changes; returns them and those copies (None: no colour
+    channels). Shape: (C,), (M,) -> name -> (channels, C or C'), (C',)."""
+    out = {name: val.index_select(1, rows) for name, val in values.items()
+           if name not in COLOR_CHANNELS}
+    if color_changed is None:
+        return out, None
+    copies = color_changed.index_select(0, rows).nonzero().squeeze(1)
+    color_rows = rows.index_select(0, copies)
+    for name in COLOR_CHANNELS:
+        out[name] = values[name].index_select(1, color_rows)
+    return out, copies
 
 
 def _touches_evicted(vmap, blk: torch.Tensor) -> bool:
