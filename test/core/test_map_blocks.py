@@ -470,30 +470,36 @@ def test_a_block_released_between_two_parts_reads_as_empty(monkeypatch):
     assert pts.shape[0] == whole['xyz'].shape[0] - int(in_victim(whole['xyz']).sum())
 
 
-def test_prezero_zeroes_the_slots_the_next_allocation_takes(monkeypatch):
-    # A keyframe's preparation zeroes, on the mapping thread, the free slots its commit will
-    # take; the commit then zeroes only the slots that were not (here the third), and every
-    # new block reads zeros whichever way it was zeroed.
-    atlas = BlockAtlas(4, 'cpu', torch.float32, capacity=64, layer=4)
-    keys = pack(torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0]]))
-    slots = atlas.allocate(keys)
-    full = {n: torch.full((3, c) + (atlas.A,) * 3, 7.0) for n, c in CHANNELS.items()}
-    atlas.write_blocks(slots, full, torch.ones(3, 2), torch.ones(3))
-    atlas.release(keys)   # dirty free slots, the next to be taken
-    atlas.prezero(2)
+def test_prepare_new_readies_the_slots_the_next_allocation_takes(monkeypatch):
+    # A keyframe's preparation readies, on the mapping thread, the free slots its commit will
+    # take for new blocks (zeroed, aprons filled); the commit's allocation then neither zeroes
+    # them nor fills their aprons again, and they hold what a plain allocation gives.
+    def atlas_with_dirty_free_slots():
+        atlas = BlockAtlas(4, 'cpu', torch.float32, capacity=64, layer=4)
+        old = pack(torch.tensor([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]]))
+        slots = atlas.allocate(old)
+        full = {n: torch.rand((4, c) + (atlas.A,) * 3, generator=torch.Generator()
+                              .manual_seed(1)) for n, c in CHANNELS.items()}
+        atlas.write_blocks(slots, full, torch.ones(4, 2), torch.ones(4))
+        atlas.release(old[:3])   # dirty free slots, the next to be taken; block 3 stays
+        return atlas
+
+    coords = torch.tensor([[2, 0, 0], [5, 5, 5], [1, 0, 0]])   # (2, 0, 0)'s apron: block 3
+    plain = atlas_with_dirty_free_slots()
+    slots = plain.allocate(pack(coords))
+    plain.refresh_apron(coords, slots)
+    readied = atlas_with_dirty_free_slots()
+    ready = readied.prepare_new(coords)
     zeroed = []
-    real = atlas._zero
-    monkeypatch.setattr(atlas, '_zero', lambda s: (zeroed.append(s.tolist()), real(s)))
-    new = atlas.allocate(pack(torch.tensor([[5, 5, 5], [6, 5, 5], [7, 5, 5]])))
-    assert sorted(new.tolist()) == sorted(slots.tolist())
-    assert [len(z) for z in zeroed] == [1]
-    assert all(torch.count_nonzero(v) == 0 for v in atlas.read_blocks(new).values())
-    assert torch.count_nonzero(atlas.anchor_weight[new]) == 0
-    assert torch.count_nonzero(atlas.anchor_sum[new]) == 0
-    # taken slots are no longer clean: released dirty again, they are zeroed when retaken
-    atlas.write_blocks(new, full, torch.ones(3, 2), torch.ones(3))
-    atlas.release(pack(torch.tensor([[5, 5, 5], [6, 5, 5], [7, 5, 5]])))
-    zeroed.clear()
-    again = atlas.allocate(pack(torch.tensor([[1, 1, 1]])))
-    assert [len(z) for z in zeroed] == [1]
-    assert all(torch.count_nonzero(v) == 0 for v in atlas.read_blocks(again).values())
+    real = readied._zero
+    monkeypatch.setattr(readied, '_zero', lambda s: (zeroed.append(s.tolist()), real(s)))
+    assert torch.equal(readied.allocate(pack(coords), ready), slots)
+    assert zeroed == []
+    a, b = plain.read_blocks(slots), readied.read_blocks(slots)
+    assert all(torch.equal(a[n], b[n]) for n in CHANNELS)
+    assert torch.count_nonzero(a['dist_seen'][0]) > 0   # the apron from block 3
+    # slots readied for other blocks than the allocation's are zeroed as usual
+    again = atlas_with_dirty_free_slots()
+    stale = again.prepare_new(coords[:2])
+    taken = again.allocate(pack(coords), stale)
+    assert all(torch.count_nonzero(v) == 0 for v in again.read_blocks(taken).values())

@@ -17,7 +17,7 @@ never observed.
 
 from __future__ import annotations
 
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,6 @@ class BlockAtlas:
         self.anchor_sum = torch.zeros((0, 2), device=self.device, dtype=dtype)
         self.anchor_weight = torch.zeros(0, device=self.device, dtype=dtype)
         self._free: List[int] = []
-        self._clean: Set[int] = set()   # free slots known to hold zeros (``prezero``)
         # Flat-index steps from a cell's first corner to its eight, (z, y, x) order: layers
         # grow along z, the slowest axis, so the steps never change.
         side = self.T * self.A
@@ -125,7 +124,6 @@ class BlockAtlas:
         """Forget every block (the memory stays reserved)."""
         self.index.clear()
         self._free = list(range(self.capacity - 1, 0, -1))   # slot 0: the empty block
-        self._clean = set()
         self._zero(torch.zeros(1, dtype=torch.long, device=self.device))
 
     def _grow(self, layers: int) -> None:
@@ -158,42 +156,45 @@ class BlockAtlas:
         self.write_blocks(slots, empty, torch.zeros((n, 2), device=self.device, dtype=self.dtype),
                           torch.zeros(n, device=self.device, dtype=self.dtype))
 
-    def prezero(self, n: int) -> None:
-        """Zero the free slots the next ``allocate`` of ``n`` blocks will take, ahead of it:
-        a keyframe's preparation does it on the mapping thread (they are free, so no reader
-        sees them), and its commit, on the tracking thread, then zeroes only what changed
-        hands meanwhile. The caller must hold the map against allocations and releases."""
-        dirty = [s for s in self._free[len(self._free) - min(n, len(self._free)):]
-                 if s not in self._clean]
-        if dirty:
-            self._zero(torch.tensor(dirty, dtype=torch.long, device=self.device))
-            self._clean.update(dirty)
+    def prepare_new(self, blocks: torch.Tensor) -> Optional[torch.Tensor]:
+        """Ready, ahead of ``allocate``, the free slots it will take for these new blocks:
+        zeroed, with their aprons filled from the blocks after them (``refresh_apron``, new
+        ones reading as zeros). A keyframe's preparation does this on the mapping thread (the
+        slots are free, so no reader sees them); its commit then skips both where its
+        allocation took exactly these slots and nothing was written meanwhile. Returns the
+        slots in allocation order (None: the atlas would have to grow first). The caller
+        must hold the map against writes.
 
-    def allocate(self, keys: torch.Tensor) -> torch.Tensor:
+        Shape: (N, 3) -> (N,).
+        """
+        n = blocks.shape[0]
+        if n > len(self._free):
+            return None
+        slots = torch.tensor(self._free[len(self._free) - n:][::-1], dtype=torch.long,
+                             device=self.device)
+        if n == 0:
+            return slots
+        self._zero(slots)
+        self.refresh_apron(blocks, slots)
+        return slots
+
+    def allocate(self, keys: torch.Tensor, ready: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
         """Zeroed slots for new (unique, absent) block keys; the atlas grows (a copy) only
-        when the reserved capacity is exhausted. Shape: (N,)."""
+        when the reserved capacity is exhausted. ``ready``: the slots ``prepare_new``
+        readied for them: where exactly these are taken, they are not zeroed again (their
+        aprons are filled). Shape: (N,)."""
         n = int(keys.numel())
         if n > len(self._free):
             need = n - len(self._free)
             self._grow(-(-need // (self.T * self.T)))
-        taken = self._free[-n:][::-1] if n else []
-        slots = torch.tensor(taken, dtype=torch.long, device=self.device)
+        slots = torch.tensor(self._free[-n:][::-1] if n else [], dtype=torch.long,
+                             device=self.device)
         del self._free[len(self._free) - n:]
-        self._take(taken, slots)
+        if ready is None or not torch.equal(ready, slots):
+            self._zero(slots)
         self.index.insert(keys, slots)
         return slots
-
-    def _take(self, taken: List[int], slots: torch.Tensor) -> None:
-        """Zero the slots being taken, but those ``prezero`` zeroed, which are no longer
-        clean once taken."""
-        if self._clean:
-            dirty = [i for i, s in enumerate(taken) if s not in self._clean]
-            self._clean.difference_update(taken)
-            if len(dirty) < len(taken):
-                keep = torch.tensor(dirty, dtype=torch.long, device=self.device)
-                slots = slots.index_select(0, keep)
-        if slots.numel():
-            self._zero(slots)
 
     def allocate_at(self, keys: torch.Tensor, slots: torch.Tensor) -> None:
         """Allocate new (unique, absent) block keys at chosen free slots (a saved map keeps
@@ -208,7 +209,7 @@ class BlockAtlas:
             raise ValueError('slots are taken, repeated or reserved')
         self._free = [f for f in self._free if f not in chosen]
         slots = slots.to(self.device)
-        self._take(slots.tolist(), slots)
+        self._zero(slots)
         self.index.insert(keys, slots)
 
     def release(self, keys: torch.Tensor) -> None:

@@ -9,9 +9,10 @@
   reads the empty block's zeros, which is what its new block holds once allocated, so the
   result is the same as reading after the allocation.
 - ``commit`` changes the map: takes back evicted regions the keyframe touches, allocates the
-  missing blocks (``prepare`` already zeroed the free slots they take) and their aprons,
-  finds the cells of the copies in those blocks and writes the new values into every copy of
-  each voxel (the colour only where it changes). The map must not change between the two (the
+  missing blocks with their aprons (in the free slots that ``prepare`` zeroed and filled the
+  aprons of, where those are still the ones it takes), finds the cells of the copies in those
+  blocks and writes the new values into every copy of each voxel (the colour only where it
+  changes). The map must not change between the two (the
   engine commits a keyframe before it prepares the next).
 
 The split lets the engine's asynchronous mapping (``core.mapping``) run ``prepare`` beside
@@ -48,8 +49,10 @@ class FusionJob:
         local: the copy's cell in its padded block. Shape: (C, 3).
         rows: the voxel of each copy. Shape: (C,).
         plan: the copies' blocks, and their slots when prepared (``VoxelMap.plan_blocks``).
-        flat: each copy's flat atlas cell when prepared (in the empty block where its block
-            was not active). Shape: (C,).
+        slots: the slots ``flat`` is in: the plan's, and for its missing blocks those
+            readied for them (``BlockAtlas.prepare_new``), or the empty block. Shape: (U,).
+        ready: the slots readied for the missing blocks, or None. Shape: (U',).
+        flat: each copy's flat atlas cell when prepared. Shape: (C,).
         rgb: the keyframe's colour in [0, 1], or None. Shape: (H, W, 3).
         pose_var: position and rotation variance of the keyframe pose, or None. Shape: (2,).
         values: new channel values per copy (name -> (channels, C)), the colour channels'
@@ -65,6 +68,8 @@ class FusionJob:
     local: torch.Tensor
     rows: torch.Tensor
     plan: BlockPlan
+    slots: torch.Tensor
+    ready: Optional[torch.Tensor]
     flat: torch.Tensor
     rgb: Optional[torch.Tensor]
     pose_var: Optional[torch.Tensor]
@@ -88,9 +93,13 @@ def prepare(vmap, depth: torch.Tensor, rgb: Optional[torch.Tensor], K: torch.Ten
     blk, local, rows = containing_blocks(obs.vox, vmap.B)
     t1 = time.perf_counter()
     plan = vmap.plan_blocks(blk)
-    vmap.atlas.prezero(int((plan.slots == 0).sum()))   # the commit's new blocks, zeroed here
-    flat = vmap.atlas.flat_cells(plan.slots[plan.rows], local)
-    job = FusionJob(obs, local, rows, plan, flat, rgb, pose_var)
+    # The free slots the commit will take for the missing blocks, zeroed and their aprons
+    # filled here, beside tracking; a voxel of a new block reads zeros there as well.
+    new = (plan.slots == 0).nonzero().squeeze(1)
+    ready = vmap.atlas.prepare_new(plan.coords.index_select(0, new))
+    slots = plan.slots if ready is None else plan.slots.index_copy(0, new, ready)
+    flat = vmap.atlas.flat_cells(slots[plan.rows], local)
+    job = FusionJob(obs, local, rows, plan, slots, ready, flat, rgb, pose_var)
     t2 = time.perf_counter()
     if not _touches_evicted(vmap, plan.coords):
         values, job.weight, changed = new_values(vmap, obs, flat[:obs.vox.shape[0]], rgb)
@@ -104,9 +113,9 @@ def commit(vmap, job: FusionJob) -> int:
     t0 = time.perf_counter()
     n = job.obs.vox.shape[0]
     atlas, plan = vmap.atlas, job.plan
-    slots = vmap.activate_blocks(plan)
+    slots = vmap.activate_blocks(plan, job.ready)
     flat = job.flat
-    moved = (slots != plan.slots)[plan.rows].nonzero().squeeze(1)   # new or taken back
+    moved = (slots != job.slots)[plan.rows].nonzero().squeeze(1)   # not as prepared
     if moved.numel():
         flat = flat.clone()
         flat[moved] = atlas.flat_cells(slots[plan.rows[moved]], job.local[moved])

@@ -310,21 +310,28 @@ class VoxelMap:
         row[ucell] = torch.arange(ucell.shape[0], device=blk.device)
         return BlockPlan(coords, row.index_select(0, cell), self.atlas.slots_of(coords))
 
-    def activate_blocks(self, plan: BlockPlan) -> torch.Tensor:
+    def activate_blocks(self, plan: BlockPlan, ready: Optional[torch.Tensor] = None
+                        ) -> torch.Tensor:
         """Make active the blocks of a plan: take back evicted regions (also those of the next
-        blocks, whose first voxels fill new aprons) and allocate missing blocks. Returns their
-        slots now (U,)."""
+        blocks, whose first voxels fill new aprons) and allocate missing blocks. ``ready``:
+        the slots ``BlockAtlas.prepare_new`` readied for the plan's missing blocks (zeroed,
+        aprons filled), used as they are where nothing was taken back meanwhile. Returns
+        their slots now (U,)."""
         coords = plan.coords
         keys = pack(coords)
         if self._evicted:
             near = (coords[:, None, :] + CORNERS.to(coords.device)).reshape(-1, 3)
             regions = torch.unique(pack(torch.div(near, REGION, rounding_mode='floor')))
-            self._restore([r for r in regions.tolist() if r in self._evicted])
+            back = [r for r in regions.tolist() if r in self._evicted]
+            if back:
+                self._restore(back)
+                ready = None   # the blocks their aprons were filled from may have changed
         slots = self.atlas.index.lookup(keys)
         new = slots == MISSING
         _check_range(coords[new])
-        slots[new] = self.atlas.allocate(keys[new])
-        self.atlas.refresh_apron(coords[new], slots[new])
+        slots[new] = taken = self.atlas.allocate(keys[new], ready)
+        if ready is None or not torch.equal(taken, ready):
+            self.atlas.refresh_apron(coords[new], taken)
         return slots
 
     # ------------------------------------------------------------------ memory budget
