@@ -12,8 +12,8 @@
   missing blocks with their aprons (in the free slots that ``prepare`` zeroed and filled the
   aprons of, where those are still the ones it takes), finds the cells of the copies in those
   blocks and writes the new values into every copy of each voxel (the colour only where it
-  changes). The map must not change between the two (the
-  engine commits a keyframe before it prepares the next).
+  changes). The map must not change between the two (the engine commits a keyframe before
+  it prepares the next).
 
 The split lets the engine's asynchronous mapping (``core.mapping``) run ``prepare`` beside
 tracking and lock the map only for ``commit``. Where the keyframe touches an evicted region,
