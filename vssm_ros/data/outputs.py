@@ -424,11 +424,11 @@ class OutputSchedule:
         self.types, self.frames, self.cfg = types, frames, cfg
         self.camera_frame = camera_frame
         self.path = PathAccumulator(types, frames.map_frame, cfg.path_max_poses)
-        self.path_due = StampRateLimiter(getattr(cfg, 'path_period_s', 0.0))
+        self.path_due = StampRateLimiter(cfg.path_period_s)
         self.map_due = StampRateLimiter(cfg.map_cloud_period_s)
         self.predicted_due = StampRateLimiter(cfg.predicted_period_s)
-        self.predicted_path_due = StampRateLimiter(getattr(cfg, 'predicted_path_period_s', -1))
-        self.cost_due = StampRateLimiter(getattr(cfg, 'cost_slice_period_s', -1))
+        self.predicted_path_due = StampRateLimiter(cfg.predicted_path_period_s)
+        self.cost_due = StampRateLimiter(cfg.cost_slice_period_s)
         self.last_map_ns: Optional[int] = None
         self.previous: Optional[Estimate] = None
 

@@ -170,13 +170,18 @@ class BlockAtlas:
         n = blocks.shape[0]
         if n > len(self._free):
             return None
-        slots = torch.tensor(self._free[len(self._free) - n:][::-1], dtype=torch.long,
-                             device=self.device)
+        slots = self._next_free(n)
         if n == 0:
             return slots
         self._zero(slots)
         self.refresh_apron(blocks, slots)
         return slots
+
+    def _next_free(self, n: int) -> torch.Tensor:
+        """The ``n`` free slots the next allocation takes, in its order (n <= free slots).
+        Shape: (n,)."""
+        return torch.tensor(self._free[len(self._free) - n:][::-1], dtype=torch.long,
+                            device=self.device)
 
     def allocate(self, keys: torch.Tensor, ready: Optional[torch.Tensor] = None
                  ) -> torch.Tensor:
@@ -188,8 +193,7 @@ class BlockAtlas:
         if n > len(self._free):
             need = n - len(self._free)
             self._grow(-(-need // (self.T * self.T)))
-        slots = torch.tensor(self._free[-n:][::-1] if n else [], dtype=torch.long,
-                             device=self.device)
+        slots = self._next_free(n)
         del self._free[len(self._free) - n:]
         if ready is None or not torch.equal(ready, slots):
             self._zero(slots)
