@@ -1078,6 +1078,14 @@ class NodeConfig:
     131-159 of 321 frames with 0.1 against 113-138 with no limit, at the same ATE; the
     outputs' thread used about 0.17 of a core without a limit (docs/performance.md,
     session 18). Raise it where cores are to spare; 1: no limit."""
+    output_nice: int = 19
+    """With ``async_outputs``, the outputs' thread's nice value on Linux (0-19; the thread's
+    own, not the process's): its renders take the CPU only where tracking, mapping and the
+    inputs leave it, and go out later on a busy CPU. Live on the demo flight (2-core CPU),
+    alternating with 0: more frames processed in 7 of 8 pairs (mean 293 against 273 of 321)
+    and a lower latency p95 in 7, the keyframe commits' wait for the map's readers
+    unchanged (1.4-2.3 ms; docs/performance.md, session 23). 0: as the rest of the node;
+    ignored elsewhere than Linux."""
     input_process: bool = True
     """Receive the sensor inputs (colour, depth, camera_info, IMU) in a second process, a node
     ``<name>_inputs`` in the node's namespace (``vssm_ros.ros.input_relay``): rclpy's Python
@@ -1164,6 +1172,8 @@ class NodeConfig:
             _check(getattr(self, k) > 0, f'node.{k}', f'must be > 0, got {getattr(self, k)}')
         _check(0 < self.output_cpu_share <= 1, 'node.output_cpu_share',
                f'must be in (0, 1], got {self.output_cpu_share}')
+        _check(0 <= self.output_nice <= 19, 'node.output_nice',
+               f'must be in [0, 19], got {self.output_nice}')
         _check(self.qos_reliability in ('best_effort', 'reliable'), 'node.qos_reliability',
                f"must be 'best_effort' or 'reliable', got {self.qos_reliability!r}")
         for k in ('qos_depth', 'imu_qos_depth'):

@@ -11,7 +11,9 @@ the map's read/write lock (``core.mapping.MapLock``) lets a render and tracking 
 once, and a keyframe's commit waits for them. An offer made while the thread is busy is not
 taken: the outputs due then are rendered at a later frame (their stamps stay the estimates').
 Nor is one made while the thread cools down after a render (``node.output_cpu_share``): on a
-small CPU the outputs stretch their periods rather than take the cores tracking needs.
+small CPU the outputs stretch their periods rather than take the cores tracking needs. On Linux
+the thread also runs at a lower priority (``node.output_nice``): the scheduler gives it the CPU
+that tracking, mapping and the inputs leave.
 
 The replay and the node in lockstep keep rendering them on the engine thread, in order, so
 that their output bags do not depend on timing.
@@ -19,6 +21,8 @@ that their output bags do not depend on timing.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional, Tuple
@@ -44,18 +48,21 @@ class OutputWorker:
             that took ``c`` seconds of the thread's CPU, offers are refused for
             ``c (1 / cpu_share - 1)`` seconds. 1: no limit.
         clock, cpu_clock: monotonic seconds, and the calling thread's CPU seconds.
+        nice: the thread's nice value on Linux (0: the process's; never below it); ignored
+            elsewhere.
     """
 
     def __init__(self, render: Callable[[Any, Any, Any, bool], list], publish: Publish, log: Log,
                  torch_threads: int = 0, cpu_share: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+                 cpu_clock: Callable[[], float] = time.thread_time, nice: int = 0) -> None:
         if not 0 < cpu_share <= 1:
             raise ValueError(f'cpu_share must be in (0, 1], got {cpu_share}')
         self.render, self.publish, self.log = render, publish, log
         self.torch_threads = int(torch_threads)
         self.cpu_share = float(cpu_share)
         self.clock, self.cpu_clock = clock, cpu_clock
+        self.nice = int(nice)
         self.rendered = 0
         self.failures = 0
         self.cooling = 0          # offers refused while the thread cooled down
@@ -98,6 +105,8 @@ class OutputWorker:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        if self.nice > 0:
+            lower_thread_priority(self.nice, self.log)
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
         while True:
@@ -120,3 +129,18 @@ class OutputWorker:
                 self._ready_at = self.clock() + cooldown
                 self._job, self._busy = None, False
                 self._cond.notify_all()
+
+
+def lower_thread_priority(nice: int, log: Log) -> bool:
+    """Give the calling thread the nice value ``nice`` (Linux: a thread's own; never a higher
+    priority than it has). Whether it was set: not elsewhere than Linux, nor where the
+    system refuses (logged)."""
+    if not sys.platform.startswith('linux'):
+        return False   # there PRIO_PROCESS of a thread id would renice the whole process
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    except OSError as err:
+        log('warn', f'the outputs thread keeps its priority (nice {nice} refused: {err})')
+        return False
+    return True

@@ -152,7 +152,8 @@ class SlamSession:
         self.output_worker: Optional[OutputWorker] = None
         if self.schedule is not None and realtime and publish and cfg.node.async_outputs:
             self.output_worker = OutputWorker(self.schedule.for_frame, publish, self.log,
-                                              cfg.node.torch_threads, cfg.node.output_cpu_share)
+                                              cfg.node.torch_threads, cfg.node.output_cpu_share,
+                                              nice=cfg.node.output_nice)
         # Standalone map -> odom: the relocalisation jumps so far, so that odom -> base_link
         # stays continuous (REP-105).
         self.T_map_odom = np.eye(4)

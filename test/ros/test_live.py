@@ -6,6 +6,7 @@ message classes (the builders and readers are duck-typed), frames processed sync
 with ``process_pending`` unless the worker thread itself is tested."""
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -104,10 +105,12 @@ def test_async_outputs_are_rendered_beside_the_engine_thread(flight, messages, m
     worker = live.session.output_worker
     assert worker is not None
     gate, engine_threads, render_threads = threading.Event(), set(), set()
+    render_nice = set()
     orig = live.session.schedule.for_frame
 
     def slow_render(frame, est, engine, defer):
         render_threads.add(threading.current_thread().name)
+        render_nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         gate.wait(WAIT_S)
         return orig(frame, est, engine, defer)
 
@@ -123,6 +126,8 @@ def test_async_outputs_are_rendered_beside_the_engine_thread(flight, messages, m
     depth = sink.of(outputs.PREDICTED_DEPTH)
     assert [M.header_stamp_ns(d) for d in depth] == flight.frame_stamps_ns[[0]].tolist()
     assert render_threads == {'vssm-outputs'} and 'vssm-outputs' not in engine_threads
+    # At the lowest priority (node.output_nice, default 19): the engine thread keeps its own.
+    assert render_nice == {19} and os.getpriority(os.PRIO_PROCESS, 0) < 19
     # The next frame's offer is taken: the outputs due then (0.1 s periods) are rendered.
     feed(live, frames_between(messages, flight, 5, 5))
     assert worker.wait_idle(WAIT_S)
