@@ -9,6 +9,7 @@ import torch
 from vssm_ros.config import MapConfig, RenderConfig
 from vssm_ros.core.camera import pixel_grid, pixel_rays
 from vssm_ros.core.map import VoxelMap
+from vssm_ros.core.map.fusion import dilated_voxels
 from vssm_ros.core.render import ray_points, render_rays, uniform_depths
 from vssm_ros.errors import StateError
 
@@ -355,3 +356,15 @@ def test_anchor_remembers_fusing_pose_variance():
     assert torch.isnan(m.anchor_at(_column(0.1, 0.1, [0.5]))).all()
     # Where no block was ever allocated: unknown.
     assert torch.isnan(m.anchor_at(torch.tensor([[50.0, 0.0, 0.0]], dtype=F64))).all()
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.long])
+def test_dilated_voxels_are_the_unique_26_neighbourhoods_in_grid_order(dtype):
+    g = torch.Generator().manual_seed(3)
+    idx = torch.randint(-6, 7, (3, 40), generator=g) * torch.tensor([[1], [2], [1]])
+    near = {tuple((v + torch.tensor(d)).tolist()) for v in idx.t()
+            for d in [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]}
+    want = sorted(near, key=lambda v: (v[2], v[1], v[0]))   # flat cells, x fastest
+    got = dilated_voxels(idx.to(dtype))
+    assert got.dtype == torch.long and got.tolist() == [list(v) for v in want]
+    assert dilated_voxels(torch.zeros((3, 0))).shape == (0, 3)

@@ -77,12 +77,14 @@ def test_sorted_index_lookup_insert_remove():
     assert torch.equal(idx.lookup(torch.tensor([10, 20, 30])), torch.tensor([2, MISSING, 1]))
 
 
-def test_containing_blocks_cover_the_aprons():
-    B = 4
-    vox = torch.tensor([[0, 0, 0], [1, 2, 3], [4, 5, -4], [-1, -4, 8]])
+@pytest.mark.parametrize('B', [4, 5])   # shifts and masks, and division
+def test_containing_blocks_cover_the_aprons(B):
+    vox = torch.tensor([[0, 0, 0], [1, 2, 3], [B, B + 1, -B], [-1, -B, 2 * B]])
     blk, local, rows = containing_blocks(vox, B)
     assert torch.equal(blk * B + local, vox[rows])   # every copy is the same voxel
     assert bool(((local >= 0) & (local <= B)).all())
+    # the voxels' own blocks first, in order: floor division, local cells in [0, B)
+    assert torch.equal(blk[:4], torch.div(vox, B, rounding_mode='floor'))
     count = torch.bincount(rows, minlength=4)
     # first along 3 axes: 8 blocks; along none: 1; along y, z: 4; along x, y: 4
     assert count.tolist() == [8, 1, 4, 4]

@@ -13,7 +13,7 @@ import torch
 
 from vssm_ros.config import MapConfig
 from vssm_ros.core.lie import rotate_rows
-from vssm_ros.core.map.index import grid_cells, grid_coords
+from vssm_ros.core.map.index import grid_coords
 
 
 @dataclass
@@ -75,8 +75,10 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
                         dtype=dt)  # (S,)
     z = (d_ok[:, None] + offs).clamp(min=1e-3)  # (P, S)
     pts = (dirs[:, None, :] * z[..., None]).reshape(-1, 3)
-    pts = rotate_rows(T_world_cam[:3, :3], pts) + T_world_cam[:3, 3]
-    vox = dilated_voxels(torch.round(pts / res).long())
+    # Components first (rotate_rows' result is the transpose of a (3, N) tensor): the voxel
+    # arithmetic below runs on contiguous rows.
+    pts = rotate_rows(T_world_cam[:3, :3], pts).t() + T_world_cam[:3, 3, None]
+    vox = dilated_voxels(torch.round(pts / res))
     pc = rotate_rows(T_world_cam[:3, :3].t(), vox.to(dt) * res - T_world_cam[:3, 3])
     zc = pc[:, 2]
     zsafe = torch.where(zc > 1e-6, zc, torch.ones_like(zc))
@@ -101,7 +103,8 @@ def observe(depth: torch.Tensor, K: torch.Tensor, T_world_cam: torch.Tensor, cfg
 
 
 def dilated_voxels(idx: torch.Tensor) -> torch.Tensor:
-    """The voxels within one voxel (26-neighbourhood) of the given ones, unique.
+    """The voxels within one voxel (26-neighbourhood) of the given ones, unique, in the order
+    of their flat cells in the bounding box (x fastest).
 
     Rays are sparser than voxels at range (a 160 px wide image at 5 m spaces them ~4 cm
     apart): a voxel next to a surface that no ray met would stay free (+truncation) and pull
@@ -109,16 +112,17 @@ def dilated_voxels(idx: torch.Tensor) -> torch.Tensor:
     on a boolean grid over the candidates' bounding box, which is much cheaper than
     de-duplicating 27 offsets per voxel.
 
-    Shape: (N, 3) integer (x, y, z) -> (M, 3).
+    Shape: (3, N) integer-valued (x, y, z) components, any dtype -> (M, 3) int64.
     """
-    if idx.shape[0] == 0:
-        return idx
-    lo = idx.min(dim=0).values - 1
-    hi = idx.max(dim=0).values + 1
-    ext = (hi - lo + 1).tolist()
-    loc = idx - lo
+    if idx.shape[1] == 0:
+        return torch.zeros((0, 3), device=idx.device, dtype=torch.long)
+    # Per component, on contiguous rows: int64 arithmetic on (N, 3) rows is several times
+    # slower on the CPU.
+    lo = (idx.amin(dim=1) - 1).long()
+    ext = ((idx.amax(dim=1) + 1).long() - lo + 1).tolist()
+    x, y, z = (c.long() - o for c, o in zip(idx, lo.tolist()))
     grid = torch.zeros((ext[2], ext[1], ext[0]), device=idx.device, dtype=torch.bool)
-    grid.view(-1)[grid_cells(loc, ext)] = True
+    grid.view(-1)[(z * ext[1] + y) * ext[0] + x] = True
     for axis in range(3):  # separable: dilate along z, y, x in turn
         n = grid.shape[axis]
         out = grid.clone()
