@@ -1082,10 +1082,10 @@ class NodeConfig:
     """With ``async_outputs``, the outputs' thread's nice value on Linux (0-19; the thread's
     own, not the process's): its renders take the CPU only where tracking, mapping and the
     inputs leave it, and go out later on a busy CPU. Live on the demo flight (2-core CPU),
-    alternating with 0: more frames processed in 7 of 8 pairs (mean 293 against 273 of 321)
-    and a lower latency p95 in 7, the keyframe commits' wait for the map's readers
-    unchanged (1.4-2.3 ms; docs/performance.md, session 23). 0: as the rest of the node;
-    ignored elsewhere than Linux."""
+    alternating with 0: more frames processed in 14 of 22 pairs (mean 291 against 281 of
+    321), a latency p95 at most 150 ms in 23 of 27 runs against 18 of 27, the keyframe
+    commits' wait for the map's readers 0.2-3.6 ms against 0.3-2.9 (docs/performance.md,
+    session 23). 0: as the rest of the node; ignored elsewhere than Linux."""
     input_process: bool = True
     """Receive the sensor inputs (colour, depth, camera_info, IMU) in a second process, a node
     ``<name>_inputs`` in the node's namespace (``vssm_ros.ros.input_relay``): rclpy's Python
