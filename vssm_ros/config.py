@@ -626,12 +626,13 @@ class InferenceConfig:
     mapping_wait: bool = True
     """With ``async_mapping``: a keyframe is committed after ``mapping_lag_frames`` frames,
     the engine waiting for its preparation if need be (deterministic: the replay and the
-    bench). False (the node in real time, whatever this says): it is committed after the
-    first frame whose preparation is done (waiting only at the end of the lag), and while
-    one is pending the next keyframe waits until the drone has moved or turned twice the
-    keyframe thresholds (then the pending one is committed first, waited for if need be), so
-    that tracking seldom waits for the mapping thread and the map never falls far behind
-    (which frames see a keyframe then depends on timing)."""
+    bench). False (the node in real time, whatever this says): the mapping thread commits
+    it as soon as it is prepared, between two of tracking's reads of the map (the tracking
+    thread waits for it only at the end of the lag), and while one is pending the next
+    keyframe waits until the drone has moved or turned twice the keyframe thresholds (then
+    the pending one is committed first, waited for if need be), so that tracking seldom
+    waits for the mapping thread and the map never falls far behind (which frames see a
+    keyframe then depends on timing)."""
     track_color: bool = True
     """Tracking uses the colour likelihood too: each ray's observed grey intensity against
     the map's colour at its observed point (``sensor.color_sigma``). Depth alone leaves motion

@@ -188,21 +188,32 @@ def test_mapper_runs_in_order_and_drains():
 
 
 def test_real_time_mapper_commits_when_ready_and_waits_only_at_the_end_of_the_lag():
-    # Not waiting (the node live): a finished preparation goes in at the next step, an
+    # Not waiting (the node live): the worker commits a keyframe as soon as it is prepared,
+    # once the tracking thread lets go of the map, and the next step collects it; an
     # unfinished one is waited for only once the lag is over; it is busy while one is
-    # pending; a deterministic mapper waits for the lag whatever the worker did.
+    # pending; a deterministic mapper commits on the caller's thread after the lag whatever
+    # the worker did.
     release = threading.Event()
-    done, waited = [], []
+    done, waited, threads = [], [], []
+
+    def commit(job):
+        done.append(job)
+        threads.append(threading.current_thread().name)
+
     m = KeyframeMapper(asynchronous=True, lag=3, wait=False, on_wait=waited.append)
     assert not m.busy
-    m.fuse(lambda: 'a', done.append)
-    assert m.busy
+    with m.lock.read():   # a frame being tracked: the commit waits for it
+        m.fuse(lambda: 'a', commit)
+        assert m.busy
+        time.sleep(0.05)
+        assert done == [] and not m._job[0].done()
     deadline = time.monotonic() + WAIT_S
     while not m._job[0].done() and time.monotonic() < deadline:
         time.sleep(0.001)
+    assert done == ['a'] and m.busy   # committed by the worker, not collected yet
     m.step()
-    assert done == ['a'] and not m.busy
-    m.fuse(lambda: release.wait(WAIT_S) and 'b', done.append)
+    assert not m.busy and threads[0].startswith('vssm-mapping')
+    m.fuse(lambda: release.wait(WAIT_S) and 'b', commit)
     m.step()
     m.step()
     assert done == ['a'] and m.busy   # still preparing: tracking goes on without it
@@ -212,12 +223,13 @@ def test_real_time_mapper_commits_when_ready_and_waits_only_at_the_end_of_the_la
     assert len(waited) == 2 and waited[0] < 0.04 <= waited[1]   # and reports the wait
     m.close()
     det = KeyframeMapper(asynchronous=True, lag=3)
-    det.fuse(lambda: 'c', done.append)
+    det.fuse(lambda: 'c', commit)
     det.step()
     det.step()
     assert done == ['a', 'b'] and not det.busy and det.pending == 1
     det.step()
     assert done[-1] == 'c' and det.pending == 0
+    assert threads[1].startswith('vssm-mapping') and threads[2] == threading.current_thread().name
     det.close()
 
 
