@@ -260,3 +260,31 @@ def test_the_tracking_budget_is_the_nodes_in_real_time_only(flight, realtime, mo
     with SlamSession(cfg, ground_truth=_truth(flight), realtime=realtime) as s:
         _run(s, _items(flight, 0, 4))
     assert seen and set(seen) == {0.05 if realtime else None}
+
+
+def test_a_warm_up_maps_and_tracks_a_throwaway_engine_and_leaves_the_run_as_it_was(
+        flight, monkeypatch):
+    # The node's warm-up pays torch's first calls before the first frame: an engine of the
+    # session's configuration maps and tracks the synthetic wall (OK, not lost) and is
+    # closed; the session's own estimates are the same to the bit; a failure is logged.
+    closed = []
+    close = SlamEngine.close
+    monkeypatch.setattr(SlamEngine, 'close', lambda self: (closed.append(self), close(self)))
+    items = _items(flight, 0, 5)
+    cold = _run(SlamSession(make_cfg(), TYPES, ground_truth=_truth(flight)), items)
+    session = SlamSession(make_cfg(), TYPES, ground_truth=_truth(flight))
+    assert session.warm_up() > 0 and session.engine is None
+    (thrown,) = closed
+    assert thrown.n_frames == 4 and thrown.map.n_fused >= 1 and len(thrown.map.atlas) > 500
+    assert thrown.health.status == 'OK'
+    warm = _run(session, items)
+    assert list(warm) == list(cold)
+    for stamp, est in cold.items():
+        np.testing.assert_array_equal(warm[stamp].T_world_body, est.T_world_body)
+        np.testing.assert_array_equal(warm[stamp].cov, est.cov)
+    logs = []
+    broken = SlamSession(make_cfg(), TYPES, log=lambda lvl, t: logs.append((lvl, t)))
+    monkeypatch.setattr(SlamEngine, 'step', lambda self, frame, budget=None: 1 / 0)
+    assert broken.warm_up() >= 0 and broken.engine is None
+    assert logs and logs[-1][0] == 'warn' and 'warm-up failed (ZeroDivisionError' in logs[-1][1]
+    assert len(closed) == 2   # the broken warm-up's engine is closed too

@@ -1102,6 +1102,12 @@ class NodeConfig:
     """Torch intra-op CPU threads in the node (0: torch's default, one per core). OpenMP
     workers spin while waiting, and beside the callback and DDS threads that made step()
     4.5x slower on 2 cores (890 vs 197 ms p50 live on the demo flight)."""
+    warm_up: bool = True
+    """Before the first frame, map and track a few synthetic frames with a throwaway engine
+    (``vssm_ros.warm_up``, ~0.3 s on a 2-core CPU) so that the first real frames do not pay
+    torch's first-call costs (live on the demo flight the first frame took 320-330 ms cold,
+    190-230 warmed up, and the next ones half as long); frames that come meanwhile wait in
+    the start-up queue. The estimate is unchanged."""
     mode: str = 'slam'
     """'slam': map and track; 'localization': track against a map loaded at start-up
     (node.map_path, which must exist) or with ~/load_map, never changing it; the pose is set

@@ -45,6 +45,7 @@ from vssm_ros.data.trajectory import INIT_MAX_DIFF_S, initial_pose
 from vssm_ros.errors import StateError, VssmError
 from vssm_ros.output_worker import OutputWorker
 from vssm_ros.types import TIMING_COUNTS, Estimate, Frame, ImuSample, PoseSample
+from vssm_ros.warm_up import warm_up
 
 PENDING_IMU = 256
 """IMU samples kept before the first frame (only the latest matter: the last is held until the
@@ -266,6 +267,23 @@ class SlamSession:
         cfg = dataclasses.replace(cfg, inference=inf)
         return SlamEngine(cfg, T0, dynamics=self.dynamics,
                           swap=open_swap(cfg.map, cfg.device))
+
+    def warm_up(self) -> float:
+        """Pay torch's first-call costs before the first real frame: a throwaway engine of
+        this session's configuration over a few synthetic frames (``vssm_ros.warm_up``).
+        Returns the seconds it took; a failure is logged and the run goes on cold."""
+        t0 = time.perf_counter()
+        engine = None
+        try:
+            engine = self._new_engine(np.eye(4))
+            warm_up(engine)
+        except Exception as err:   # noqa: BLE001 (a warm-up must never stop the node)
+            self.log('warn', f'warm-up failed ({type(err).__name__}: {err}); the first frames '
+                             'pay the first calls of torch')
+        finally:
+            if engine is not None:
+                engine.close()
+        return time.perf_counter() - t0
 
     def __enter__(self) -> 'SlamSession':
         return self

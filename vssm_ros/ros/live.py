@@ -459,6 +459,10 @@ class LiveSlam:
     def _run(self) -> None:
         if self.cfg.node.torch_threads > 0:   # from the thread that runs the engine
             torch.set_num_threads(self.cfg.node.torch_threads)
+        if self.cfg.node.warm_up:
+            with self.engine_lock:
+                seconds = self.session.warm_up()
+            self.log('info', f'engine warmed up in {seconds:.2f} s')
         intake = self.intake
         while True:
             with intake.cond:
