@@ -321,6 +321,27 @@ def test_planner_outputs_are_due_at_their_own_rates_and_put_off_while_busy():
     assert names == [path + [out.COST_SLICE], [], [], [], path + [out.COST_SLICE]]
 
 
+def test_the_first_outputs_are_put_off_while_frames_wait_at_start_up():
+    # The first keyframe leaves frames waiting: the first renders wait for an idle moment
+    # too, at most OUTPUT_DEFER periods from the first frame; a reset starts over.
+    cfg = OutputsConfig(map_cloud_period_s=-1.0, predicted_period_s=-1.0,
+                        predicted_path_period_s=-1.0, cost_slice_period_s=0.2)
+    sched = out.OutputSchedule(TYPES, FramesConfig(), cfg, 'cam')
+    engine = _StubEngine()
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+
+    def names(i, busy):
+        est = _estimate(STAMP + i * 100_000_000, seed=i)
+        frame = Frame(est.stamp_ns, np.zeros((48, 64, 3), np.uint8),
+                      np.ones((48, 64), np.float32), K, np.eye(4))
+        return [n for n, _ in sched.for_frame(frame, est, engine, defer=busy)]
+
+    assert [names(i, True) for i in range(8)] == [[]] * 8    # 0-0.7 s: busy, < 4 periods
+    assert names(8, True) == [out.COST_SLICE]                 # 0.8 s: put off no longer
+    sched.reset()
+    assert names(20, True) == [] and names(21, False) == [out.COST_SLICE]
+
+
 def test_predicted_path_is_the_mean_rollout_with_its_spread():
     roll = _rollout()
     msgs = out.predicted_path_msgs(TYPES, roll, STAMP, 'map')

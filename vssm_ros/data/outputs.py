@@ -399,7 +399,9 @@ class StampRateLimiter:
 
 OUTPUT_DEFER = 4
 """While the driver has a newer frame waiting (the node lags), rate-limited outputs wait for
-an idle moment, at most this many periods."""
+an idle moment, at most this many periods (counted from the last one published, or from the
+schedule's first frame before the first: at start-up the engine's first keyframe leaves
+frames waiting, and the first renders, all of them due at once, would delay them further)."""
 
 
 class OutputSchedule:
@@ -431,6 +433,7 @@ class OutputSchedule:
         self.cost_due = StampRateLimiter(cfg.cost_slice_period_s)
         self.last_map_ns: Optional[int] = None
         self.previous: Optional[Estimate] = None
+        self.first_ns: Optional[int] = None   # the first frame's stamp offered to for_frame
 
     def for_estimate(self, est: Estimate, T_map_odom: Optional[np.ndarray] = None,
                      tf: bool = True) -> List[Tuple[str, Any]]:
@@ -446,11 +449,10 @@ class OutputSchedule:
         self.previous = est
         return out
 
-    @staticmethod
-    def _due(limiter: StampRateLimiter, stamp_ns: int, defer: bool) -> bool:
-        last = limiter.last_ns
-        if (defer and last is not None and limiter.period_ns > 0
-                and 0 <= stamp_ns - last < OUTPUT_DEFER * limiter.period_ns):
+    def _due(self, limiter: StampRateLimiter, stamp_ns: int, defer: bool) -> bool:
+        since = limiter.last_ns if limiter.last_ns is not None else self.first_ns
+        if (defer and since is not None and limiter.period_ns > 0
+                and 0 <= stamp_ns - since < OUTPUT_DEFER * limiter.period_ns):
             return False
         return limiter.due(stamp_ns)
 
@@ -460,6 +462,8 @@ class OutputSchedule:
         ``defer``: a newer frame waits, so tracking comes first: each output is put off to a
         later frame, for at most ``OUTPUT_DEFER`` periods."""
         s = int(est.stamp_ns)
+        if self.first_ns is None or s < self.first_ns:
+            self.first_ns = s
         out: List[Tuple[str, Any]] = []
         if self._due(self.predicted_due, s, defer):
             h, w = frame.depth.shape
@@ -497,3 +501,4 @@ class OutputSchedule:
             limiter.reset()
         self.last_map_ns = None
         self.previous = None
+        self.first_ns = None
