@@ -505,3 +505,23 @@ def test_prepare_new_readies_the_slots_the_next_allocation_takes(monkeypatch):
     stale = again.prepare_new(coords[:2])
     taken = again.allocate(pack(coords), stale)
     assert all(torch.count_nonzero(v) == 0 for v in again.read_blocks(taken).values())
+
+
+def test_a_reused_slot_is_zeroed_in_every_channel_and_anchor():
+    # Slots hold whatever was there (uninitialised memory, a released block's values): an
+    # allocation zeroes its whole padded block and anchors, and no other slot.
+    atlas = BlockAtlas(4, 'cpu', torch.float32, capacity=40, layer=4)
+    for t in atlas.tensors.values():
+        t.fill_(7.0)
+    atlas.anchor_sum.fill_(7.0)
+    atlas.anchor_weight.fill_(7.0)
+    keys = pack(torch.tensor([[0, 0, 0], [3, -1, 2], [-5, 4, 0]]))
+    slots = atlas.allocate(keys)
+    blocks = atlas.read_blocks(slots)
+    for n, c in CHANNELS.items():
+        assert blocks[n].shape == (3, c, 5, 5, 5) and not blocks[n].any()
+    assert not atlas.anchor_sum[slots].any() and not atlas.anchor_weight[slots].any()
+    others = torch.tensor([s for s in range(1, atlas.capacity) if s not in slots.tolist()])
+    for n in CHANNELS:
+        assert (atlas.read_blocks(others)[n] == 7.0).all()
+    assert (atlas.anchor_weight[others] == 7.0).all()
