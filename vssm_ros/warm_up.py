@@ -21,8 +21,8 @@ import numpy as np
 
 from vssm_ros.types import Frame, ImuSample
 
-WARM_UP_FRAMES = 3
-"""One keyframe (the fusion of a whole image) and two tracked frames."""
+WARM_UP_FRAMES = 4
+"""One keyframe (the fusion of a whole image) and three tracked frames."""
 WARM_UP_SIZE = (160, 120)
 """Width, height of the synthetic images (torch's first-call costs do not grow with them)."""
 WARM_UP_RATES = (20.0, 200.0)
@@ -58,7 +58,7 @@ def hover_items(frames: int = WARM_UP_FRAMES, start_ns: int = 1_000_000_000
     cam_hz, imu_hz = WARM_UP_RATES
     per_frame = int(round(imu_hz / cam_hz))
     acc, gyro = np.array([0.0, 0.0, GRAVITY_M_S2]), np.zeros(3)
-    for k in range(frames * per_frame + 1):
+    for k in range((frames - 1) * per_frame + 1):
         stamp = start_ns + int(round(k * 1e9 / imu_hz))
         yield ImuSample(stamp, acc.copy(), gyro.copy())
         if k % per_frame == 0:

@@ -116,7 +116,7 @@ class KeyframeMapper:
     Not ``wait`` (real time): the worker commits the keyframe itself as soon as its
     preparation is done, under the write lock (it waits for the frame being tracked to let go
     of the map, and the tracking thread's next read waits for the commit); the tracking
-    thread thus spends none of its own time on the commit (30-60 ms a keyframe live, about
+    thread thus spends none of its own time on the commit (20-60 ms a keyframe live, about
     a frame's tracking) and waits for the worker only at the end of the lag. While a
     keyframe is pending (``busy``) the engine puts off the next one (which would wait for
     it); which frames see a keyframe then depends on timing.
