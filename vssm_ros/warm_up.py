@@ -19,6 +19,7 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from vssm_ros.data.synthetic.flight import R_FLU_OPT
 from vssm_ros.types import Frame, ImuSample
 
 WARM_UP_FRAMES = 4
@@ -27,9 +28,6 @@ WARM_UP_SIZE = (160, 120)
 """Width, height of the synthetic images (torch's first-call costs do not grow with them)."""
 WARM_UP_RATES = (20.0, 200.0)
 """Camera and IMU rates (Hz) of the synthetic frames."""
-GRAVITY_M_S2 = 9.81
-# The camera's optical frame (x right, y down, z forward) in the forward-left-up body frame.
-R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
 def wall_frame(stamp_ns: int, width: int = WARM_UP_SIZE[0],
@@ -47,17 +45,17 @@ def wall_frame(stamp_ns: int, width: int = WARM_UP_SIZE[0],
     checker = ((u // 8 + v // 8) % 2).astype(np.float32)
     rgb = np.stack([60 + 150 * checker, 40 + u / width * 180, 200 - v / height * 150], -1)
     T_body_cam = np.eye(4)
-    T_body_cam[:3, :3] = R_BODY_CAM
+    T_body_cam[:3, :3] = R_FLU_OPT   # looking forward
     return Frame(int(stamp_ns), rgb.astype(np.uint8), depth, K, T_body_cam)
 
 
-def hover_items(frames: int = WARM_UP_FRAMES, start_ns: int = 1_000_000_000
+def hover_items(gravity: float, frames: int = WARM_UP_FRAMES, start_ns: int = 1_000_000_000
                 ) -> Iterator[Union[Frame, ImuSample]]:
-    """IMU samples of a drone hovering level (specific force up, no rotation) and the wall's
-    frames among them, in stamp order, from ``start_ns``."""
+    """IMU samples of a drone hovering level (specific force ``gravity`` up, no rotation) and
+    the wall's frames among them, in stamp order, from ``start_ns``."""
     cam_hz, imu_hz = WARM_UP_RATES
     per_frame = int(round(imu_hz / cam_hz))
-    acc, gyro = np.array([0.0, 0.0, GRAVITY_M_S2]), np.zeros(3)
+    acc, gyro = np.array([0.0, 0.0, gravity]), np.zeros(3)
     for k in range((frames - 1) * per_frame + 1):
         stamp = start_ns + int(round(k * 1e9 / imu_hz))
         yield ImuSample(stamp, acc.copy(), gyro.copy())
@@ -68,7 +66,7 @@ def hover_items(frames: int = WARM_UP_FRAMES, start_ns: int = 1_000_000_000
 def warm_up(engine) -> None:
     """Step ``engine`` (a fresh ``SlamEngine``, thrown away afterwards) over ``hover_items``
     and wait for its mapping."""
-    for item in hover_items():
+    for item in hover_items(engine.cfg.motion.gravity):
         if isinstance(item, Frame):
             engine.step(item)
         else:

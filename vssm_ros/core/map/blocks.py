@@ -156,9 +156,9 @@ class BlockAtlas:
     def _zero(self, slots: torch.Tensor) -> None:
         # A scalar fill, not a write of zero blocks: half the memory traffic (a first keyframe's
         # 1,200 blocks: 31 -> 17 ms, one thread).
-        s = self._slot_xyz(slots)
+        index = self._block_index(slots)
         for n in CHANNELS:
-            self._block_view(n)[:, s[:, 2], :, s[:, 1], :, s[:, 0], :] = 0.0
+            self._block_view(n)[index] = 0.0
         self.anchor_sum[slots] = 0.0
         self.anchor_weight[slots] = 0.0
 
@@ -321,22 +321,25 @@ class BlockAtlas:
         T, A = self.T, self.A
         return t.view(t.shape[1], self.layers, A, T, A, T, A)
 
+    def _block_index(self, slots: torch.Tensor) -> Tuple:
+        """The index of the slots' whole padded blocks in a ``_block_view`` (the slots'
+        coordinates are advanced indices: reads give (N, C, A, A, A) copies, writes take
+        that shape or a scalar)."""
+        s = self._slot_xyz(slots)
+        every = slice(None)
+        return every, s[:, 2], every, s[:, 1], every, s[:, 0], every
+
     def read_blocks(self, slots: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Whole padded blocks: name -> (N, C, A, A, A) (z, y, x order) copies."""
-        s = self._slot_xyz(slots)
-        out = {}
-        for n in CHANNELS:
-            v = self._block_view(n)[:, s[:, 2], :, s[:, 1], :, s[:, 0], :]  # (N, C, A, A, A)
-            out[n] = v.contiguous()
-        return out
+        index = self._block_index(slots)
+        return {n: self._block_view(n)[index].contiguous() for n in CHANNELS}
 
     def write_blocks(self, slots: torch.Tensor, data: Dict[str, torch.Tensor],
                      anchor_sum: torch.Tensor, anchor_weight: torch.Tensor) -> None:
         """Overwrite whole padded blocks (as ``read_blocks`` returns them) and their anchors."""
-        s = self._slot_xyz(slots)
+        index = self._block_index(slots)
         for n in CHANNELS:
-            self._block_view(n)[:, s[:, 2], :, s[:, 1], :, s[:, 0], :] = data[n].to(
-                device=self.device, dtype=self.dtype)
+            self._block_view(n)[index] = data[n].to(device=self.device, dtype=self.dtype)
         self.anchor_sum[slots] = anchor_sum.to(device=self.device, dtype=self.dtype)
         self.anchor_weight[slots] = anchor_weight.to(device=self.device, dtype=self.dtype)
 
