@@ -16,6 +16,7 @@ from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
 from vssm_ros.core.dynamics import GaussianState
 from vssm_ros.core.map import VoxelMap
 from vssm_ros.core.posterior import brightness_fit, depth_sigma, linearise, make_rays, track
+from vssm_ros.core.state_layout import POSE
 from vssm_ros.data.synthetic import generate_flight
 
 F64 = torch.float64
@@ -396,6 +397,24 @@ def test_track_stops_early_at_the_same_pose(scene30):
     std_full = torch.diagonal(full['state'].cov).sqrt()
     std_early = torch.diagonal(early['state'].cov).sqrt()
     assert torch.allclose(std_early, std_full, rtol=0.05)
+
+
+def test_track_stops_once_a_step_is_a_fraction_of_a_standard_deviation(scene30):
+    # A step short in standard deviations ends tracking as if converged (the pose then lies
+    # well inside the optimum's uncertainty), but only within CHI2_STOP_SPAN times the
+    # metric thresholds.
+    prior = scene30.prior((0.01, -0.005, 0.0), (0.0, 0.0, 1.0), 0.5)
+    full = _track(scene30, prior, iters=20)
+    metric = _track(scene30, prior, iters=20, stop=(5e-5, 0.003))
+    both = _track(scene30, prior, iters=20, stop=(5e-5, 0.003, None, 0.1))
+    bounded = _track(scene30, prior, iters=20, stop=(1e-7, 1e-5, None, 1e9))
+    assert 2 <= both['iters'] < metric['iters'] < 15, (both['iters'], metric['iters'])
+    assert bounded['iters'] >= metric['iters']   # unbounded, it would stop at the first step
+    e = both['state'].boxminus(full['state'])[POSE]
+    info = torch.linalg.inv(full['state'].cov[POSE, POSE])
+    assert float(e @ info @ e) < 0.25, float(e @ info @ e)
+    assert torch.allclose(torch.diagonal(both['state'].cov).sqrt(),
+                          torch.diagonal(full['state'].cov).sqrt(), rtol=0.05)
 
 
 def test_a_spent_budget_stops_tracking_after_the_first_steps(scene30):

@@ -592,7 +592,7 @@ class SlamEngine:
         return track(self.map, rays, prior, iters, self.cfg.render, self.depth_noise.sensor,
                      inf.max_step_translation, inf.max_step_rotation_deg, inf.min_valid_rays,
                      self.cfg.sensor.ray_info_scale, inf.track_stop_translation,
-                     inf.track_stop_rotation_deg, stop_at)
+                     inf.track_stop_rotation_deg, stop_at, inf.track_stop_chi2)
 
     def _signals(self, rays: RayBatch, res: Dict, prior: GaussianState, post: GaussianState,
                  drift: Optional[torch.Tensor] = None) -> TrackSignals:
