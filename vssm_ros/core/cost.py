@@ -48,6 +48,21 @@ Tensor = torch.Tensor
 READ_PART_CELLS = 32768
 
 
+@dataclass
+class FreeCells:
+    """Cells seen free in one depth image, grouped by chunk (``FreeSpace.group``).
+
+    Attributes:
+        chunks: the packed keys of the chunks they lie in, sorted, unique. Shape: (U,).
+        chunk_of: each cell's chunk, an index into ``chunks``. Shape: (N,).
+        loc: each cell's flat index in its chunk. Shape: (N,).
+    """
+
+    chunks: Tensor
+    chunk_of: Tensor
+    loc: Tensor
+
+
 class FreeSpace:
     """Cells (of the cost grid) seen to be free: in front of a measured surface, in view.
 
@@ -88,12 +103,17 @@ class FreeSpace:
         """Map-frame centres of integer (x, y, z) cells. Shape: (..., 3) -> (..., 3)."""
         return cells.to(self.dtype) * self.resolution + self.offset
 
-    def _where(self, cells: Tensor) -> Tuple[Tensor, Tensor]:
+    def _split(self, cells: Tensor) -> Tuple[Tensor, Tensor]:
+        """The packed key of each cell's chunk, and the cell's flat index in it.
+        Shape: (..., 3) -> (...), (...)."""
         n = self.CHUNK
         chunk = torch.div(cells, n, rounding_mode='floor')
-        slot = self.index.lookup(pack(chunk))
         loc = cells - chunk * n
-        return slot, (loc[..., 2] * n + loc[..., 1]) * n + loc[..., 0]
+        return pack(chunk), (loc[..., 2] * n + loc[..., 1]) * n + loc[..., 0]
+
+    def _where(self, cells: Tensor) -> Tuple[Tensor, Tensor]:
+        key, loc = self._split(cells)
+        return self.index.lookup(key), loc
 
     def seen_at(self, cells: Tensor) -> Tensor:
         """Whether each integer (x, y, z) cell was seen free. Shape: (..., 3) -> (...) bool."""
@@ -101,28 +121,37 @@ class FreeSpace:
         flat = torch.where(slot < 0, torch.zeros_like(slot), slot) * self.CHUNK ** 3 + loc
         return self.chunks.view(-1)[flat]
 
-    def _mark(self, cells: Tensor) -> None:
-        keys = torch.unique(pack(torch.div(cells, self.CHUNK, rounding_mode='floor')))
-        new = keys[self.index.lookup(keys) < 0]
-        if new.numel():
-            start = self.chunks.shape[0]
-            self.chunks = torch.cat((self.chunks, torch.zeros(
-                (new.numel(),) + (self.CHUNK,) * 3, dtype=torch.bool, device=self.device)))
-            self.index.insert(new, torch.arange(start, start + new.numel(), device=self.device))
-        slot, loc = self._where(cells)
-        self.chunks.view(-1)[slot * self.CHUNK ** 3 + loc] = True
-
     def carve(self, depth: Tensor, K: Tensor, T_world_cam: Tensor, near: float = 0.1) -> None:
         """Mark the cells seen free in one depth image.
 
         Shape: depth (H, W) metres, NaN invalid; K (3, 3); T_world_cam (4, 4).
         """
-        self.mark(self.free_cells(depth, K, T_world_cam, near))
+        self.mark(self.group(self.free_cells(depth, K, T_world_cam, near)))
 
-    def mark(self, cells: Optional[Tensor]) -> None:
-        """Mark cells (``free_cells``) seen free. Shape: (N, 3) integer (x, y, z), or None."""
-        if cells is not None:
-            self._mark(cells)
+    def group(self, cells: Optional[Tensor]) -> Optional[FreeCells]:
+        """Cells (``free_cells``) grouped by chunk for ``mark``, without marking them: the
+        sorting is most of the marking's cost, and a keyframe's mapping thread does it beside
+        tracking, outside the map's write lock. Shape: (N, 3) integer (x, y, z), or None."""
+        if cells is None:
+            return None
+        key, loc = self._split(cells)
+        chunks, chunk_of = torch.unique(key, return_inverse=True)
+        return FreeCells(chunks, chunk_of, loc)
+
+    def mark(self, cells: Optional[FreeCells]) -> None:
+        """Mark cells (``group``) seen free."""
+        if cells is None:
+            return
+        slots = self.index.lookup(cells.chunks)
+        new = cells.chunks[slots < 0]
+        if new.numel():
+            start = self.chunks.shape[0]
+            self.chunks = torch.cat((self.chunks, torch.zeros(
+                (new.numel(),) + (self.CHUNK,) * 3, dtype=torch.bool, device=self.device)))
+            self.index.insert(new, torch.arange(start, start + new.numel(), device=self.device))
+            slots = self.index.lookup(cells.chunks)
+        flat = slots.index_select(0, cells.chunk_of) * self.CHUNK ** 3 + cells.loc
+        self.chunks.view(-1)[flat] = True
 
     def free_cells(self, depth: Tensor, K: Tensor, T_world_cam: Tensor, near: float = 0.1
                    ) -> Optional[Tensor]:

@@ -34,7 +34,8 @@ import torch
 from vssm_ros.config import EngineConfig
 from vssm_ros.core import lie
 from vssm_ros.core.camera import pixel_grid, pixel_rays, sample_pixels
-from vssm_ros.core.cost import CostField, FreeSpace, box_occupancy, cost_from_occupancy
+from vssm_ros.core.cost import (CostField, FreeCells, FreeSpace, box_occupancy,
+                                cost_from_occupancy)
 from vssm_ros.core.dynamics import (GaussianState, constant_velocity_transition, initial_state,
                                     preintegrated_transition, white_acceleration_noise,
                                     with_propagated_cov)
@@ -731,19 +732,19 @@ class SlamEngine:
 
     def _prepare_keyframe(self, pending: Dict, T_world_cam: torch.Tensor,
                           pose_var: torch.Tensor) -> Tuple[Optional[integrate.FusionJob],
-                                                           Optional[torch.Tensor], float]:
+                                                           Optional[FreeCells], float]:
         """A keyframe's update, read-only (on the mapping thread when asynchronous): its voxel
         update, the free-space cells it saw, and the seconds the cells took."""
         job = integrate.prepare(self.map, pending['depth'], pending['rgb'], pending['K'],
                                 T_world_cam, depth_sigma(pending['depth'], pending['sensor']),
                                 self.cfg.map.fuse_pixels, pose_var, pending['noise_scale'])
         t0 = time.perf_counter()
-        cells = self.free_space.free_cells(pending['depth'], pending['K'], T_world_cam,
-                                           self.cfg.render.near)
+        cells = self.free_space.group(self.free_space.free_cells(
+            pending['depth'], pending['K'], T_world_cam, self.cfg.render.near))
         return job, cells, time.perf_counter() - t0
 
     def _commit_keyframe(self, prepared: Tuple[Optional[integrate.FusionJob],
-                                               Optional[torch.Tensor], float],
+                                               Optional[FreeCells], float],
                          position: np.ndarray) -> None:
         """A keyframe's writes (under the map's write lock): its free space, its prepared
         voxel updates, then the memory budget around ``position`` (metres)."""
