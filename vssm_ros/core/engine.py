@@ -734,7 +734,8 @@ class SlamEngine:
                           pose_var: torch.Tensor) -> Tuple[Optional[integrate.FusionJob],
                                                            Optional[FreeCells], float]:
         """A keyframe's update, read-only (on the mapping thread when asynchronous): its voxel
-        update, the free-space cells it saw, and the seconds the cells took."""
+        update, the free-space cells it saw (grouped for marking), and the seconds they
+        took."""
         job = integrate.prepare(self.map, pending['depth'], pending['rgb'], pending['K'],
                                 T_world_cam, depth_sigma(pending['depth'], pending['sensor']),
                                 self.cfg.map.fuse_pixels, pose_var, pending['noise_scale'])
