@@ -143,13 +143,14 @@ class FreeSpace:
         if cells is None:
             return
         slots = self.index.lookup(cells.chunks)
-        new = cells.chunks[slots < 0]
+        missing = slots < 0
+        new = cells.chunks[missing]
         if new.numel():
             start = self.chunks.shape[0]
             self.chunks = torch.cat((self.chunks, torch.zeros(
                 (new.numel(),) + (self.CHUNK,) * 3, dtype=torch.bool, device=self.device)))
-            self.index.insert(new, torch.arange(start, start + new.numel(), device=self.device))
-            slots = self.index.lookup(cells.chunks)
+            slots[missing] = taken = torch.arange(start, start + new.numel(), device=self.device)
+            self.index.insert(new, taken)
         flat = slots.index_select(0, cells.chunk_of) * self.CHUNK ** 3 + cells.loc
         self.chunks.view(-1)[flat] = True
 
